@@ -1,0 +1,61 @@
+# The two commands of the README:
+#   make run    web + scheduler worker on SQLite (demo mode against the simulator without a key)
+#   make test   the whole suite: SQLite, then PostgreSQL + Redis, browser tests included
+# Every install step lives here, so a fresh machine needs nothing done by hand.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/creditmon
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test test-sqlite test-scaleout setup lint bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "Installing Debian's chromium for the browser tests..."; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: setup
+	$(PY) manage.py runapp --port $(PORT)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
+	STATICFILES_BACKEND=whitenoise.storage.CompressedManifestStaticFilesStorage \
+	  $(PY) manage.py collectstatic --noinput -v0 && echo "collectstatic: ok"
+	DJANGO_DEBUG=false DJANGO_SECRET_KEY=check-deploy-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+	  DJANGO_ALLOWED_HOSTS=creditmon.example.com DJANGO_SECURE_SSL_REDIRECT=true DJANGO_HSTS_SECONDS=31536000 \
+	  $(PY) manage.py check --deploy --fail-level WARNING
+
+test-sqlite: setup chromium
+	$(VENV)/bin/pytest -q
+
+# The same suite on the scale-out engines. With CI=true a missing server fails the run.
+test-scaleout: setup chromium
+	@if $(PY) scripts/services_up.py "$(PG_URL)" "$(REDIS_TEST_URL)"; then \
+	  DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(VENV)/bin/pytest -q; \
+	elif [ "$$CI" = "true" ]; then echo "PostgreSQL or Redis unreachable: CI requires both"; exit 1; \
+	else echo "SKIPPED the PostgreSQL + Redis run: servers unreachable (see above)"; fi
+
+test: lint test-sqlite test-scaleout
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles .pytest_cache

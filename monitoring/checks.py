@@ -1,0 +1,36 @@
+"""Configuration mistakes surface as system checks with a hint, not as a traceback at 3 a.m."""
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+
+@register(Tags.security)
+def check_configuration(app_configs, **kwargs):
+    problems = []
+    if not settings.OPENROUTER_API_KEY and not settings.OPENROUTER_MANAGEMENT_KEY and not settings.CREDITMON_DEMO:
+        problems.append(
+            Warning(
+                "OPENROUTER_API_KEY not set: checks will fail.",
+                hint="Add OPENROUTER_API_KEY=sk-or-v1-... to .env (see .env.example), or run `make run` for the demo.",
+                id="monitoring.W001",
+            )
+        )
+    if settings.OPENROUTER_MIN_BALANCE >= settings.OPENROUTER_CREDIT_THRESHOLD:
+        problems.append(
+            Warning(
+                "OPENROUTER_MIN_BALANCE is not below OPENROUTER_CREDIT_THRESHOLD: no warning comes before critical.",
+                hint="Set the threshold above the minimum operating balance.",
+                id="monitoring.W002",
+            )
+        )
+    if settings.FORECAST_CRITICAL_DAYS > settings.FORECAST_WARNING_DAYS:
+        problems.append(
+            Warning(
+                "FORECAST_CRITICAL_DAYS is above FORECAST_WARNING_DAYS.",
+                hint="The critical horizon should be the shorter one (defaults 7 and 2).",
+                id="monitoring.W003",
+            )
+        )
+    if settings.CHECK_INTERVAL_MINUTES < 1:
+        problems.append(Warning("CHECK_INTERVAL_MINUTES must be at least 1.", id="monitoring.W004"))
+    return problems

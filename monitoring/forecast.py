@@ -1,0 +1,119 @@
+"""Burn rate and forecasts: pure functions over plain values, `now` passed in. No Django here.
+
+Spend is measured from changes in the key's cumulative `usage`, never from the balance, so a
+top-up (balance jumps up, usage does not) cannot distort it. A key reset (usage falls) is read
+the way Prometheus reads a counter reset: the new value is the spend since the reset.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta, tzinfo
+
+Sample = tuple[datetime, float]  # (when, cumulative usage in USD)
+
+SECONDS_PER_DAY = 86400.0
+
+
+def spend_between(previous: float, current: float) -> float:
+    """Spend between two cumulative usage readings; a drop means the counter was reset."""
+    return current - previous if current >= previous else current
+
+
+def clean_samples(samples: Iterable[Sample]) -> list[Sample]:
+    """Drop readings without usage and sort by time."""
+    return sorted((when, float(usage)) for when, usage in samples if usage is not None)
+
+
+def burn_rate_per_day(samples: Iterable[Sample], now: datetime, window_days: float = 7) -> float | None:
+    """Average daily spend over the window ending at `now`; None with fewer than two readings.
+
+    The spend between consecutive readings is summed and divided by the time those readings
+    span, so uneven spacing and gaps are handled without interpolation.
+    """
+    start = now - timedelta(days=window_days)
+    inside = [(when, usage) for when, usage in clean_samples(samples) if start <= when <= now]
+    if len(inside) < 2:
+        return None
+    span_days = (inside[-1][0] - inside[0][0]).total_seconds() / SECONDS_PER_DAY
+    if span_days <= 0:
+        return None
+    spent = sum(spend_between(a[1], b[1]) for a, b in zip(inside, inside[1:]))
+    return spent / span_days
+
+
+def days_until_exhaustion(remaining: float | None, burn_rate: float | None) -> float | None:
+    """Days until the balance reaches zero at the given rate; None when it cannot be said."""
+    if remaining is None or burn_rate is None:
+        return None
+    if remaining <= 0:
+        return 0.0
+    if burn_rate <= 0:
+        return None  # nothing is being spent: it never runs out at this rate
+    return remaining / burn_rate
+
+
+def exhaustion_date(now: datetime, days_left: float | None) -> datetime | None:
+    """When the balance runs out, or None."""
+    if days_left is None:
+        return None
+    return now + timedelta(days=days_left)
+
+
+def daily_spend(samples: Iterable[Sample], tz: tzinfo) -> dict[date, float]:
+    """Spend per calendar day in `tz`, each reading's spend counted on the day it was observed."""
+    ordered = clean_samples(samples)
+    totals: dict[date, float] = {}
+    for (_, before), (when, after) in zip(ordered, ordered[1:]):
+        day = when.astimezone(tz).date()
+        totals[day] = totals.get(day, 0.0) + spend_between(before, after)
+    return totals
+
+
+def spend_today(samples: Iterable[Sample], now: datetime, tz: tzinfo) -> float:
+    """Spend observed since local midnight of `now`."""
+    return daily_spend(samples, tz).get(now.astimezone(tz).date(), 0.0)
+
+
+def is_spike(today: float, average_per_day: float | None, factor: float, floor: float) -> bool:
+    """Today's spend far above the recent average (and above a floor, so cents never alarm)."""
+    if average_per_day is None or today < floor:
+        return False
+    return today > factor * max(average_per_day, 0.0)
+
+
+def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
+    """Start of this calendar month and of the next, in `tz`."""
+    local = now.astimezone(tz)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(local.year, local.month)[1]
+    return start, start + timedelta(days=days)
+
+
+def projected_month_spend(
+    month_to_date: float, burn_rate: float | None, now: datetime, tz: tzinfo
+) -> float | None:
+    """Spend so far this month plus the burn rate over the days left in it."""
+    if burn_rate is None:
+        return None
+    _, month_end = month_bounds(now, tz)
+    days_left = (month_end - now.astimezone(tz)).total_seconds() / SECONDS_PER_DAY
+    return month_to_date + max(burn_rate, 0.0) * days_left
+
+
+def topups(balances: Sequence[tuple[datetime, float]], min_amount: float = 0.01) -> list[tuple[datetime, float]]:
+    """Times the purchased total rose, and by how much (from a series of total_credits or limits)."""
+    found = []
+    for (_, before), (when, after) in zip(balances, balances[1:]):
+        if before is not None and after is not None and after - before >= min_amount:
+            found.append((when, after - before))
+    return found
+
+
+def forecast_line(now: datetime, remaining: float | None, burn_rate: float | None, max_days: float = 365):
+    """Two points, now and exhaustion (or the horizon), for drawing the forecast on a chart."""
+    if remaining is None or burn_rate is None or burn_rate <= 0:
+        return []
+    days = min(remaining / burn_rate if remaining > 0 else 0.0, max_days)
+    return [(now, remaining), (now + timedelta(days=days), max(remaining - burn_rate * days, 0.0))]

@@ -1,0 +1,5 @@
+"""Notification delivery through Apprise; every attempt is a Delivery row."""
+
+
+def deliver_pending(now):
+    return []

@@ -1,0 +1,22 @@
+from django.urls import path
+from django.views.generic import RedirectView
+
+from . import api, exports, views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="monitoring-health", permanent=False), name="monitoring-index"),
+    path("health/", views.health, name="monitoring-health"),
+    path("health/check-now/", views.check_now, name="monitoring-check-now"),
+    path("financial/", views.financial, name="monitoring-financial"),
+    path("alerts/", views.alerts, name="monitoring-alerts"),
+    path("alerts/<int:alert_id>/acknowledge/", views.alert_acknowledge, name="monitoring-alert-acknowledge"),
+    path("alerts/<int:alert_id>/snooze/", views.alert_snooze, name="monitoring-alert-snooze"),
+    path("alerts/send-test/", views.send_test, name="monitoring-send-test"),
+    path("export/credit-log.csv", exports.credit_log_csv, name="monitoring-export-credit-log"),
+    path("export/spend-by-model.csv", exports.spend_by_model_csv, name="monitoring-export-spend-by-model"),
+    path("export/spend-by-key.csv", exports.spend_by_key_csv, name="monitoring-export-spend-by-key"),
+    path("healthz", api.healthz, name="monitoring-healthz"),
+    path("metrics", api.metrics, name="monitoring-metrics"),
+    path("api/status/", api.status, name="monitoring-api-status"),
+    path("api/history/", api.history, name="monitoring-api-history"),
+]

@@ -1,0 +1,127 @@
+"""Shared fixtures: the simulated OpenRouter over real HTTP, a real SMTP sink, a real webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, Simulator
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # live_server serves unhashed names: no manifest in tests.
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """SQLite tests use a file (not :memory:) so a qcluster subprocess can share the test database."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def simulator_server():
+    sim = Simulator("steady").start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def sim(simulator_server, settings):
+    """The simulator reset to `management` figures (stable, no drift), and settings pointing at it."""
+    simulator_server.set_scenario("management")
+    simulator_server.set_failure(None)
+    simulator_server.requests.clear()
+    settings.OPENROUTER_BASE_URL = simulator_server.url
+    settings.OPENROUTER_API_KEY = PROD_KEY
+    settings.OPENROUTER_API_KEYS = ""
+    settings.OPENROUTER_MANAGEMENT_KEY = ""
+    settings.OPENROUTER_TIMEOUT = 2.0
+    settings.OPENROUTER_MAX_RETRIES = 1
+    settings.NOTIFY_URLS = ""
+    settings.HEARTBEAT_URL = ""
+    return simulator_server
+
+
+@pytest.fixture
+def keys():
+    return {"prod": PROD_KEY, "dev": DEV_KEY, "management": MANAGEMENT_KEY}
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        server = self.server
+        if server.fail:
+            self.send_response(500)
+            self.end_headers()
+            return
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = body.decode(errors="replace")
+        server.received.append({"path": self.path, "headers": dict(self.headers), "body": payload})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A real local HTTP server that records what it is sent; set `.fail = True` to answer 500."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.received = []
+    server.fail = False
+    server.url = f"127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real local SMTP server (aiosmtpd) collecting messages in `.messages`."""
+    import socket
+    from email import message_from_bytes
+
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(message_from_bytes(envelope.content))
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    handler = Handler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    controller.messages = handler.messages
+    controller.url = f"mailto://127.0.0.1:{port}?from=alerts@example.com&to=ops@example.org"
+    yield controller
+    controller.stop()
