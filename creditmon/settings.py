@@ -16,25 +16,30 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
 
+def env(name: str, default: str = "") -> str:
+    """A variable's value; an empty one (as copied from .env.example) counts as unset."""
+    return os.environ.get(name, "").strip() or default
+
+
 def envbool(name: str, default: str = "False") -> bool:
-    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+    return env(name, default).lower() in ("1", "true", "yes", "on")
 
 
 def envint(name: str, default: int) -> int:
-    return int(os.environ.get(name, "") or default)
+    return int(env(name) or default)
 
 
 def envfloat(name: str, default: float) -> float:
-    return float(os.environ.get(name, "") or default)
+    return float(env(name) or default)
 
 
 def envlist(name: str, default: str = "") -> list[str]:
-    return [item for item in os.environ.get(name, default).replace(",", " ").split() if item]
+    return [item for item in env(name, default).replace(",", " ").split() if item]
 
 
 # --- Django core -----------------------------------------------------------------------------
 DEBUG = envbool("DJANGO_DEBUG", "True")
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = env("DJANGO_SECRET_KEY") or "dev-only-insecure-secret-key-change-me-in-production-0123456789"
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "localhost 127.0.0.1 [::1]")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -88,7 +93,7 @@ TEMPLATES = [
 # process and a worker never see "database is locked": IMMEDIATE transactions, a busy timeout, WAL.
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
@@ -116,7 +121,7 @@ USE_I18N = False
 USE_TZ = True
 TIME_ZONE = "UTC"
 # Daily buckets and the dates shown on pages use this zone (OpenRouter's own buckets are UTC).
-CREDITMON_TIME_ZONE = os.environ.get("CREDITMON_TIME_ZONE", "UTC")
+CREDITMON_TIME_ZONE = env("CREDITMON_TIME_ZONE", "UTC")
 
 # --- Static files: whitenoise, compressed and hashed ----------------------------------------
 STATIC_URL = "static/"
@@ -129,7 +134,7 @@ STATICFILES_DIRS = [
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": os.environ.get(
+        "BACKEND": env(
             "STATICFILES_BACKEND", "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
     },
@@ -149,16 +154,16 @@ if envbool("DJANGO_BEHIND_PROXY", "False"):
 X_FRAME_OPTIONS = "DENY"
 
 # --- OpenRouter ------------------------------------------------------------------------------
-OPENROUTER_API_KEY = os.environ.get("OPENROUTER_API_KEY", "")
+OPENROUTER_API_KEY = env("OPENROUTER_API_KEY", "")
 # More inference keys watched directly, "name=key" separated by spaces or commas (e.g. dev and prod).
-OPENROUTER_API_KEYS = os.environ.get("OPENROUTER_API_KEYS", "")
-OPENROUTER_MANAGEMENT_KEY = os.environ.get("OPENROUTER_MANAGEMENT_KEY", "")
-OPENROUTER_BASE_URL = os.environ.get("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1").rstrip("/")
+OPENROUTER_API_KEYS = env("OPENROUTER_API_KEYS", "")
+OPENROUTER_MANAGEMENT_KEY = env("OPENROUTER_MANAGEMENT_KEY", "")
+OPENROUTER_BASE_URL = env("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1").rstrip("/")
 OPENROUTER_TIMEOUT = envfloat("OPENROUTER_TIMEOUT", 30.0)
 OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
-OPENROUTER_HTTP_REFERER = os.environ.get("OPENROUTER_HTTP_REFERER", "https://github.com/creditmon/creditmon")
-OPENROUTER_X_TITLE = os.environ.get("OPENROUTER_X_TITLE", "creditmon")
-OPENROUTER_TOPUP_URL = os.environ.get("OPENROUTER_TOPUP_URL", "https://openrouter.ai/settings/credits")
+OPENROUTER_HTTP_REFERER = env("OPENROUTER_HTTP_REFERER", "https://github.com/creditmon/creditmon")
+OPENROUTER_X_TITLE = env("OPENROUTER_X_TITLE", "creditmon")
+OPENROUTER_TOPUP_URL = env("OPENROUTER_TOPUP_URL", "https://openrouter.ai/settings/credits")
 OPENROUTER_KEYS_URL = "https://openrouter.ai/keys"
 
 # --- Thresholds and forecasting --------------------------------------------------------------
@@ -179,20 +184,20 @@ MONTHLY_BUDGET = envfloat("MONTHLY_BUDGET", 0.0)  # 0 = no budget
 # --- Monitoring loop -------------------------------------------------------------------------
 CHECK_INTERVAL_MINUTES = envint("CHECK_INTERVAL_MINUTES", 360)
 REMIND_INTERVAL_HOURS = envfloat("REMIND_INTERVAL_HOURS", 24)
-NOTIFY_URLS = os.environ.get("NOTIFY_URLS", "")
+NOTIFY_URLS = env("NOTIFY_URLS", "")
 NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 5)
-HEARTBEAT_URL = os.environ.get("HEARTBEAT_URL", "")
+HEARTBEAT_URL = env("HEARTBEAT_URL", "")
 RETENTION_DAYS = envint("RETENTION_DAYS", 0)  # 0 = keep every raw row
 
 # --- Machine access --------------------------------------------------------------------------
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
-API_TOKEN = os.environ.get("API_TOKEN", "")
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+API_TOKEN = env("API_TOKEN", "")
 
 # Demo mode: the built-in simulated OpenRouter stands in for the real one (set by `make run` without a key).
 CREDITMON_DEMO = envbool("CREDITMON_DEMO", "False")
 
 # --- django-q2 -------------------------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env("REDIS_URL", "")
 Q_CLUSTER = {
     "name": "creditmon",
     "workers": envint("Q_WORKERS", 4 if REDIS_URL else 1),
@@ -214,8 +219,8 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 # --- Logging: console plus a rotating file; API keys are scrubbed from every record ---------
-LOG_DIR = Path(os.environ.get("CREDITMON_LOG_DIR") or BASE_DIR / "logs")
-LOG_LEVEL = os.environ.get("CREDITMON_LOG_LEVEL", "INFO")
+LOG_DIR = Path(env("CREDITMON_LOG_DIR") or BASE_DIR / "logs")
+LOG_LEVEL = env("CREDITMON_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
