@@ -6,8 +6,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
+
+# Chart buckets: each page aggregates in the database to one row per bucket, never one per check.
+TRUNCATE = {"hour": TruncHour, "day": TruncDay, "week": TruncWeek}
 
 
 class Level(models.IntegerChoices):
@@ -76,6 +80,29 @@ class CreditLogQuerySet(models.QuerySet):
     def latest_for(self, key: ApiKey | None) -> CreditLog | None:
         return self.for_key(key).order_by("-timestamp", "-id").first()
 
+    def latest_by_key(self, keys: models.QuerySet) -> dict[int, CreditLog]:
+        """The newest row of this queryset for each of `keys`, by key id, in one query."""
+        newest = self.filter(key=OuterRef("pk")).order_by("-timestamp", "-id").values("id")[:1]
+        ids = keys.order_by().annotate(log_id=Subquery(newest)).values("log_id")
+        return {log.key_id: log for log in self.order_by().filter(id__in=ids)}
+
+    def buckets(self, kind: str, tz, by_key: bool = False) -> list[dict]:
+        """One dict per time bucket (hour/day/week in `tz`), oldest first: the bucket, the id of its
+        last row (rows are written in time order), its usage range and row count."""
+        group = ["key_id", "bucket"] if by_key else ["bucket"]
+        rows = (
+            self.order_by()
+            .annotate(bucket=TRUNCATE[kind]("timestamp", tzinfo=tz))
+            .values(*group)
+            .annotate(last_id=Max("id"), min_usage=Min("usage"), max_usage=Max("usage"), n=Count("id"))
+            .order_by(*group)
+        )
+        return list(rows)
+
+    def last_rows(self, buckets: list[dict]) -> dict[int, CreditLog]:
+        """The last row of each bucket from `buckets()`, by id (one query, a few hundred ids at most)."""
+        return self.model.objects.in_bulk([b["last_id"] for b in buckets])
+
 
 class CreditLog(models.Model):
     """One check of one key: the seed's columns plus what today's API needs. Failed checks too."""
@@ -135,6 +162,29 @@ class ActivityQuerySet(models.QuerySet):
     def between(self, start, end) -> ActivityQuerySet:
         return self.filter(date__gte=start, date__lte=end)
 
+    def account_wide(self) -> ActivityQuerySet:
+        """Rows summed over all keys (api_key_hash blank): the account's spend per model."""
+        return self.filter(api_key_hash="")
+
+    def per_key(self) -> ActivityQuerySet:
+        return self.exclude(api_key_hash="")
+
+    def totals_by(self, field: str, limit: int | None = None) -> list[dict]:
+        """Spend and requests per `field` ("model" or "api_key_hash"), biggest first."""
+        rows = self.order_by().values(field).annotate(spend=Sum("usage"), calls=Sum("requests"))
+        rows = rows.order_by("-spend", field)
+        return list(rows[:limit] if limit else rows)
+
+    def daily_by(self, field: str, values: list[str]) -> list[dict]:
+        """Daily spend for each of `values` of `field`, oldest first."""
+        rows = self.order_by().filter(**{f"{field}__in": values}).values("date", field).annotate(spend=Sum("usage"))
+        return list(rows.order_by("date", field))
+
+    def daily_totals(self) -> dict:
+        """Daily spend over all rows of this queryset, by date."""
+        rows = self.order_by().values("date").annotate(spend=Sum("usage")).order_by("date")
+        return {row["date"]: row["spend"] or 0.0 for row in rows}
+
 
 class Activity(models.Model):
     """One row of GET /activity: a UTC day's spend on one model endpoint, for one key (or all keys)."""
@@ -172,6 +222,15 @@ class Activity(models.Model):
 class AlertQuerySet(models.QuerySet):
     def open(self) -> AlertQuerySet:
         return self.filter(resolved_at__isnull=True)
+
+    def by_key(self) -> dict[int | None, list[Alert]]:
+        """These alerts grouped by key id (None: account-wide), worst first, in one query."""
+        grouped: dict[int | None, list[Alert]] = {}
+        for alert in self.select_related("key").order_by("-level", "-opened_at"):
+            grouped.setdefault(alert.key_id, []).append(alert)
+        for alerts in grouped.values():
+            alerts.sort(key=lambda a: SEVERITY[Level(a.level)], reverse=True)
+        return grouped
 
 
 class Alert(models.Model):
