@@ -1,0 +1,989 @@
+"""A simulated OpenRouter credit API: a real HTTP server, stdlib only.
+
+Serves the response shapes of the official SDK `openrouter` 1.3.84 (see shared reference
+openrouter-api.md §1-§4) for `/api/v1/key`, `/auth/key`, `/credits`, `/activity`, `/keys`,
+plus scripted failure modes, so the monitor, its tests and the demo never need the
+real service.  A control API under `/_sim/` lets another process steer it.
+
+No Django imports here on purpose: tests and the demo run it without a project.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+PROD_KEY = "sk-or-v1-sim-prod-key"  # inference key, "Production Key"
+DEV_KEY = "sk-or-v1-sim-dev-key"  # inference key, "Dev Key"
+MANAGEMENT_KEY = "sk-or-v1-sim-mgmt-key"  # management key
+
+FAILURES: dict[str, str] = {
+    "http401": "every /api/v1 request answers 401 User not found.",
+    "http402": "every /api/v1 request answers 402 insufficient credits",
+    "http403": "every /api/v1 request answers 403 forbidden",
+    "http429": "every /api/v1 request answers 429 with Retry-After: 1 and X-RateLimit-* headers",
+    "http500": "every /api/v1 request answers 500 Internal Server Error",
+    "http502": "every /api/v1 request answers 502 Bad Gateway",
+    "http503": "every /api/v1 request answers 503 with Retry-After: 1",
+    "slow": "every /api/v1 request sleeps `delay` seconds (default 5) before answering normally",
+    "slow-body": "headers with Content-Length, then the body drips one byte every 0.5 s",
+    "html": "200 text/html Cloudflare-like challenge page",
+    "malformed": "200 application/json with truncated, broken JSON",
+    "wrong-types": "200, data.usage is a string and data.limit is a list",
+    "nan": "200 JSON with a literal NaN for usage",
+    "huge": "200 JSON body of about 20 MB, streamed",
+    "empty": "200 with {}",
+}
+
+SCENARIOS: dict[str, str] = {
+    "steady": "PROD limit 100 usage 54.77 (45.23 left), DEV limit 20 usage 3.10; spend drifts (3.2 and 0.4 $/day)",
+    "low": "PROD limit 100 usage 95.50, 4.50 left; no drift",
+    "exhausted": "PROD limit 100 usage 100, 0 left; no drift",
+    "uncapped": "PROD has no limit (limit/limit_remaining/limit_reset null); the management key is rejected (401)",
+    "monthly": "PROD limit 50 reset monthly, usage 180 all-time, usage_monthly 12.5 -> 37.5 left",
+    "management": "steady figures with no drift; account 250.0 credits, 180.5 used -> balance 69.5",
+    "many-keys": "management scenario plus 150 keys key-000..key-149 (key-013 disabled, key-137 expired)",
+    "credits-zero-quirk": "steady figures, no drift; /credits with an inference key answers 200 0/0 instead of 403",
+    **{name: f"failure: {desc}" for name, desc in FAILURES.items()},
+}
+
+WORKSPACE_ID = "0df9e665-d932-5740-b2c7-b52af166bc11"
+CREATOR_USER_ID = "user_2simCreat0rUser0000000000"
+HISTORY_DAYS = 45  # activity history kept internally; the API serves only the last 30 completed days
+ACTIVITY_DAYS = 30
+PAGE_SIZE = 100
+
+# model, permaslug, provider, share of a key's daily spend, $ per request (for request counts)
+MODELS: list[tuple[str, str, str, float, float]] = [
+    ("openai/gpt-4.1", "openai/gpt-4.1-2025-04-14", "OpenAI", 0.40, 0.012),
+    ("anthropic/claude-sonnet-4", "anthropic/claude-4-sonnet-20250522", "Anthropic", 0.35, 0.018),
+    ("google/gemini-2.5-flash", "google/gemini-2.5-flash", "Google", 0.15, 0.0015),
+    ("meta-llama/llama-3.3-70b-instruct", "meta-llama/llama-3.3-70b-instruct", "DeepInfra", 0.10, 0.0008),
+]
+
+KEY_FIELDS = {
+    "usage",
+    "limit",
+    "limit_remaining",
+    "limit_reset",
+    "usage_daily",
+    "usage_weekly",
+    "usage_monthly",
+    "expires_at",
+    "disabled",
+    "name",
+    "label",
+    "spend_per_day",
+    # extras beyond the brief, handy for demos
+    "activity_per_day",
+    "include_byok_in_limit",
+    "byok_usage",
+    "byok_usage_daily",
+    "byok_usage_weekly",
+    "byok_usage_monthly",
+    "last_used_at",
+    "created_at",
+    "external_user",
+}
+_DRIFTING = ("usage", "usage_daily", "usage_weekly", "usage_monthly")
+# Setting any of these without limit_remaining drops an explicit limit_remaining override.
+_RECOMPUTE = {"usage", "usage_daily", "usage_weekly", "usage_monthly", "limit", "limit_reset"}
+
+
+def key_hash(token: str) -> str:
+    """OpenRouter's key ID: the SHA-256 hex of the key string."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def mask_token(token: str) -> str:
+    """OpenRouter's label style: first 12 characters, '...', last 3."""
+    return f"{token[:12]}...{token[-3:]}"
+
+
+def redact(value: str) -> str:
+    """Keep only the last 4 characters of a credential, so logs can never leak a key."""
+    scheme, _, cred = value.strip().partition(" ")
+    if not cred:
+        scheme, cred = "", scheme
+    prefix = f"{scheme} " if scheme else ""
+    return f"{prefix}<redacted:...{cred[-4:]}>"
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value: str) -> datetime:
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _money(x: float) -> float:
+    # OpenRouter reports sub-cent floats; rounding to 8 dp keeps 100 - 54.77 == 45.23 exact.
+    return round(x, 8)
+
+
+def _unit(*parts: object) -> float:
+    """Deterministic pseudo-random number in [0, 1) from the parts (stable across runs)."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _uuid_from(*parts: object) -> str:
+    h = hashlib.md5("|".join(str(p) for p in parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def next_reset(now: datetime, reset: str | None) -> datetime | None:
+    """Next UTC rollover of a limit window (days at midnight, weeks on Monday, months on the 1st)."""
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if reset == "daily":
+        return midnight + timedelta(days=1)
+    if reset == "weekly":
+        return midnight + timedelta(days=7 - now.weekday())
+    if reset == "monthly":
+        days = calendar.monthrange(now.year, now.month)[1]
+        return datetime(now.year, now.month, 1, tzinfo=UTC) + timedelta(days=days)
+    return None
+
+
+@dataclass
+class SimKey:
+    token: str
+    name: str
+    set_at: datetime  # when the stored figures were true; drift is counted from here
+    created_at: str
+    label: str | None = None  # None = masked token
+    limit: float | None = None
+    limit_reset: str | None = None
+    limit_remaining: float | None = None  # explicit override (see has_remaining_override)
+    has_remaining_override: bool = False
+    usage: float = 0.0
+    usage_daily: float = 0.0
+    usage_weekly: float = 0.0
+    usage_monthly: float = 0.0
+    byok_usage: float = 0.0
+    byok_usage_daily: float = 0.0
+    byok_usage_weekly: float = 0.0
+    byok_usage_monthly: float = 0.0
+    include_byok_in_limit: bool = False
+    spend_per_day: float = 0.0
+    activity_per_day: float | None = None  # history spend; None = spend_per_day
+    disabled: bool = False
+    expires_at: str | None = None
+    updated_at: str | None = None
+    last_used_at: str | None = None
+    external_user: str | None = None
+    is_management: bool = False
+
+    @property
+    def hash(self) -> str:
+        return key_hash(self.token)
+
+    def history_rate(self) -> float:
+        return self.spend_per_day if self.activity_per_day is None else self.activity_per_day
+
+
+@dataclass
+class Account:
+    total_credits: float
+    total_usage: float
+    set_at: datetime
+
+
+@dataclass
+class Failure:
+    name: str | None = None
+    count: int | None = None  # None = until cleared
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, message: str) -> _Reply:
+    return _Reply(status, {"error": {"code": status, "message": message}})
+
+
+class Simulator:
+    """A simulated OpenRouter; `start()` it in a thread, point OPENROUTER_BASE_URL at `url`."""
+
+    def __init__(
+        self,
+        scenario: str = "steady",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._now = now or (lambda: datetime.now(UTC))
+        self._lock = threading.RLock()
+        self._stop_event = threading.Event()
+        self.delay: float = 5.0  # seconds, failure "slow"
+        self.drip_interval: float = 0.5  # seconds per byte, failure "slow-body"
+        self.huge_bytes: int = 20 * 1024 * 1024  # failure "huge"
+        self.log_requests = False  # print one line per request (the command turns it on)
+        self.requests: list[dict] = []
+        self.keys: dict[str, SimKey] = {}
+        self.account = Account(0.0, 0.0, self.now())
+        self.failure = Failure()
+        self.scenario = ""
+        self.set_scenario(scenario)
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._server.sim = self  # type: ignore[attr-defined]
+        self._conns: set[socket.socket] = set()  # open client connections, cut on stop()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self._server.server_address[0]
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/api/v1"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="openrouter-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop_event.set()  # ends sleeps and drips in handler threads
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+        # Keep-alive connections would otherwise go on being served after stop(), so a test
+        # that stops the simulator to mean "OpenRouter is down" would still get answers.
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.serve_forever()
+        finally:
+            self._stop_event.set()
+            self._server.server_close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def now(self) -> datetime:
+        return self._now().astimezone(UTC)
+
+    # ---- state -----------------------------------------------------------------------------
+    def set_scenario(self, name: str) -> None:
+        """Reset keys, account and failure mode to the named scenario (the request log is kept)."""
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        with self._lock:
+            now = self.now()
+            self.scenario = name
+            self.failure = Failure()
+            self.keys = {}
+            drift = name == "steady"  # every other scenario keeps exact figures
+            self._add(
+                PROD_KEY,
+                "Production Key",
+                now,
+                limit=100.0,
+                usage=54.77,
+                usage_daily=1.6,
+                usage_weekly=11.2,
+                usage_monthly=44.8,
+                spend_per_day=3.2 if drift else 0.0,
+                activity_per_day=3.2,
+                created_days_ago=200,
+                last_used_at=iso(now - timedelta(minutes=3)),
+            )
+            self._add(
+                DEV_KEY,
+                "Dev Key",
+                now,
+                limit=20.0,
+                usage=3.10,
+                usage_daily=0.2,
+                usage_weekly=1.4,
+                usage_monthly=3.10,
+                spend_per_day=0.4 if drift else 0.0,
+                activity_per_day=0.4,
+                created_days_ago=120,
+                last_used_at=iso(now - timedelta(hours=2)),
+            )
+            self._add(
+                MANAGEMENT_KEY,
+                "Management Key",
+                now,
+                is_management=True,
+                created_days_ago=90,
+                last_used_at=iso(now - timedelta(minutes=10)),
+            )
+            self.account = Account(250.0, 180.5, now)
+            prod = self.keys[PROD_KEY]
+            if name == "low":
+                prod.usage = 95.50
+            elif name == "exhausted":
+                prod.usage = 100.0
+            elif name == "uncapped":
+                prod.limit = None
+                del self.keys[MANAGEMENT_KEY]
+            elif name == "monthly":
+                prod.limit, prod.limit_reset = 50.0, "monthly"
+                prod.usage, prod.usage_daily, prod.usage_weekly, prod.usage_monthly = 180.0, 0.0, 4.25, 12.5
+            elif name == "many-keys":
+                for i in range(150):
+                    self._add(
+                        f"sk-or-v1-sim-many-{i:03d}",
+                        f"key-{i:03d}",
+                        now,
+                        limit=10.0 if i % 3 == 0 else None,
+                        usage=round(0.37 * (i % 11), 2),
+                        disabled=i == 13,
+                        expires_at=iso(now - timedelta(days=2)) if i == 137 else None,
+                        created_days_ago=60 - i * 0.25,
+                        last_used_at=iso(now - timedelta(hours=i)) if i % 2 == 0 else None,
+                    )
+            elif name in FAILURES:
+                self.failure = Failure(name, None)
+
+    def _add(self, token: str, name: str, now: datetime, created_days_ago: float = 30, **fields: Any) -> None:
+        created = iso(now - timedelta(days=created_days_ago))
+        self.keys[token] = SimKey(token=token, name=name, set_at=now, created_at=created, updated_at=created, **fields)
+
+    def _materialize(self, now: datetime) -> None:
+        """Fold the drift so far into the stored figures, so edits start from what clients saw."""
+        self.account.total_usage = self._account_usage(now)
+        self.account.set_at = now
+        for k in self.keys.values():
+            grown = k.spend_per_day * max(0.0, (now - k.set_at).total_seconds()) / 86400
+            for f in _DRIFTING:
+                setattr(k, f, getattr(k, f) + grown)
+            if k.has_remaining_override and k.limit_remaining is not None:
+                k.limit_remaining = max(0.0, k.limit_remaining - grown)
+            k.set_at = now
+
+    def _account_usage(self, now: datetime) -> float:
+        seconds = max(0.0, (now - self.account.set_at).total_seconds())
+        return self.account.total_usage + sum(k.spend_per_day for k in self.keys.values()) * seconds / 86400
+
+    def set_key(self, token: str, **fields: Any) -> None:
+        """Change a key's stored figures (see KEY_FIELDS); explicit values stay exact unless spend_per_day > 0."""
+        unknown = set(fields) - KEY_FIELDS
+        if unknown:
+            raise ValueError(f"unknown key fields: {sorted(unknown)}")
+        with self._lock:
+            if token not in self.keys:
+                raise KeyError("unknown key")
+            now = self.now()
+            self._materialize(now)
+            k = self.keys[token]
+            for f, v in fields.items():
+                if f == "expires_at" and v is not None:
+                    v = iso(parse_iso(v))  # validate early: a bad string must not break /key later
+                if f in _DRIFTING or f in {
+                    "limit",
+                    "spend_per_day",
+                    "activity_per_day",
+                    "byok_usage",
+                    "byok_usage_daily",
+                    "byok_usage_weekly",
+                    "byok_usage_monthly",
+                }:
+                    v = None if v is None else float(v)
+                setattr(k, f, v)
+            if "limit_remaining" in fields:
+                # None clears the override: limit_remaining is computed again
+                k.has_remaining_override = fields["limit_remaining"] is not None
+            elif _RECOMPUTE & set(fields):
+                k.has_remaining_override = False
+            k.updated_at = iso(now)
+
+    def add_key(self, token: str, name: str, **fields: Any) -> None:
+        """Add an inference key (no limit, no usage unless given), created now."""
+        if set(fields) - KEY_FIELDS:
+            raise ValueError(f"unknown key fields: {sorted(set(fields) - KEY_FIELDS)}")
+        with self._lock:  # RLock: set_key below runs in the same critical section
+            if token in self.keys:
+                raise ValueError("key already exists")
+            now = self.now()
+            self._materialize(now)
+            self._add(token, name, now, created_days_ago=0)
+            try:
+                self.set_key(token, **fields)
+            except (ValueError, TypeError):
+                del self.keys[token]  # all or nothing
+                raise
+
+    def set_account(self, total_credits: float, total_usage: float) -> None:
+        with self._lock:
+            self._materialize(self.now())
+            self.account.total_credits = float(total_credits)
+            self.account.total_usage = float(total_usage)
+
+    def set_failure(self, name: str | None, count: int | None = None) -> None:
+        """Force a failure mode for the next `count` /api/v1 requests (None = until cleared)."""
+        if name is not None and name not in FAILURES:
+            raise ValueError(f"unknown failure {name!r}; known: {', '.join(FAILURES)}")
+        with self._lock:
+            self.failure = Failure(name, None if name is None else count)
+
+    def _take_failure(self) -> str | None:
+        with self._lock:
+            f = self.failure
+            if f.name is None:
+                return None
+            name = f.name
+            if f.count is not None:
+                f.count -= 1
+                if f.count <= 0:
+                    self.failure = Failure()
+            return name
+
+    # ---- computed views --------------------------------------------------------------------
+    def _figures(self, k: SimKey, now: datetime) -> dict[str, Any]:
+        grown = k.spend_per_day * max(0.0, (now - k.set_at).total_seconds()) / 86400
+        usage = {f: getattr(k, f) + grown for f in _DRIFTING}
+        window = {"daily": "usage_daily", "weekly": "usage_weekly", "monthly": "usage_monthly"}.get(
+            k.limit_reset or "", "usage"
+        )
+        spend = usage[window]
+        if k.include_byok_in_limit:
+            spend += getattr(k, "byok_" + window)
+        remaining: float | None
+        if k.limit is None:
+            remaining = None
+        elif k.has_remaining_override and k.limit_remaining is not None:
+            remaining = max(0.0, k.limit_remaining - grown)
+            spend = k.limit - remaining
+        else:
+            remaining = max(0.0, k.limit - spend)
+        return {
+            "limit": None if k.limit is None else _money(k.limit),
+            "limit_remaining": None if remaining is None else _money(remaining),
+            "limit_reset": k.limit_reset,
+            "include_byok_in_limit": k.include_byok_in_limit,
+            **{f: _money(v) for f, v in usage.items()},
+            "byok_usage": _money(k.byok_usage),
+            "byok_usage_daily": _money(k.byok_usage_daily),
+            "byok_usage_weekly": _money(k.byok_usage_weekly),
+            "byok_usage_monthly": _money(k.byok_usage_monthly),
+            "_spend": spend,
+        }
+
+    def _budget(self, k: SimKey, fig: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        if k.limit is None:
+            return None
+        resets = next_reset(now, k.limit_reset)
+        return {
+            "scope": "key_limit",
+            "budget_id": None,
+            "guardrail_id": None,
+            "include_byok": k.include_byok_in_limit,
+            "limit_usd": fig["limit"],
+            "spend_usd": _money(fig["_spend"]),
+            "remaining_usd": fig["limit_remaining"],
+            "reset_interval": k.limit_reset,
+            "resets_at": iso(resets) if resets else None,
+        }
+
+    def _last_used(self, k: SimKey, now: datetime) -> str | None:
+        # A key that is spending right now was just used.
+        return iso(now - timedelta(seconds=90)) if k.spend_per_day > 0 else k.last_used_at
+
+    def _key_data(self, k: SimKey, now: datetime) -> dict[str, Any]:
+        """The `/key` object: all 25 fields SDK 1.3.84 knows (§1.2)."""
+        fig = self._figures(k, now)
+        budget = self._budget(k, fig, now)
+        fig.pop("_spend")
+        used = 0 if k.is_management else int(_unit(k.hash, now.date()) * 40)
+        return {
+            "label": k.label or mask_token(k.token),
+            **fig,
+            "is_free_tier": False,
+            "is_management_key": k.is_management,
+            "is_provisioning_key": k.is_management,
+            "rate_limit": {"requests": -1, "interval": "10s", "note": "This field is deprecated and safe to ignore."},
+            "creator_user_id": CREATOR_USER_ID,
+            "organization_id": None,
+            "workspace_id": WORKSPACE_ID,
+            "expires_at": k.expires_at,
+            "allowed_data_regions": ["global"],
+            "free_model_daily_requests": {"limit": 1000, "remaining": 1000 - used, "used": used},
+            "budgets": [budget] if budget else [],
+            "effective_budget": budget,
+        }
+
+    def _list_item(self, k: SimKey, now: datetime) -> dict[str, Any]:
+        """A `/keys` item: every field of §3.2."""
+        fig = self._figures(k, now)
+        fig.pop("_spend")
+        return {
+            "hash": k.hash,
+            "name": k.name,
+            "label": k.label or mask_token(k.token),
+            "disabled": k.disabled,
+            **fig,
+            "created_at": k.created_at,
+            "updated_at": k.updated_at,
+            "expires_at": k.expires_at,
+            "creator_user_id": CREATOR_USER_ID,
+            "workspace_id": WORKSPACE_ID,
+            "last_used_at": self._last_used(k, now),
+            "external_user": k.external_user,
+        }
+
+    def _expired(self, k: SimKey, now: datetime) -> bool:
+        return k.expires_at is not None and parse_iso(k.expires_at) <= now
+
+    def activity_rows(self, k: SimKey, day: date) -> list[dict[str, Any]]:
+        """Deterministic per-model rows for one key and one UTC day (same inputs, same numbers)."""
+        rate = k.history_rate()
+        if rate <= 0:
+            return []
+        total = rate * (0.85 + 0.3 * _unit("day", k.hash, day))  # the day's spend, within 15% of the rate
+        picked = [m for m in MODELS if m[0] != MODELS[-1][0] or _unit("skip", k.hash, day) > 0.3]
+        weights = [m[3] * (0.6 + 0.8 * _unit(day, m[0], k.hash)) for m in picked]
+        rows = []
+        for (model, slug, provider, _, per_req), w in zip(picked, weights, strict=True):
+            usage = total * w / sum(weights)
+            requests = max(1, round(usage / per_req))
+            prompt = requests * (700 + int(800 * _unit("p", day, model, k.hash)))
+            rows.append(
+                {
+                    "date": day.isoformat(),
+                    "model": model,
+                    "model_permaslug": slug,
+                    "endpoint_id": _uuid_from("endpoint", model, provider),
+                    "provider_name": provider,
+                    "usage": _money(usage),
+                    "byok_usage_inference": 0.0,
+                    "requests": requests,
+                    "prompt_tokens": prompt,
+                    "completion_tokens": requests * (150 + int(300 * _unit("c", day, model, k.hash))),
+                    "reasoning_tokens": requests * 40 if provider in ("Anthropic", "Google") else 0,
+                    "cached_tokens": int(prompt * 0.3 * _unit("k", day, model, k.hash)),
+                }
+            )
+        return rows
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state for /_sim/state; tokens masked."""
+        with self._lock:
+            now = self.now()
+            keys = []
+            for k in self.keys.values():
+                item = self._list_item(k, now)
+                item.update(
+                    token=mask_token(k.token),
+                    is_management_key=k.is_management,
+                    spend_per_day=k.spend_per_day,
+                    activity_per_day=k.history_rate(),
+                    expired=self._expired(k, now),
+                )
+                keys.append(item)
+            usage = self._account_usage(now)
+            return {
+                "scenario": self.scenario,
+                "url": self.url,
+                "now": iso(now),
+                "failure": {"name": self.failure.name, "count": self.failure.count},
+                "delay": self.delay,
+                "account": {
+                    "total_credits": _money(self.account.total_credits),
+                    "total_usage": _money(usage),
+                    "balance": _money(self.account.total_credits - usage),
+                },
+                "keys": keys,
+            }
+
+    # ---- the API ---------------------------------------------------------------------------
+    def _api(self, path: str, query: dict[str, str], token: str | None) -> _Reply:
+        sub = path[len("/api/v1") :].rstrip("/") or "/"
+        with self._lock:
+            now = self.now()
+            if sub not in ("/key", "/auth/key", "/credits", "/activity", "/keys") and not sub.startswith("/keys/"):
+                return _error(404, f"Not Found: {path}")
+            if not token:
+                return _error(401, "Missing Authentication header")
+            k = self.keys.get(token)
+            if k is None:
+                return _error(401, "User not found.")
+            if k.disabled:
+                return _error(401, "API key is disabled")
+            if self._expired(k, now):
+                return _error(401, "API key has expired")
+            if sub in ("/key", "/auth/key"):
+                return _Reply(200, {"data": self._key_data(k, now)})
+            if sub == "/credits":
+                if k.is_management:
+                    usage = self._account_usage(now)
+                    return _Reply(
+                        200,
+                        {"data": {"total_credits": _money(self.account.total_credits), "total_usage": _money(usage)}},
+                    )
+                if self.scenario == "credits-zero-quirk":
+                    return _Reply(200, {"data": {"total_credits": 0, "total_usage": 0}})
+                return _error(403, "Only management keys can perform this operation")
+            if not k.is_management:
+                return _error(403, "Only management keys can perform this operation")
+            if sub == "/activity":
+                return self._activity(query, now)
+            if sub == "/keys":
+                return self._list_keys(query, now)
+            wanted = sub[len("/keys/") :]
+            for other in self.keys.values():
+                if other.hash == wanted and not other.is_management:
+                    return _Reply(200, {"data": self._list_item(other, now)})
+            return _error(404, "API key not found")
+
+    def _activity(self, query: dict[str, str], now: datetime) -> _Reply:
+        today = now.date()
+        days = [today - timedelta(days=n) for n in range(ACTIVITY_DAYS, 0, -1)]  # completed days only
+        if query.get("date"):
+            try:
+                wanted = date.fromisoformat(query["date"])
+            except ValueError:
+                return _error(400, "Invalid date format, expected YYYY-MM-DD")
+            if wanted not in days:
+                return _error(400, "Date must be within the last 30 (completed) UTC days")
+            days = [wanted]
+        keys = [k for k in self.keys.values() if not k.is_management]
+        if query.get("api_key_hash"):
+            keys = [k for k in keys if k.hash == query["api_key_hash"]]
+            if not keys:
+                return _error(404, "API key not found")
+        days = [d for d in days if (today - d).days <= HISTORY_DAYS]
+        merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for d in days:
+            for k in keys:
+                for row in self.activity_rows(k, d):
+                    slot = (row["date"], row["model"], row["endpoint_id"])
+                    if slot not in merged:
+                        merged[slot] = row
+                        continue
+                    acc = merged[slot]
+                    for f in ("usage", "byok_usage_inference"):
+                        acc[f] = _money(acc[f] + row[f])
+                    for f in ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens"):
+                        acc[f] += row[f]
+        rows = sorted(merged.values(), key=lambda r: (r["date"], r["model"]), reverse=True)
+        return _Reply(200, {"data": rows})
+
+    def _list_keys(self, query: dict[str, str], now: datetime) -> _Reply:
+        def flag(name: str) -> bool:
+            return query.get(name, "").lower() in ("true", "1", "yes")
+
+        try:
+            offset = int(query.get("offset") or 0)
+        except ValueError:
+            return _error(400, "offset must be an integer")
+        if offset < 0:
+            return _error(400, "offset must be >= 0")
+        keys = [
+            k
+            for k in self.keys.values()
+            if not k.is_management
+            and (flag("include_disabled") or not k.disabled)
+            and (flag("include_expired") or not self._expired(k, now))
+        ]
+        keys.sort(key=lambda k: (k.created_at, k.name), reverse=True)  # most recent first, like the docs
+        return _Reply(200, {"data": [self._list_item(k, now) for k in keys[offset : offset + PAGE_SIZE]]})
+
+    # ---- control API -----------------------------------------------------------------------
+    def _control(self, method: str, path: str, body: Any) -> _Reply:
+        try:
+            if method == "GET" and path == "/_sim/state":
+                return _Reply(200, self.state())
+            if method == "GET" and path == "/_sim/requests":
+                with self._lock:
+                    return _Reply(200, {"requests": copy.deepcopy(self.requests)})
+            if method == "DELETE" and path == "/_sim/requests":
+                with self._lock:
+                    self.requests.clear()
+                return _Reply(200, {"ok": True})
+            if method != "POST":
+                return _error(404, f"Not Found: {method} {path}")
+            if not isinstance(body, dict):
+                return _error(400, "body must be a JSON object")
+            if path == "/_sim/scenario":
+                self.set_scenario(str(body.get("name")))
+            elif path == "/_sim/key":
+                fields = dict(body)
+                token = fields.pop("token", None)
+                h = fields.pop("hash", None)
+                if token is None and h is not None:  # state shows hashes only, so accept them too
+                    token = next((k.token for k in self.keys.values() if k.hash == h), None)
+                if not isinstance(token, str):
+                    return _error(400, "token (or hash of a known key) required")
+                if token not in self.keys and "name" in fields:
+                    self.add_key(token, fields.pop("name"), **fields)
+                elif token not in self.keys:
+                    return _error(404, "unknown key; give a name to add it")
+                else:
+                    self.set_key(token, **fields)
+            elif path == "/_sim/account":
+                self.set_account(float(body["total_credits"]), float(body["total_usage"]))
+            elif path == "/_sim/failure":
+                if "delay" in body:
+                    self.delay = float(body["delay"])
+                if "name" in body:
+                    self.set_failure(body["name"], body.get("count"))
+            else:
+                return _error(404, f"Not Found: {path}")
+        except (ValueError, TypeError, KeyError) as exc:
+            return _error(400, f"bad request: {exc}")
+        return _Reply(200, self.state())
+
+    def _log(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], token: str | None) -> None:
+        safe = {k: (redact(v) if k.lower() in ("authorization", "x-api-key") else v) for k, v in headers.items()}
+        with self._lock:
+            self.requests.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "query": query,
+                    "headers": safe,
+                    "key_hash": key_hash(token) if token else None,
+                    "at": iso(self.now()),
+                }
+            )
+            if len(self.requests) > 5000:  # the demo may run for days
+                del self.requests[:-5000]
+        if self.log_requests:
+            print(f"[sim] {method} {path} {query or ''} {safe.get('Authorization', '')}", flush=True)
+
+
+_CLOUDFLARE_HTML = """<!DOCTYPE html>
+<html lang="en-US"><head><title>Just a moment...</title>
+<meta http-equiv="Content-Type" content="text/html; charset=UTF-8"></head>
+<body><div class="main-wrapper" role="main"><div class="main-content">
+<h1 class="zone-name-title h1">openrouter.ai</h1>
+<h2 class="h2" id="challenge-running">Checking if the site connection is secure</h2>
+<noscript>Enable JavaScript and cookies to continue</noscript>
+</div></div><div class="footer">Ray ID: <code>8f1a2b3c4d5e6f70</code> &bull;
+Performance &amp; security by Cloudflare</div>
+</body></html>
+"""
+
+_FAILURE_STATUS = {
+    "http401": (401, "User not found."),
+    "http402": (402, "Insufficient credits. Add more using https://openrouter.ai/settings/credits"),
+    "http403": (403, "Key limit exceeded: a budget for this key is exhausted"),
+    "http429": (429, "Rate limit exceeded: too many requests"),
+    "http500": (500, "Internal Server Error"),
+    "http502": (502, "Bad Gateway: upstream returned an invalid response"),
+    "http503": (503, "Service Unavailable: overloaded, try again shortly"),
+}
+
+
+def _mangle(data: Any, how: str) -> Any:
+    """wrong-types / nan: corrupt the money fields of a normal body."""
+    if isinstance(data, list):
+        return [_mangle(x, how) for x in data]
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for f in ("usage", "total_usage", "total_credits"):
+        if f in out:
+            out[f] = str(out[f]) if how == "wrong-types" else float("nan")
+    if how == "wrong-types" and "limit" in out:
+        out["limit"] = [out["limit"]]
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive like the real API; every reply has a Content-Length
+    server_version = "openrouter-sim/1.0"
+    sys_version = ""
+
+    @property
+    def sim(self) -> Simulator:
+        return self.server.sim  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # requests are logged in sim.requests instead
+
+    timeout = 120  # idle keep-alive connections are dropped after this many seconds
+
+    def handle(self) -> None:
+        sim = self.sim
+        with sim._lock:
+            sim._conns.add(self.connection)
+        # A client that hangs up (timeouts, early close) must never take the server down.
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError, OSError):
+            self.close_connection = True
+        finally:
+            with sim._lock:
+                sim._conns.discard(self.connection)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        if self.sim._stop_event.is_set():  # stopped: behave like a dead server
+            self.close_connection = True
+            return
+        try:
+            self._route(method)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+
+    def _token(self) -> str | None:
+        auth = self.headers.get("Authorization")
+        if not auth:
+            return None
+        scheme, _, cred = auth.strip().partition(" ")
+        return cred.strip() if scheme.lower() == "bearer" and cred.strip() else None
+
+    def _route(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if path.startswith("/_sim/"):
+            try:
+                body = json.loads(raw) if raw else {}
+            except ValueError:
+                self._send(_error(400, "body is not JSON"))
+                return
+            self._send(self.sim._control(method, path, body))
+            return
+        token = self._token()
+        self.sim._log(method, path, query, dict(self.headers.items()), token)
+        if not (path == "/api/v1" or path.startswith("/api/v1/")):
+            self._send(_error(404, f"Not Found: {path}"))
+            return
+        failure = self.sim._take_failure()
+        if method != "GET":
+            reply = _error(405, f"Method {method} not allowed here")
+        else:
+            reply = self.sim._api(path, query, token)
+        if failure is None:
+            self._send(reply)
+        else:
+            self._fail(failure, reply)
+
+    def _fail(self, name: str, reply: _Reply) -> None:
+        sim = self.sim
+        if name in _FAILURE_STATUS:
+            status, message = _FAILURE_STATUS[name]
+            err = _error(status, message)
+            if status == 429:
+                reset_ms = int((time.time() + 1) * 1000)
+                rl = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_ms)}
+                err.body["error"]["metadata"] = {"headers": rl}
+                err.headers = {"Retry-After": "1", **rl}
+            elif status == 503:
+                err.headers = {"Retry-After": "1"}
+            self._send(err)
+            return
+        if reply.status != 200 and name in ("wrong-types", "nan", "huge"):
+            # These modes promise a 200; when the request itself was not OK, corrupt the PROD key view.
+            with sim._lock:
+                k = sim.keys.get(PROD_KEY) or next(iter(sim.keys.values()))
+                reply = _Reply(200, {"data": sim._key_data(k, sim.now())})
+        if name == "slow":
+            sim._stop_event.wait(sim.delay)
+            self._send(reply)
+        elif name == "slow-body":
+            self._send(reply, drip=sim.drip_interval)
+        elif name == "html":
+            cf = {"Server": "cloudflare", "CF-RAY": "8f1a2b3c4d5e6f70-AMS"}
+            self._raw(200, "text/html; charset=UTF-8", _CLOUDFLARE_HTML.encode(), cf)
+        elif name == "malformed":
+            self._raw(200, "application/json", b'{"data": {"label": "sk-or-v1-sim...key", "usage": 54.7')
+        elif name in ("wrong-types", "nan"):
+            body = dict(reply.body)
+            body["data"] = _mangle(body.get("data"), name)
+            self._send(_Reply(200, body))
+        elif name == "empty":
+            self._send(_Reply(200, {}))
+        elif name == "huge":
+            self._huge(reply.body)
+
+    def _send(self, reply: _Reply, drip: float | None = None) -> None:
+        raw = json.dumps(reply.body).encode()  # allow_nan: the "nan" mode relies on Python emitting NaN
+        self._raw(reply.status, "application/json", raw, reply.headers, drip)
+
+    def _raw(
+        self, status: int, ctype: str, raw: bytes, headers: dict[str, str] | None = None, drip: float | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if drip is None:
+            self.wfile.write(raw)
+            return
+        stop = self.sim._stop_event
+        for i in range(len(raw)):
+            if stop.is_set():
+                self.close_connection = True
+                return
+            self.wfile.write(raw[i : i + 1])
+            self.wfile.flush()
+            stop.wait(drip)
+
+    def _huge(self, body: Any) -> None:
+        """A valid ~20 MB JSON document: the normal body plus a giant padding array, streamed."""
+        head = json.dumps(body)[:-1].encode() + b', "padding": ['
+        item = b'"' + b"x" * 1022 + b'"'
+        n = max(1, self.sim.huge_bytes // (len(item) + 1))
+        tail = b"]}"
+        total = len(head) + n * len(item) + (n - 1) + len(tail)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(total))
+        self.end_headers()
+        self.wfile.write(head)
+        batch = b",".join([item] * 64)
+        written = 0
+        stop = self.sim._stop_event
+        while written < n:
+            if stop.is_set():
+                self.close_connection = True
+                return
+            m = min(64, n - written)
+            chunk = batch if m == 64 else b",".join([item] * m)
+            self.wfile.write((b"," if written else b"") + chunk)
+            written += m
+        self.wfile.write(tail)
