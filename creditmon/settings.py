@@ -158,6 +158,8 @@ OPENROUTER_API_KEY = env("OPENROUTER_API_KEY", "")
 # More inference keys watched directly, "name=key" separated by spaces or commas (e.g. dev and prod).
 OPENROUTER_API_KEYS = env("OPENROUTER_API_KEYS", "")
 OPENROUTER_MANAGEMENT_KEY = env("OPENROUTER_MANAGEMENT_KEY", "")
+# With the management key, also list (and log) disabled and expired keys found by GET /keys.
+OPENROUTER_LIST_DISABLED_KEYS = envbool("OPENROUTER_LIST_DISABLED_KEYS", "False")
 OPENROUTER_BASE_URL = env("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1").rstrip("/")
 OPENROUTER_TIMEOUT = envfloat("OPENROUTER_TIMEOUT", 30.0)
 OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
