@@ -1,0 +1,23 @@
+"""python manage.py sendtestnotification: prove every NOTIFY_URLS channel works."""
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError
+
+from monitoring import notify
+
+
+class Command(BaseCommand):
+    help = "Send a test notification to every channel in NOTIFY_URLS and report each result."
+
+    def handle(self, *args, **options):
+        if not notify.channels():
+            raise CommandError("NOTIFY_URLS is empty: add one or more Apprise URLs to .env (see .env.example).")
+        deliveries = notify.send_test(f"{getpass.getuser()} (sendtestnotification)")
+        for delivery in deliveries:
+            line = f"{delivery.status}: {delivery.channel}" + (f" ({delivery.error})" if delivery.error else "")
+            self.stdout.write(line)
+        failed = [d for d in deliveries if d.status != d.SENT]
+        if failed:
+            raise CommandError(f"{len(failed)} of {len(deliveries)} channels failed; see the errors above.")
+        self.stdout.write(self.style.SUCCESS(f"Sent to {len(deliveries)} channel(s)."))
