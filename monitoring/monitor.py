@@ -341,7 +341,11 @@ def monitor_credits(threshold: float | None = None, now: datetime | None = None)
 
 
 def run_monitor(now: datetime | None = None) -> list[KeyStatus]:
-    """The scheduled job: check and log every key, sync activity, evaluate alerts, notify."""
+    """The scheduled job: check and log every key, sync activity, evaluate alerts, notify.
+
+    OpenRouter and notification failures are logged and recorded, never raised: a failed check is a
+    row (and, repeated, an alert), a failed delivery is a row retried next run.
+    """
     from . import alerts, notify
 
     now = now or timezone.now()
@@ -353,8 +357,20 @@ def run_monitor(now: datetime | None = None) -> list[KeyStatus]:
             sync_activity(now)
         except OpenRouterError as exc:
             logger.error("Activity sync failed: %s", exc.message)
-    alerts.evaluate(statuses, now)
-    notify.deliver_pending(now)
+        except Exception:
+            logger.exception("Activity sync failed")
+    evaluation_error = None
+    try:
+        alerts.evaluate(statuses, now)
+    except Exception as exc:  # still deliver what is pending, then let the task show the failure
+        logger.exception("Alert evaluation failed")
+        evaluation_error = exc
+    try:
+        notify.deliver_pending(now)
+    except Exception:
+        logger.exception("Notification delivery failed")
+    if evaluation_error is not None:
+        raise evaluation_error
     return statuses
 
 
