@@ -1,0 +1,37 @@
+"""Export the credit log, or spend by model or by key, as CSV for a range of days."""
+
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from monitoring.api import requested_range
+from monitoring.exports import EXPORTS, write_csv
+
+
+class Command(BaseCommand):
+    help = "Write a CSV export (credit-log, spend-by-model, spend-by-key) to stdout or a file."
+
+    def add_arguments(self, parser):
+        parser.add_argument("export", choices=sorted(EXPORTS))
+        parser.add_argument("--days", type=float, default=30, help="the last N days (default 30)")
+        parser.add_argument("--start", help="first day, YYYY-MM-DD (instead of --days)")
+        parser.add_argument("--end", help="last day, YYYY-MM-DD (default today)")
+        parser.add_argument("--output", "-o", help="file to write (default: standard output)")
+
+    def handle(self, *args, export, days, start, end, output, **options):
+        params = {"start": start, "end": end} if start or end else {"days": str(days)}
+        try:
+            first, last = requested_range(params, timezone.now())
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if output:
+            try:
+                with open(output, "w", newline="", encoding="utf-8") as out:
+                    count = write_csv(EXPORTS[export](first, last), out)
+            except OSError as exc:
+                raise CommandError(f"cannot write {output}: {exc.strerror}") from None
+            span = timedelta(seconds=round((last - first).total_seconds()))
+            self.stderr.write(f"Wrote {count} rows to {output} ({export}, {span} ending {last:%Y-%m-%d %H:%M} UTC)")
+        else:
+            write_csv(EXPORTS[export](first, last), self.stdout)
