@@ -1,31 +1,155 @@
-"""The dashboard pages (function-based views building a ctx dict)."""
+"""The dashboard pages: function views building a ctx dict; the page data comes from dashboard.py."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import wraps
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from . import alerts as alert_rules
+from . import dashboard, monitor, notify
+from .models import Alert, AlertEvent, ApiKey, Level
+
+SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
+EVENTS_PER_PAGE = 25
 
 
+def in_reporting_zone(view):
+    """Render dates in CREDITMON_TIME_ZONE, the zone the daily buckets use."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        with timezone.override(dashboard.reporting_tz()):
+            return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@in_reporting_zone
 def health(request):
-    return HttpResponse("System Health (to be built)")
+    ctx = {"page": "health", **dashboard.health(timezone.now())}
+    return render(request, "monitoring/health.html", ctx)
 
 
+@require_POST
 def check_now(request):
-    return HttpResponse(status=501)
+    """The same check as `checkcredits`, then the alert rules; the result as messages."""
+    now = timezone.now()
+    statuses = monitor.check_all(now=now)
+    alert_rules.evaluate(statuses, now)
+    for status in statuses:
+        text = f"{status.name}: {status.message}"
+        if not status.log.ok:
+            messages.error(request, f"Check failed for {text}")
+        elif status.level == Level.OK:
+            remaining = "unknown" if status.remaining is None else f"${status.remaining:,.2f}"
+            messages.success(request, f"{text} ({remaining} remaining)")
+        else:
+            messages.warning(request, text)
+    return redirect("monitoring-health")
 
 
+@in_reporting_zone
 def financial(request):
-    return HttpResponse("Financial (to be built)")
+    keys = list(ApiKey.objects.only("id", "name", "label", "hash", "is_primary"))
+    key = keys[0] if keys else None
+    wanted = request.GET.get("key", "")
+    if wanted:
+        key = next((k for k in keys if str(k.pk) == wanted), None)
+        if key is None:
+            messages.warning(request, "That key is not being watched: showing the primary key instead.")
+            key = keys[0] if keys else None
+    range_name = request.GET.get("range", dashboard.DEFAULT_RANGE)
+    if range_name not in dashboard.RANGES:
+        range_name = dashboard.DEFAULT_RANGE
+    ctx = {
+        "page": "financial",
+        "keys": keys,
+        "key": key,
+        "range_name": range_name,
+        "ranges": [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("all", "All")],
+        **dashboard.financial(timezone.now(), key, range_name),
+    }
+    return render(request, "monitoring/financial.html", ctx)
 
 
+@in_reporting_zone
 def alerts(request):
-    return HttpResponse("Alerts (to be built)")
+    now = timezone.now()
+    keys = list(ApiKey.objects.all())
+    events = AlertEvent.objects.select_related("alert__key").prefetch_related("deliveries")
+    page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+    ctx = {
+        "page": "alerts",
+        "configured": dashboard.is_configured(),
+        "states": dashboard.key_states(keys, now, burn_for=0),
+        "open_alerts": list(Alert.objects.open().select_related("key").order_by("-level", "-opened_at")),
+        "thresholds": dashboard.thresholds(),
+        "events": page,
+        "snooze_choices": SNOOZE_CHOICES,
+        "channels": notify.channels(),
+        "now": now,
+    }
+    return render(request, "monitoring/alerts.html", ctx)
 
 
+@require_POST
 def alert_acknowledge(request, alert_id):
-    return HttpResponse(status=501)
+    alert = get_object_or_404(Alert, pk=alert_id)
+    try:
+        event = alert_rules.acknowledge(alert, request.user)
+    except ValueError as exc:
+        messages.warning(request, f"Nothing to acknowledge: {exc}")
+        return redirect("monitoring-alerts")
+    if event is None:
+        messages.info(request, f"Already acknowledged: {alert.message}")
+    else:
+        messages.success(request, f"Acknowledged: {alert.message}. No reminders until it resolves.")
+    return redirect("monitoring-alerts")
 
 
+@require_POST
 def alert_snooze(request, alert_id):
-    return HttpResponse(status=501)
+    alert = get_object_or_404(Alert, pk=alert_id)
+    hours = dict(SNOOZE_CHOICES)
+    try:
+        chosen = int(request.POST.get("hours", ""))
+    except ValueError:
+        chosen = None
+    if chosen not in hours:
+        messages.error(request, "Choose how long to snooze: 1 hour, 8 hours, 24 hours or 7 days.")
+        return redirect("monitoring-alerts")
+    until = timezone.now() + timedelta(hours=chosen)
+    try:
+        alert_rules.snooze(alert, until, request.user)
+    except ValueError as exc:
+        messages.warning(request, f"Nothing to snooze: {exc}")
+        return redirect("monitoring-alerts")
+    with timezone.override(dashboard.reporting_tz()):
+        when = timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z")
+    messages.success(request, f"Snoozed for {hours[chosen]} (until {when}): {alert.message}")
+    return redirect("monitoring-alerts")
 
 
+@require_POST
 def send_test(request):
-    return HttpResponse(status=501)
+    deliveries = notify.send_test(request.user)
+    if not deliveries:
+        messages.warning(
+            request, "No notification channels are configured: set NOTIFY_URLS (Apprise URLs) in .env and restart."
+        )
+        return redirect("monitoring-alerts")
+    failed = [d for d in deliveries if d.status != "sent"]
+    sent = len(deliveries) - len(failed)
+    if failed:
+        details = "; ".join(f"{d.channel}: {d.error or d.status}" for d in failed)
+        messages.error(request, f"Test notification: {sent} sent, {len(failed)} failed ({details}).")
+    else:
+        messages.success(request, f"Test notification sent to {sent} channel{'s' if sent != 1 else ''}.")
+    return redirect("monitoring-alerts")
+

@@ -1,0 +1,156 @@
+// Financial page charts. Data comes from the json_script block "financial-data"; no inline script (CSP).
+(function () {
+  "use strict";
+
+  // The key picker submits on change; its button stays for keyboard and no-script use.
+  var picker = document.getElementById("key-select");
+  if (picker) {
+    picker.addEventListener("change", function () { picker.form.submit(); });
+  }
+
+  var source = document.getElementById("financial-data");
+  if (!source || typeof Chart === "undefined") {
+    return;
+  }
+  var data = JSON.parse(source.textContent);
+  var money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+  var day = new Intl.DateTimeFormat("en-GB", { month: "short", day: "numeric", timeZone: data.tz || "UTC" });
+  var stamp = new Intl.DateTimeFormat("en-GB", {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: data.tz || "UTC",
+  });
+  var palette = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#64748b"];
+  var ink = "#1f2933";
+  var grid = "#e5e7eb";
+
+  Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+  Chart.defaults.color = ink;
+  Chart.defaults.maintainAspectRatio = false;
+  Chart.defaults.animation = false;
+
+  function moneyAxis(extra) {
+    var axis = { beginAtZero: true, grid: { color: grid }, ticks: { callback: function (v) { return money.format(v); } } };
+    return Object.assign(axis, extra || {});
+  }
+
+  function timeAxis() {
+    return {
+      type: "linear",
+      grid: { color: grid },
+      ticks: { maxTicksLimit: 8, callback: function (v) { return day.format(new Date(v)); } },
+    };
+  }
+
+  function pointLabel(ctx) {
+    var raw = ctx.raw || {};
+    var text = ctx.dataset.label + ": " + money.format(ctx.parsed.y);
+    if (raw.amount) {
+      text += " (top-up of " + money.format(raw.amount) + ")";
+    }
+    return text;
+  }
+
+  function timeTooltips() {
+    return {
+      callbacks: {
+        title: function (items) { return items.length ? stamp.format(new Date(items[0].parsed.x)) : ""; },
+        label: pointLabel,
+      },
+    };
+  }
+
+  function canvas(id) {
+    return document.getElementById(id);
+  }
+
+  // Daily spend bars for the selected key.
+  if (data.spend && canvas("spend-chart")) {
+    new Chart(canvas("spend-chart"), {
+      type: "bar",
+      data: {
+        labels: data.spend.labels,
+        datasets: [{ label: "Spend", data: data.spend.values, backgroundColor: palette[0], borderRadius: 3 }],
+      },
+      options: {
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: { label: function (c) { return money.format(c.parsed.y); } } },
+        },
+        scales: { x: { grid: { display: false } }, y: moneyAxis() },
+      },
+    });
+  }
+
+  // Remaining balance, the forecast to exhaustion (dashed) and top-ups (triangles).
+  if (data.balance && canvas("balance-chart")) {
+    new Chart(canvas("balance-chart"), {
+      type: "line",
+      data: {
+        datasets: [
+          {
+            label: "Remaining", data: data.balance.points, borderColor: palette[0], backgroundColor: "rgba(37,99,235,0.08)",
+            fill: true, pointRadius: 2, tension: 0.1,
+          },
+          {
+            label: "Forecast", data: data.balance.forecast, borderColor: "#b91c1c", borderDash: [6, 4], pointRadius: 3,
+            fill: false,
+          },
+          {
+            label: "Top-up", type: "scatter", data: data.balance.topups, pointStyle: "triangle", pointRadius: 8,
+            backgroundColor: palette[2], borderColor: "#065f46",
+          },
+        ],
+      },
+      options: {
+        parsing: true,
+        plugins: { tooltip: timeTooltips(), legend: { labels: { usePointStyle: true } } },
+        scales: { x: timeAxis(), y: moneyAxis() },
+      },
+    });
+  }
+
+  // Account balance with top-ups (rises of total_credits) marked.
+  if (data.account && canvas("account-chart")) {
+    var accountSets = [
+      {
+        label: "Account balance", data: data.account.points, borderColor: palette[3],
+        backgroundColor: "rgba(124,58,237,0.08)", fill: true, pointRadius: 2, tension: 0.1,
+      },
+      {
+        label: "Top-up", type: "scatter", data: data.account.topups, pointStyle: "triangle", pointRadius: 8,
+        backgroundColor: palette[2], borderColor: "#065f46",
+      },
+    ];
+    new Chart(canvas("account-chart"), {
+      type: "line",
+      data: { datasets: accountSets },
+      options: {
+        plugins: { tooltip: timeTooltips(), legend: { labels: { usePointStyle: true } } },
+        scales: { x: timeAxis(), y: moneyAxis() },
+      },
+    });
+  }
+
+  // Stacked daily bars by model and by key.
+  function stackedChart(id, chart) {
+    if (!chart || !canvas(id)) {
+      return;
+    }
+    var sets = chart.datasets.map(function (set, i) {
+      return { label: set.label, data: set.data, backgroundColor: palette[i % palette.length], stack: "spend" };
+    });
+    new Chart(canvas(id), {
+      type: "bar",
+      data: { labels: chart.labels, datasets: sets },
+      options: {
+        plugins: {
+          legend: { position: "bottom", labels: { boxWidth: 12 } },
+          tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + money.format(c.parsed.y); } } },
+        },
+        scales: { x: { stacked: true, grid: { display: false } }, y: moneyAxis({ stacked: true }) },
+      },
+    });
+  }
+  stackedChart("model-chart", data.models);
+  stackedChart("key-chart", data.keys);
+
+})();
