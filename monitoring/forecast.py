@@ -117,3 +117,23 @@ def forecast_line(now: datetime, remaining: float | None, burn_rate: float | Non
         return []
     days = min(remaining / burn_rate if remaining > 0 else 0.0, max_days)
     return [(now, remaining), (now + timedelta(days=days), max(remaining - burn_rate * days, 0.0))]
+
+
+def average_per_day(totals: dict[date, float], first: date, last: date) -> float | None:
+    """Average daily spend over the calendar days first..last (days missing from `totals` spent 0)."""
+    if last < first:
+        return None
+    days = (last - first).days + 1
+    return sum(amount for day, amount in totals.items() if first <= day <= last) / days
+
+
+def topup_missed(readings: Sequence[tuple[float, float]], threshold: float, checks: int = 3) -> bool:
+    """The last `checks` (balance, total_credits) readings, oldest first, sit below the threshold,
+    keep falling and show no purchase: an auto top-up that should have fired did not."""
+    last = list(readings)[-checks:]
+    if checks < 2 or len(last) < checks:
+        return False
+    below = all(balance < threshold for balance, _ in last)
+    falling = all(after < before for (before, _), (after, _) in zip(last, last[1:], strict=False))
+    flat = all(abs(after - before) < 0.005 for (_, before), (_, after) in zip(last, last[1:], strict=False))
+    return below and falling and flat
