@@ -1,0 +1,523 @@
+"""The dashboard pages through Django's test client: login, figures, empty and broken states, actions, query bounds."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+
+import pytest
+from django.utils import timezone
+
+from monitoring.models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Delivery, Level
+from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
+
+PAGES = ["/health/", "/financial/", "/alerts/"]
+POSTS = ["/health/check-now/", "/alerts/1/acknowledge/", "/alerts/1/snooze/", "/alerts/send-test/"]
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", password="correct horse battery staple")
+
+
+@pytest.fixture
+def logged_in(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def configured(settings):
+    """A key is configured (checks are not made in these tests unless they use `sim`)."""
+    settings.OPENROUTER_API_KEY = PROD_KEY
+    settings.OPENROUTER_API_KEYS = ""
+    settings.OPENROUTER_MANAGEMENT_KEY = ""
+    settings.CREDITMON_TIME_ZONE = "UTC"
+    settings.BURN_RATE_WINDOW_DAYS = 7
+    settings.MONTHLY_BUDGET = 0.0
+    return settings
+
+
+def make_key(name="Production Key", primary=True, limit=100.0) -> ApiKey:
+    return ApiKey.objects.create(
+        hash=f"hash-{name}", name=name, label="sk-or-v1-abc...123", is_primary=primary, credit_limit=limit
+    )
+
+
+def seed(key, count, *, step=timedelta(hours=6), usage=10.0, spend=0.5, limit=100.0, account=True, end=None):
+    """`count` successful checks ending now, `spend` dollars apart: a burn rate of spend * (1 day / step)."""
+    end = end or timezone.now()
+    rows = []
+    for i in range(count):
+        used = usage + spend * i
+        rows.append(
+            CreditLog(
+                timestamp=end - step * (count - 1 - i),
+                key=key,
+                label=key.label,
+                usage=used,
+                credit_limit=limit,
+                limit_remaining=None if limit is None else limit - used,
+                remaining=None if limit is None else limit - used,
+                account_credits=250.0 if account else None,
+                account_usage=150.0 + used if account else None,
+                account_balance=100.0 - used if account else None,
+            )
+        )
+    CreditLog.objects.bulk_create(rows, batch_size=2000)
+    return rows
+
+
+def chart_data(response) -> dict:
+    match = re.search(r'<script id="financial-data" type="application/json">(.*?)</script>', response.text, re.S)
+    assert match, "the Financial page hands its chart data over with json_script"
+    return json.loads(match.group(1))
+
+
+# --- login ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", PAGES)
+def test_it_requires_login_for_every_page(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", POSTS)
+def test_it_requires_login_for_every_action(client, url):
+    response = client.post(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_the_login_page_is_open_and_logs_in(client, user):
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    assert 'name="password"' in page.text
+    response = client.post("/accounts/login/", {"username": "alice", "password": "correct horse battery staple"})
+    assert response.status_code == 302
+    assert response["Location"] == "/health/"
+
+
+@pytest.mark.django_db
+def test_a_wrong_password_says_so(client, user):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert "did not match" in response.text
+
+
+@pytest.mark.django_db
+def test_the_root_redirects_to_system_health(logged_in):
+    response = logged_in.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/health/"
+
+
+# --- what the pages show ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_health_shows_the_seeded_figures(logged_in, configured):
+    key = make_key()
+    seed(key, 10)  # usage 10.0 .. 14.5, 0.5 every 6 hours: $2.00/day
+    page = logged_in.get("/health/")
+    assert page.status_code == 200
+    text = page.text
+    assert "$85.50" in text  # remaining 100 - 14.5
+    assert "$14.50 / $100.00 (14%)" in text  # usage against limit (the seed's 15% rounds from 14.5)
+    assert "$2.00/day" in text
+    assert "42.8 days" in text  # 85.5 / 2.0
+    assert "$85.50" in text and "badge-ok" in text
+    assert "succeeded" in text
+    assert "Last successful check:" in text
+
+
+@pytest.mark.django_db
+def test_health_shows_the_account_balance_and_the_warning_colour(logged_in, configured):
+    key = make_key()
+    seed(key, 4, usage=92.0)  # remaining 8.0 .. 6.5: below the $10 threshold
+    text = logged_in.get("/health/").text
+    assert 'class="card key-card level-warning"' in text
+    assert "Credits low: $6.50 remaining (threshold $10.00)" in text
+    assert "$250.00 bought" in text
+    assert ">WARNING<" in text
+
+
+@pytest.mark.django_db
+def test_financial_shows_burn_rates_side_by_side_and_the_forecast(logged_in, configured):
+    key = make_key()
+    seed(key, 10)
+    response = logged_in.get("/financial/")
+    assert response.status_code == 200
+    rates = re.findall(r'<dd data-window="(\d+)">([^<]+)', response.text)
+    assert rates == [("1", "$2.00/day"), ("7", "$2.00/day"), ("30", "$2.00/day")]
+    assert "42.8 days" in response.text
+    exhaustion = (timezone.now() + timedelta(days=42.75)).date().isoformat()
+    assert f"runs out around {exhaustion}" in response.text
+    data = chart_data(response)
+    assert sum(data["spend"]["values"]) == pytest.approx(4.5)
+    assert len(data["balance"]["points"]) == len(data["spend"]["labels"])
+    assert data["balance"]["points"][-1]["y"] == pytest.approx(85.5)
+    forecast = data["balance"]["forecast"]
+    assert [p["y"] for p in forecast] == [pytest.approx(85.5), pytest.approx(0.0)]
+
+
+@pytest.mark.django_db
+def test_financial_range_selector_limits_the_days(logged_in, configured):
+    key = make_key()
+    seed(key, 60, step=timedelta(days=1))
+    week = chart_data(logged_in.get("/financial/?range=7"))
+    month = chart_data(logged_in.get("/financial/?range=30"))
+    everything = chart_data(logged_in.get("/financial/?range=all"))
+    assert len(week["spend"]["labels"]) == 7
+    assert len(month["spend"]["labels"]) == 30
+    assert len(everything["spend"]["labels"]) == 60
+    assert week["spend"]["values"] == [0.5] * 7  # the first day's spend counts from the day before the range
+    fallback = logged_in.get("/financial/?range=999")
+    assert fallback.status_code == 200
+    assert len(chart_data(fallback)["spend"]["labels"]) == 30
+
+
+@pytest.mark.django_db
+def test_financial_uses_weekly_buckets_for_a_long_history(logged_in, configured):
+    key = make_key()
+    seed(key, 400, step=timedelta(days=1), spend=0.1)
+    data = chart_data(logged_in.get("/financial/?range=all"))
+    assert 57 <= len(data["spend"]["labels"]) <= 59
+    assert data["spend"]["labels"][0].startswith("week of ")
+
+
+@pytest.mark.django_db
+def test_financial_marks_top_ups_of_the_key_and_the_account(logged_in, configured):
+    key = make_key()
+    rows = seed(key, 10, step=timedelta(days=1))
+    # Day 6 the account bought $50 more and the key's cap was raised by $20.
+    for row in CreditLog.objects.filter(timestamp__gte=rows[6].timestamp):
+        row.account_credits = 300.0
+        row.account_balance += 50
+        row.credit_limit = 120.0
+        row.save()
+    response = logged_in.get("/financial/")
+    data = chart_data(response)
+    assert [p["amount"] for p in data["account"]["topups"]] == [50.0]
+    assert [p["amount"] for p in data["balance"]["topups"]] == [70.0]
+    assert "Top-up of $50.00" in response.text
+
+
+@pytest.mark.django_db
+def test_financial_shows_month_to_date_and_the_projection_against_the_budget(logged_in, configured):
+    configured.MONTHLY_BUDGET = 20.0
+    key = make_key()
+    seed(key, 120, step=timedelta(hours=1), spend=0.5)  # account usage grows $12/day
+    response = logged_in.get("/financial/")
+    ctx = response.context["account"]
+    assert ctx["burn_rate"] == pytest.approx(12.0)
+    assert ctx["projected"] > 20.0
+    assert ctx["over_budget"] is True
+    assert "projected over budget" in response.text
+    assert "$20.00" in response.text
+
+
+@pytest.mark.django_db
+def test_financial_shows_spend_by_model_and_by_key_from_activity(logged_in, configured):
+    prod = make_key()
+    dev = make_key("<b>Dev</b>", primary=False, limit=20.0)
+    seed(prod, 3)
+    today = timezone.now().date()
+    rows = []
+    for back in range(1, 6):
+        day = today - timedelta(days=back)
+        for model, spend in [("openai/gpt-4.1", 3.0), ("anthropic/claude-sonnet-4", 2.0), ("google/gemini", 0.5)]:
+            rows.append(Activity(date=day, api_key_hash="", model=model, endpoint_id=model, usage=spend))
+        rows.append(Activity(date=day, api_key_hash=prod.hash, model="openai/gpt-4.1", endpoint_id="e", usage=4.0))
+        rows.append(Activity(date=day, api_key_hash=dev.hash, model="openai/gpt-4.1", endpoint_id="e", usage=1.5))
+    Activity.objects.bulk_create(rows)
+    response = logged_in.get("/financial/")
+    data = chart_data(response)
+    assert [s["label"] for s in data["models"]["datasets"]] == [
+        "openai/gpt-4.1",
+        "anthropic/claude-sonnet-4",
+        "google/gemini",
+    ]
+    assert len(data["models"]["labels"]) == 5
+    assert data["models"]["datasets"][0]["data"] == [3.0] * 5
+    assert [s["label"] for s in data["keys"]["datasets"]] == ["Production Key", "<b>Dev</b>"]
+    drivers = response.context["breakdown"]["models"]
+    assert drivers[0]["name"] == "openai/gpt-4.1"
+    assert drivers[0]["spend"] == pytest.approx(15.0)
+    assert drivers[0]["share"] == pytest.approx(15.0 / 27.5 * 100)
+    assert "&lt;b&gt;Dev&lt;/b&gt;" in response.text
+    assert "<b>Dev</b>" not in response.text.replace('"<b>Dev</b>"', "")  # only inside the JSON string
+    assert 'href="/export/spend-by-model.csv?days=30"' in response.text
+
+
+@pytest.mark.django_db
+def test_financial_can_show_another_key(logged_in, configured):
+    make_key()
+    dev = make_key("Dev Key", primary=False, limit=20.0)
+    seed(dev, 5, usage=1.0, limit=20.0)
+    response = logged_in.get(f"/financial/?key={dev.pk}")
+    assert response.context["key"] == dev
+    assert "$17.00" in response.text  # 20 - (1 + 4 * 0.5)
+    unknown = logged_in.get("/financial/?key=99999", follow=True)
+    assert "not being watched" in unknown.text
+
+
+@pytest.mark.django_db
+def test_a_key_label_with_html_is_shown_escaped(logged_in, configured):
+    key = ApiKey.objects.create(hash="h1", name="<script>alert('x')</script>", is_primary=True)
+    seed(key, 3)
+    Alert.objects.create(key=key, condition=Alert.BALANCE, level=Level.WARNING, message="low for <i>you</i>")
+    for url in PAGES:
+        text = logged_in.get(url).text
+        assert "<script>alert(" not in text, url
+        assert "&lt;script&gt;alert(" in text or "\\u003Cscript\\u003E" in text, url
+
+
+@pytest.mark.django_db
+def test_the_api_key_never_appears_in_any_page(logged_in, sim, settings):
+    settings.OPENROUTER_MANAGEMENT_KEY = ""
+    logged_in.post("/health/check-now/")
+    logged_in.post("/health/check-now/")
+    pages = [logged_in.get(url).text for url in [*PAGES, "/financial/?range=all", "/accounts/login/"]]
+    for text in pages:
+        assert PROD_KEY not in text
+        assert MANAGEMENT_KEY not in text
+    assert "$45.23" in pages[0]
+
+
+# --- empty and broken states -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_without_a_key_every_page_says_how_to_configure_one(logged_in, settings):
+    settings.OPENROUTER_API_KEY = ""
+    settings.OPENROUTER_API_KEYS = ""
+    settings.OPENROUTER_MANAGEMENT_KEY = ""
+    for url in PAGES:
+        text = logged_in.get(url).text
+        assert "OPENROUTER_API_KEY not set" in text, url
+        assert ".env" in text
+
+
+@pytest.mark.django_db
+def test_no_data_yet_says_to_check_now(logged_in, configured):
+    health = logged_in.get("/health/").text
+    assert 'id="state-no-data"' in health
+    assert "No data yet" in health
+    financial = logged_in.get("/financial/").text
+    assert "No data yet" in financial
+    assert "The account balance is unknown" in financial
+    assert "No per-model activity" in financial
+    assert "No key has been checked yet" in logged_in.get("/alerts/").text
+
+
+@pytest.mark.django_db
+def test_one_entry_says_the_burn_rate_needs_two(logged_in, configured):
+    seed(make_key(), 1)
+    health = logged_in.get("/health/").text
+    assert "unknown (need 2+ entries)" in health
+    financial = logged_in.get("/financial/").text
+    assert "Burn rate unknown: need 2+ entries" in financial
+    assert financial.count("(need 2+ entries)") == 3  # 24 h, 7 days, 30 days
+    assert 'id="balance-chart"' in financial  # one point still draws
+
+
+@pytest.mark.django_db
+def test_a_failed_last_check_shows_the_error_and_what_to_do(logged_in, configured):
+    key = make_key()
+    seed(key, 3, end=timezone.now() - timedelta(hours=1))
+    CreditLog.objects.create(key=key, ok=False, error="OpenRouter API error (401): key invalid", http_status=401)
+    text = logged_in.get("/health/").text
+    assert "The last check failed" in text
+    assert "OpenRouter API error (401): key invalid" in text
+    assert "create a new one at https://openrouter.ai/keys" in text
+    assert ">failed<" in text
+    assert "$89.00" in text  # the last good figures stay on show
+    assert ">UNKNOWN<" in text
+
+
+@pytest.mark.django_db
+def test_an_uncapped_key_without_management_key_says_the_balance_is_unknown(logged_in, configured):
+    key = make_key(limit=None)
+    seed(key, 3, limit=None, account=False)
+    health = logged_in.get("/health/").text
+    assert "Balance unknown" in health
+    assert "OPENROUTER_MANAGEMENT_KEY" in health
+    financial = logged_in.get("/financial/").text
+    assert 'data-state="balance-unknown"' in financial
+    assert 'id="balance-chart"' not in financial
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_check_now_runs_the_check_and_reports_it(logged_in, sim):
+    response = logged_in.post("/health/check-now/", follow=True)
+    assert response.redirect_chain == [("/health/", 302)]
+    assert CreditLog.objects.count() == 1
+    log = CreditLog.objects.get()
+    assert log.ok and log.remaining == pytest.approx(45.23)
+    messages = [str(m) for m in response.context["messages"]]
+    assert messages == [f"{log.key.display_name}: Credits OK ($45.23 remaining)"]
+    assert "$45.23" in response.text
+
+
+@pytest.mark.django_db
+def test_check_now_reports_a_failure_and_records_it(logged_in, sim):
+    sim.set_failure("http401")
+    response = logged_in.post("/health/check-now/", follow=True)
+    log = CreditLog.objects.get()
+    assert not log.ok and log.http_status == 401
+    assert str(list(response.context["messages"])[0]).startswith("Check failed for")
+    assert "The last check failed" in response.text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", POSTS)
+def test_actions_refuse_get(logged_in, url):
+    assert logged_in.get(url).status_code == 405
+
+
+@pytest.fixture
+def open_alert():
+    key = make_key()
+    return Alert.objects.create(key=key, condition=Alert.BALANCE, level=Level.WARNING, message="Credits low: $6.50")
+
+
+@pytest.mark.django_db
+def test_an_alert_can_be_acknowledged(logged_in, configured, open_alert):
+    page = logged_in.get("/alerts/").text
+    assert f'action="/alerts/{open_alert.pk}/acknowledge/"' in page
+    response = logged_in.post(f"/alerts/{open_alert.pk}/acknowledge/", follow=True)
+    open_alert.refresh_from_db()
+    assert open_alert.acknowledged_at is not None
+    assert open_alert.acknowledged_by == "alice"
+    assert AlertEvent.objects.filter(alert=open_alert, kind=AlertEvent.ACKNOWLEDGED, user="alice").exists()
+    assert "Acknowledged: Credits low: $6.50" in [str(m) for m in response.context["messages"]][0]
+    assert "acknowledged by alice" in response.text
+
+
+@pytest.mark.django_db
+def test_an_alert_can_be_snoozed_for_a_chosen_time(logged_in, configured, open_alert):
+    before = timezone.now()
+    response = logged_in.post(f"/alerts/{open_alert.pk}/snooze/", {"hours": "8"}, follow=True)
+    open_alert.refresh_from_db()
+    assert before + timedelta(hours=8) <= open_alert.snoozed_until <= timezone.now() + timedelta(hours=8)
+    assert AlertEvent.objects.filter(alert=open_alert, kind=AlertEvent.SNOOZED).count() == 1
+    assert "Snoozed for 8 hours" in str(list(response.context["messages"])[0])
+
+
+@pytest.mark.django_db
+def test_a_bad_snooze_time_is_refused_with_a_message(logged_in, configured, open_alert):
+    response = logged_in.post(f"/alerts/{open_alert.pk}/snooze/", {"hours": "5"}, follow=True)
+    open_alert.refresh_from_db()
+    assert open_alert.snoozed_until is None
+    assert "Choose how long to snooze" in str(list(response.context["messages"])[0])
+
+
+@pytest.mark.django_db
+def test_a_resolved_alert_cannot_be_acknowledged(logged_in, configured, open_alert):
+    open_alert.resolved_at = timezone.now()
+    open_alert.save()
+    response = logged_in.post(f"/alerts/{open_alert.pk}/acknowledge/", follow=True)
+    open_alert.refresh_from_db()
+    assert open_alert.acknowledged_at is None
+    assert "already resolved" in str(list(response.context["messages"])[0])
+
+
+@pytest.mark.django_db
+def test_send_test_reaches_the_channel_and_shows_in_the_history(logged_in, configured, webhook_receiver):
+    configured.NOTIFY_URLS = f"json://{webhook_receiver.url}/hook"
+    response = logged_in.post("/alerts/send-test/", follow=True)
+    assert len(webhook_receiver.received) == 1
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.SENT
+    assert "Test notification sent to 1 channel" in str(list(response.context["messages"])[0])
+    assert "test notification" in response.text
+    assert delivery.channel in response.text
+
+
+@pytest.mark.django_db
+def test_a_failing_channel_shows_its_error(logged_in, configured, webhook_receiver):
+    configured.NOTIFY_URLS = f"json://{webhook_receiver.url}/hook"
+    webhook_receiver.fail = True
+    response = logged_in.post("/alerts/send-test/", follow=True)
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.FAILED
+    assert "1 failed" in str(list(response.context["messages"])[0])
+    assert ">failed<" in response.text
+
+
+@pytest.mark.django_db
+def test_send_test_without_channels_says_how_to_add_one(logged_in, configured):
+    configured.NOTIFY_URLS = ""
+    response = logged_in.post("/alerts/send-test/", follow=True)
+    assert "set NOTIFY_URLS" in str(list(response.context["messages"])[0])
+    assert not AlertEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_alerts_show_state_thresholds_and_paginated_history_newest_first(logged_in, configured, open_alert):
+    configured.OPENROUTER_CREDIT_THRESHOLD = 25.0
+    seed(open_alert.key, 2, usage=90.0)
+    now = timezone.now()
+    AlertEvent.objects.bulk_create(
+        AlertEvent(
+            alert=open_alert, created=now - timedelta(minutes=i), kind=AlertEvent.REMINDER, level=1, message=f"n{i:02d}"
+        )
+        for i in range(30)
+    )
+    first = logged_in.get("/alerts/")
+    text = first.text
+    assert "$25.00" in text
+    assert "Credits low: $9.50 remaining (threshold $25.00)" in text
+    messages = re.findall(r": </?\w*>?(n\d\d)", text) or re.findall(r"(n\d\d)</td>", text)
+    assert messages[:3] == ["n00", "n01", "n02"]
+    assert len(messages) == 25
+    second = logged_in.get("/alerts/?page=2").text
+    assert re.findall(r"(n\d\d)</td>", second) == [f"n{i}" for i in range(25, 30)]
+
+
+# --- bounded queries -----------------------------------------------------------------------------
+
+QUERY_BOUND = 25  # the busiest page (Financial, range "all") runs 24 whatever the history
+
+
+def seed_many(count):
+    prod = make_key()
+    dev = make_key("Dev Key", primary=False, limit=20.0)
+    step = timedelta(minutes=30)
+    seed(prod, count // 2, step=step, spend=0.001)
+    seed(dev, count // 2, step=step, spend=0.0005, limit=20.0, usage=1.0)
+    failed = CreditLog.objects.create(key=prod, ok=False, error="OpenRouter API error (502)", http_status=502)
+    alert = Alert.objects.create(key=prod, condition=Alert.FAILURES, level=Level.UNKNOWN, message="failing")
+    events = AlertEvent.objects.bulk_create(
+        AlertEvent(alert=alert, kind=AlertEvent.REMINDER, level=Level.UNKNOWN, message=f"e{i}")
+        for i in range(min(count, 500))
+    )
+    Delivery.objects.bulk_create(Delivery(event=e, channel="json://x", channel_id="x") for e in events)
+    start = date.today() - timedelta(days=min(count // 10, 400))
+    Activity.objects.bulk_create(
+        Activity(date=start + timedelta(days=d), api_key_hash=h, model=m, endpoint_id=m, usage=1.0)
+        for d in range(min(count // 10, 400))
+        for h in ("", prod.hash, dev.hash)
+        for m in ("a", "b", "c", "d", "e", "f", "g")
+    )
+    return failed
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rows", [10, 20_000])
+@pytest.mark.parametrize("url", [*PAGES, "/financial/?range=all", "/financial/?range=7", "/alerts/?page=2"])
+def test_each_page_runs_a_bounded_number_of_queries(logged_in, configured, django_assert_max_num_queries, rows, url):
+    seed_many(rows)
+    with django_assert_max_num_queries(QUERY_BOUND):
+        response = logged_in.get(url)
+    assert response.status_code == 200
