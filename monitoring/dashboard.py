@@ -496,4 +496,3 @@ def thresholds() -> list[tuple[str, str]]:
         ("Failures before UNKNOWN", str(settings.FAILURES_BEFORE_UNKNOWN)),
         ("Reminders while open", f"every {settings.REMIND_INTERVAL_HOURS:g} h"),
     ]
-

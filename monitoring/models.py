@@ -86,15 +86,15 @@ class CreditLogQuerySet(models.QuerySet):
         ids = keys.order_by().annotate(log_id=Subquery(newest)).values("log_id")
         return {log.key_id: log for log in self.order_by().filter(id__in=ids)}
 
-    def buckets(self, kind: str, tz, by_key: bool = False) -> list[dict]:
-        """One dict per time bucket (hour/day/week in `tz`), oldest first: the bucket, the id of its
-        last row (rows are written in time order), its usage range and row count."""
+    def buckets(self, kind: str, tz, by_key: bool = False, value: str = "usage") -> list[dict]:
+        """One dict per time bucket (hour/day/week in `tz`), oldest first: `bucket`, `last_id` (its last
+        row: rows are written in time order), `last_at`, `low`/`high` of `value` and the row count `n`."""
         group = ["key_id", "bucket"] if by_key else ["bucket"]
         rows = (
             self.order_by()
             .annotate(bucket=TRUNCATE[kind]("timestamp", tzinfo=tz))
             .values(*group)
-            .annotate(last_id=Max("id"), min_usage=Min("usage"), max_usage=Max("usage"), n=Count("id"))
+            .annotate(last_id=Max("id"), last_at=Max("timestamp"), low=Min(value), high=Max(value), n=Count("id"))
             .order_by(*group)
         )
         return list(rows)

@@ -152,4 +152,3 @@ def send_test(request):
     else:
         messages.success(request, f"Test notification sent to {sent} channel{'s' if sent != 1 else ''}.")
     return redirect("monitoring-alerts")
-
