@@ -316,6 +316,20 @@ def burn_rate_with_backfill(key: ApiKey | None, samples, now: datetime, window_d
     return activity_burn_rate(key, now, window_days)
 
 
+def backfill_forecasts(statuses, now: datetime) -> None:
+    """Fill the burn rate and days left of checks that had too few log entries, from the activity
+    just synced: run after sync_activity, so even the first run forecasts."""
+    window = settings.BURN_RATE_WINDOW_DAYS
+    for status in statuses:
+        if not status.log.ok or status.burn_rate is not None:
+            continue
+        rate = activity_burn_rate(status.key, now, window)
+        if rate is not None:
+            status.burn_rate = rate
+            status.days_left = forecast.days_until_exhaustion(status.remaining, rate)
+            status.exhaustion_date = forecast.exhaustion_date(now, status.days_left)
+
+
 # --- alert conditions --------------------------------------------------------------------------
 
 

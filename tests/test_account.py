@@ -15,6 +15,7 @@ from monitoring.account import (
     FINAL_AFTER_DAYS,
     LISTING_LABEL,
     activity_burn_rate,
+    backfill_forecasts,
     burn_rate_with_backfill,
     check_listed_keys,
     sync_activity,
@@ -183,6 +184,19 @@ def test_the_burn_rate_is_known_after_the_first_run(management, db, settings):
     assert activity_burn_rate(prod, now, window) == pytest.approx(expected)
     assert burn_rate_with_backfill(prod, samples, now, window) == pytest.approx(expected)
     assert 3.2 * 0.85 <= expected <= 3.2 * 1.15
+
+
+def test_the_first_run_forecasts_from_the_backfilled_activity(management, db):
+    now = timezone.now()
+    statuses, _ = run(now)
+    prod = next(s for s in statuses if s.key.hash == PROD)
+    assert prod.burn_rate is None  # checked before the activity was synced
+
+    backfill_forecasts(statuses, now)
+    rate = activity_burn_rate(prod.key, now, 7)
+    assert prod.burn_rate == pytest.approx(rate)
+    assert prod.days_left == pytest.approx(45.23 / rate)
+    assert prod.exhaustion_date == now + timedelta(days=prod.days_left)
 
 
 def test_the_log_based_burn_rate_wins_once_there_are_two_checks(management, db):
