@@ -250,6 +250,7 @@ def store_activity(rows: list[dict], target: str, now: datetime, today: date, sk
             day = date.fromisoformat(row["date"][:10])
         except ValueError:
             raise OpenRouterError("OpenRouter sent an unexpected response: an activity `date` is not a date") from None
+        row = {**row, "endpoint_id": row["endpoint_id"][:100], "provider_name": row["provider_name"][:100]}
         slot = (day, row["endpoint_id"], row["model"])
         if slot in merged:  # never two rows for one slot: one upsert per unique row
             for name in SUMMED_FIELDS:
