@@ -298,3 +298,22 @@ def test_syncactivity_reports_an_api_failure(management, db):
     management.set_failure("http403")
     with pytest.raises(CommandError, match=r"OpenRouter API error \(403\)"):
         call_command("syncactivity")
+
+
+def test_a_failed_sync_keeps_what_was_stored_and_catches_up_next_run(management, db):
+    from monitoring.openrouter import OpenRouterError
+
+    now = timezone.now()
+    run(now)
+    count = Activity.objects.count()
+    management.set_failure("http500")
+    with pytest.raises(OpenRouterError, match=r"\(500\)"):
+        sync_activity(now + timedelta(minutes=5))
+    assert Activity.objects.count() == count
+
+    management.set_failure(None)
+    management.requests.clear()
+    later = now + timedelta(minutes=10)
+    run(later)
+    assert Activity.objects.count() == count
+    assert Activity.objects.filter(api_key_hash="", fetched_at=later).exists()
