@@ -64,6 +64,12 @@ def error_hint(log: CreditLog) -> str:
     )
 
 
+def hint_unless_said(log: CreditLog) -> str:
+    """The hint, unless the error message already says the same (the client's messages often do)."""
+    hint = error_hint(log)
+    return "" if hint.split(":")[0].lower() in log.error.lower() else hint
+
+
 def ms(when: datetime) -> int:
     """Milliseconds since the epoch, the unit the charts' time axes use."""
     return int(when.timestamp() * 1000)
@@ -203,7 +209,7 @@ def health(now: datetime) -> dict:
         "more_keys": len(states) > MAX_CARDS,
         "overall_level": LEVEL_CSS[Level(worst_level(s.level for s in states))] if states else "unknown",
         "last_log": last_log,
-        "last_error_hint": error_hint(last_log) if last_log and not last_log.ok else "",
+        "last_error_hint": hint_unless_said(last_log) if last_log and not last_log.ok else "",
         "account_log": account_log,
         "account_alerts": list(unattached),
         "next_check": monitor.next_check_time(),

@@ -40,6 +40,23 @@
     };
   }
 
+  // Category axes carry ISO dates ("2026-11-05", or "week of 2026-11-02"): shown as "5 Nov".
+  function dayAxis(extra) {
+    var axis = {
+      grid: { display: false },
+      ticks: {
+        maxRotation: 0, autoSkip: true, maxTicksLimit: 10,
+        callback: function (value) {
+          var label = String(this.getLabelForValue(value));
+          var iso = label.replace("week of ", "");
+          var parsed = new Date(iso + "T12:00:00Z");
+          return isNaN(parsed) ? label : day.format(parsed);
+        },
+      },
+    };
+    return Object.assign(axis, extra || {});
+  }
+
   function pointLabel(ctx) {
     var raw = ctx.raw || {};
     var text = ctx.dataset.label + ": " + money.format(ctx.parsed.y);
@@ -73,9 +90,9 @@
       options: {
         plugins: {
           legend: { display: false },
-          tooltip: { callbacks: { label: function (c) { return money.format(c.parsed.y); } } },
+          tooltip: { callbacks: { label: function (c) { return "Spend: " + money.format(c.parsed.y); } } },
         },
-        scales: { x: { grid: { display: false } }, y: moneyAxis() },
+        scales: { x: dayAxis(), y: moneyAxis() },
       },
     });
   }
@@ -88,11 +105,11 @@
         datasets: [
           {
             label: "Remaining", data: data.balance.points, borderColor: palette[0], backgroundColor: "rgba(37,99,235,0.08)",
-            fill: true, pointRadius: 2, tension: 0.1,
+            fill: true, pointRadius: 2, tension: 0.1, pointBackgroundColor: palette[0],
           },
           {
             label: "Forecast", data: data.balance.forecast, borderColor: "#b91c1c", borderDash: [6, 4], pointRadius: 3,
-            fill: false,
+            fill: false, pointBackgroundColor: "#b91c1c",
           },
           {
             label: "Top-up", type: "scatter", data: data.balance.topups, pointStyle: "triangle", pointRadius: 8,
@@ -114,6 +131,7 @@
       {
         label: "Account balance", data: data.account.points, borderColor: palette[3],
         backgroundColor: "rgba(124,58,237,0.08)", fill: true, pointRadius: 2, tension: 0.1,
+        pointBackgroundColor: palette[3],
       },
       {
         label: "Top-up", type: "scatter", data: data.account.topups, pointStyle: "triangle", pointRadius: 8,
@@ -146,7 +164,7 @@
           legend: { position: "bottom", labels: { boxWidth: 12 } },
           tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + money.format(c.parsed.y); } } },
         },
-        scales: { x: { stacked: true, grid: { display: false } }, y: moneyAxis({ stacked: true }) },
+        scales: { x: dayAxis({ stacked: true }), y: moneyAxis({ stacked: true }) },
       },
     });
   }

@@ -1,0 +1,82 @@
+"""Playwright against the system Chromium, a logged-in page on the live server, screenshots and console checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PASSWORD = "correct horse battery staple"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """The system Chromium: `playwright install` cannot download its own browser here."""
+    executable = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if not executable:
+        pytest.fail("No Chromium found: apt-get install -y chromium, or set CHROMIUM_PATH")
+    return {**browser_type_launch_args, "executable_path": executable, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1366, "height": 900}}
+
+
+@pytest.fixture
+def console_errors(page):
+    """Every console error and uncaught exception (a CSP violation is a console error)."""
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+@pytest.fixture
+def login(page, live_server, django_user_model, console_errors):
+    """Log in through the login form; returns a function that opens a path on the live server."""
+    django_user_model.objects.create_user("alice", password=PASSWORD)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/health/")
+
+    def visit(path: str):
+        page.goto(f"{live_server.url}{path}")
+        return page
+
+    return visit
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def points(page, canvas_id: str, dataset: int = 0) -> int:
+    """How many points the chart on that canvas drew in one dataset (fails if no chart was made)."""
+    return page.evaluate(
+        "([id, i]) => Chart.getChart(document.querySelector('#' + id)).data.datasets[i].data.length",
+        [canvas_id, dataset],
+    )
+
+
+def series(page, canvas_id: str) -> list[str]:
+    return page.evaluate(
+        "(id) => Chart.getChart(document.querySelector('#' + id)).data.datasets.map(d => d.label)", canvas_id
+    )
