@@ -28,12 +28,15 @@ def quiet(settings):
     return settings
 
 
+MODELS = [("openai/gpt-4.1", 3.0), ("anthropic/claude-sonnet-4", 2.5), ("google/gemini-2.5-flash", 1.0)]
+
+
 def seed_activity(keys, days=10):
     today = timezone.now().date()
     rows = []
     for back in range(1, days + 1):
         day = today - timedelta(days=back)
-        for model, spend in [("openai/gpt-4.1", 3.0), ("anthropic/claude-sonnet-4", 2.5), ("google/gemini-2.5-flash", 1.0)]:
+        for model, spend in MODELS:
             rows.append(Activity(date=day, api_key_hash="", model=model, endpoint_id=model, usage=spend))
         for key, spend in keys:
             rows.append(Activity(date=day, api_key_hash=key.hash, model="openai/gpt-4.1", endpoint_id="e", usage=spend))
