@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.db.models import Case, Count, F, Max, Min, Q, Sum, When, Window
+from django.db.models import Case, Count, F, Max, Min, Q, Subquery, Sum, When, Window
 from django.db.models.functions import Lag, Substr, Trunc
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -62,36 +62,57 @@ class KeyFigures:
 
 
 def burn_rates(key: ApiKey | None, now: datetime, windows: dict[str, float]) -> dict[str, float | None]:
-    """forecast.burn_rate_per_day for several windows in one aggregate query.
+    """forecast.burn_rate_per_day for several windows, from index look-ups only (no scan of the window).
 
-    Same definition (spend between consecutive readings, a drop read as a counter reset, divided
-    by the span of the readings inside the window), but summed by the database.
+    A key's `usage` is its all-time spend and only rises, so the spend over a window is the last
+    reading minus the first one inside it. If the last is below the first, the counter was reset:
+    then the exact definition (spend between consecutive readings, a drop read as a reset) is
+    summed by the database over the window's rows.
     """
-    longest = max(windows.values())
-    rows = (
-        CreditLog.objects.successful()
-        .for_key(key)
-        .filter(timestamp__gte=now - timedelta(days=longest), timestamp__lte=now, usage__isnull=False)
-    )
-    order = [F("timestamp").asc(), F("usage").asc(), F("id").asc()]  # forecast sorts by (time, usage)
-    rows = rows.annotate(
-        prev_usage=Window(Lag("usage"), order_by=order), prev_time=Window(Lag("timestamp"), order_by=order)
-    )
-    step = Case(When(usage__gte=F("prev_usage"), then=F("usage") - F("prev_usage")), default=F("usage"))
-    aggregates = {}
+    readings = CreditLog.objects.successful().for_key(key).filter(usage__isnull=False, timestamp__lte=now)
+    last = readings.order_by("-timestamp", "-id").values("timestamp", "usage")[:1]
+    firsts = {}
     for label, days in windows.items():
-        start = now - timedelta(days=days)
-        aggregates[f"spent_{label}"] = Sum(step, filter=Q(prev_time__gte=start))
-        aggregates[f"first_{label}"] = Min("timestamp", filter=Q(timestamp__gte=start))
-        aggregates[f"last_{label}"] = Max("timestamp", filter=Q(timestamp__gte=start))
-        aggregates[f"n_{label}"] = Count("id", filter=Q(timestamp__gte=start))
-    found = rows.aggregate(**aggregates)
+        first = readings.filter(timestamp__gte=now - timedelta(days=days)).order_by("timestamp", "id")
+        firsts[f"t_{label}"] = Subquery(first.values("timestamp")[:1])
+        firsts[f"u_{label}"] = Subquery(first.values("usage")[:1])
+    found = (
+        ApiKey.objects.annotate(t_last=Subquery(last.values("timestamp")), u_last=Subquery(last.values("usage")))
+        .annotate(**firsts)
+        .values("t_last", "u_last", *firsts)[:1]
+    )
+    row = next(iter(found), None)
     rates: dict[str, float | None] = {}
-    for label in windows:
-        first, last, count = found[f"first_{label}"], found[f"last_{label}"], found[f"n_{label}"]
-        span = (last - first).total_seconds() / forecast.SECONDS_PER_DAY if count >= 2 else 0
-        rates[label] = (found[f"spent_{label}"] or 0.0) / span if span > 0 else None
+    for label, days in windows.items():
+        if row is None or row[f"t_{label}"] is None or row["t_last"] is None:
+            rates[label] = None
+            continue
+        span = (row["t_last"] - row[f"t_{label}"]).total_seconds() / forecast.SECONDS_PER_DAY
+        if span <= 0:
+            rates[label] = None
+        elif row["u_last"] >= row[f"u_{label}"]:
+            rates[label] = (row["u_last"] - row[f"u_{label}"]) / span
+        else:
+            rates[label] = exact_burn_rate(readings, now, days)
     return rates
+
+
+def exact_burn_rate(readings, now: datetime, days: float) -> float | None:
+    """The forecast definition summed by the database (a window function), for windows with a reset."""
+    start = now - timedelta(days=days)
+    order = [F("timestamp").asc(), F("usage").asc(), F("id").asc()]  # forecast sorts by (time, usage)
+    rows = readings.filter(timestamp__gte=start).annotate(prev_usage=Window(Lag("usage"), order_by=order))
+    step = Case(When(usage__gte=F("prev_usage"), then=F("usage") - F("prev_usage")), default=F("usage"))
+    found = rows.aggregate(
+        spent=Sum(step, filter=Q(prev_usage__isnull=False)),
+        first=Min("timestamp"),
+        last=Max("timestamp"),
+        n=Count("id"),
+    )
+    if found["n"] < 2:
+        return None
+    span = (found["last"] - found["first"]).total_seconds() / forecast.SECONDS_PER_DAY
+    return (found["spent"] or 0.0) / span if span > 0 else None
 
 
 def watched(now: datetime) -> list[ApiKey | None]:

@@ -156,3 +156,17 @@ def test_it_reads_what_a_real_check_logged_and_never_shows_the_key(db, sim, clie
 def test_it_needs_a_few_queries_per_key_whatever_the_history(seeded, client, django_assert_max_num_queries):
     with django_assert_max_num_queries(16):  # 2 per scrape + 4 per key + sessions
         assert scrape(client).status_code == 200
+
+
+def test_a_usage_reset_inside_the_window_is_read_as_the_forecast_reads_it(seeded, client):
+    key = ApiKey.objects.create(hash="c" * 64, name="Reset Key")
+    now = timezone.now()
+    readings = [(5, 10.0), (4, 20.0), (3, 30.0), (2, 2.0), (1, 5.0)]  # the counter was reset 2 hours ago
+    CreditLog.objects.bulk_create(
+        [CreditLog(key=key, timestamp=now - timedelta(hours=h), usage=u, remaining=50.0) for h, u in readings]
+    )
+    found = samples(scrape(client))
+    got = found[("creditmon_burn_rate_usd_per_day", labels("Reset Key", "c" * 12, window="1d"))]
+    expected = forecast.burn_rate_per_day(CreditLog.objects.usage_samples(key, now - timedelta(days=2)), now, 1)
+    assert got == pytest.approx(expected)
+    assert got == pytest.approx(25 / 4 * 24)
