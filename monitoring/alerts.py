@@ -268,7 +268,8 @@ def sync(condition: Condition, now: datetime) -> AlertEvent | None:
 def remind(now: datetime, exclude: set | frozenset = frozenset()) -> list[AlertEvent]:
     """A reminder for each open, unsilenced alert not notified for REMIND_INTERVAL_HOURS."""
     events = []
-    for alert in Alert.objects.select_for_update().open().exclude(pk__in=exclude).select_related("key"):
+    # No select_related: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
+    for alert in Alert.objects.select_for_update().open().exclude(pk__in=exclude):
         if alert.reminder_due(now):
             events.append(record(alert, AlertEvent.REMINDER, alert.message, now))
     return events
@@ -307,6 +308,9 @@ def record(
 
 
 # --- people acting on alerts ----------------------------------------------------------------
+
+# Snooze lengths offered on the Alerts page: (hours, label).
+SNOOZE_CHOICES = [(1, "1 hour"), (4, "4 hours"), (24, "1 day"), (72, "3 days"), (168, "1 week")]
 
 
 def _username(user) -> str:

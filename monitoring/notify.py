@@ -101,6 +101,18 @@ def channels() -> list[Channel]:
     return parse_urls(settings.NOTIFY_URLS)
 
 
+def channel_summaries() -> list[dict]:
+    """For the pages: each channel masked, the levels it receives, a problem if any, and its latest delivery."""
+    found = channels()
+    latest: dict[str, Delivery] = {}
+    for delivery in Delivery.objects.filter(channel_id__in=[c.id for c in found]).order_by("-created", "-id")[:500]:
+        latest.setdefault(delivery.channel_id, delivery)
+    return [
+        {"masked": c.masked, "id": c.id, "levels": c.levels, "error": c.error, "last_delivery": latest.get(c.id)}
+        for c in found
+    ]
+
+
 def mask_secrets(text: str, channel: Channel) -> str:
     """Hide the parts of the channel's URL that Apprise's privacy form hides, and any API key."""
     text = text.replace(channel.url, channel.masked)
