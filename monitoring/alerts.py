@@ -186,9 +186,9 @@ def conditions_for(statuses, now: datetime) -> list[Condition]:
     for status in statuses:
         conditions += key_conditions(status, now, open_alerts)
     if settings.OPENROUTER_MANAGEMENT_KEY:
-        from .account import account_conditions
-
         try:
+            from .account import account_conditions
+
             conditions += account_conditions(statuses, now)
         except Exception:  # one broken account-wide evaluator must not stop the balance alerts
             logger.exception("Account-wide alert evaluation failed")
