@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.db.models import Case, Count, F, Max, Min, Q, Subquery, Sum, When, Window
-from django.db.models.functions import Lag, Substr, Trunc
+from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Sum, When, Window
+from django.db.models.functions import Coalesce, Lag, Substr, Trunc
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -158,16 +158,102 @@ def figures_for(key: ApiKey | None, now: datetime, alerts: list[Alert]) -> KeyFi
     )
 
 
+def annotated_keys(now: datetime, windows: dict[str, float]):
+    """Watched keys with, per key, the ids of its latest check and success, the failures since, and
+    the first reading of each window and the last one: one query whatever the number of keys."""
+    logs = CreditLog.objects.filter(key=OuterRef("pk"))
+    newest = ("-timestamp", "-id")
+    readings = logs.successful().filter(usage__isnull=False, timestamp__lte=now)
+    annotations = {
+        "latest_id": Subquery(logs.order_by(*newest).values("id")[:1]),
+        "success_id": Subquery(logs.successful().order_by(*newest).values("id")[:1]),
+        "t_last": Subquery(readings.order_by(*newest).values("timestamp")[:1]),
+        "u_last": Subquery(readings.order_by(*newest).values("usage")[:1]),
+    }
+    for label, days in windows.items():
+        first = readings.filter(timestamp__gte=now - timedelta(days=days)).order_by("timestamp", "id")
+        annotations[f"t_{label}"] = Subquery(first.values("timestamp")[:1])
+        annotations[f"u_{label}"] = Subquery(first.values("usage")[:1])
+    success_time = logs.successful().order_by(*newest).values("timestamp")[:1]
+    failures = (
+        CreditLog.objects.failed()
+        .filter(key=OuterRef("pk"))
+        .filter(Q(timestamp__gt=Subquery(success_time)) | ~Exists(success_time))
+        .order_by()
+        .values("key")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    annotations["failures"] = Coalesce(Subquery(failures), 0)
+    return ApiKey.objects.filter(disabled=False).annotate(**annotations)
+
+
+def rates_from(row, now: datetime, windows: dict[str, float], key: ApiKey) -> dict[str, float | None]:
+    rates: dict[str, float | None] = {}
+    for label, days in windows.items():
+        first_time, first_usage = getattr(row, f"t_{label}"), getattr(row, f"u_{label}")
+        if first_time is None or row.t_last is None:
+            rates[label] = None
+            continue
+        span = (row.t_last - first_time).total_seconds() / forecast.SECONDS_PER_DAY
+        if span <= 0:
+            rates[label] = None
+        elif row.u_last >= first_usage:
+            rates[label] = (row.u_last - first_usage) / span
+        else:  # the counter was reset inside the window
+            readings = CreditLog.objects.successful().for_key(key).filter(usage__isnull=False, timestamp__lte=now)
+            rates[label] = exact_burn_rate(readings, now, days)
+    return rates
+
+
 def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
-    """Figures for every watched key, and the open alerts that belong to no key (budget, top-up)."""
+    """Figures for every watched key, and the open alerts that belong to no key (budget, top-up).
+
+    Three queries whatever the number of keys: open alerts, the annotated keys, their log rows.
+    """
+    from .monitor import threshold_level
+
     open_alerts = list(Alert.objects.open().order_by("id"))
     by_key: dict[int | None, list[Alert]] = {}
     for alert in open_alerts:
         by_key.setdefault(alert.key_id, []).append(alert)
-    keys = watched(now)
-    figures = [figures_for(key, now, by_key.get(key.pk if key else None, [])) for key in keys]
-    account_alerts = by_key.get(None, []) if None not in keys else []
-    return figures, account_alerts
+    window = settings.BURN_RATE_WINDOW_DAYS
+    windows = {**dict(WINDOWS), "configured": window}
+    keys = list(annotated_keys(now, windows))
+    if not keys:
+        if CreditLog.objects.filter(key__isnull=True).exists():
+            return [figures_for(None, now, by_key.get(None, []))], []
+        return [], by_key.get(None, [])
+    logs = CreditLog.objects.in_bulk([i for k in keys for i in (k.latest_id, k.success_id) if i is not None])
+    figures = []
+    for key in keys:
+        latest, success = logs.get(key.latest_id), logs.get(key.success_id)
+        rates = rates_from(key, now, windows, key)
+        configured = rates.pop("configured")
+        remaining = success.remaining if success else None
+        days_left = forecast.days_until_exhaustion(remaining, configured)
+        if latest is None:
+            level, message = Level.UNKNOWN, "No check yet"
+        elif not latest.ok:
+            level, message = Level.UNKNOWN, latest.error
+        else:
+            level, message = threshold_level(remaining)
+        figures.append(
+            KeyFigures(
+                key=key,
+                latest=latest,
+                last_success=success,
+                consecutive_failures=key.failures,
+                burn_rates=rates,
+                burn_rate=configured,
+                days_left=days_left,
+                exhaustion_date=forecast.exhaustion_date(now, days_left),
+                level=level,
+                message=message,
+                alerts=by_key.get(key.pk, []),
+            )
+        )
+    return figures, by_key.get(None, [])
 
 
 def latest_account_balance() -> CreditLog | None:
