@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Min
+from django.db.models import Min, Sum
 
 from . import account as account_sync
 from . import forecast, monitor
@@ -171,10 +171,36 @@ def hourly_samples(logs, since: datetime, value: str = "usage") -> list[tuple[da
     return [(row["last_at"], row["high"]) for row in rows]
 
 
-def key_burn_rate(key: ApiKey, now: datetime, days: float) -> tuple[float | None, int]:
-    samples = hourly_samples(CreditLog.objects.successful().for_key(key), now - timedelta(days=days))
-    # Stored /activity fills in while the log is still short (the burn rate is known from day one).
-    return account_sync.burn_rate_with_backfill(key, samples, now, days), len(samples)
+def activity_rates(key: ApiKey, now: datetime, windows: list[float]) -> dict[float, float | None]:
+    """Burn rates from the key's stored /activity (completed UTC days), as account.activity_burn_rate
+    computes them, for several windows in one query: the rate is known before the log has two entries."""
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=max(1, int(max(windows))))
+    totals = dict(
+        Activity.objects.filter(api_key_hash=key.hash, date__gte=first, date__lt=today)
+        .order_by()
+        .values_list("date")
+        .annotate(total=Sum("usage"))
+        .values_list("date", "total")
+    )
+    if not totals:
+        return dict.fromkeys(windows)
+    rates = {}
+    for days in windows:
+        start = today - timedelta(days=max(1, int(days)))
+        if key.created_at is not None:
+            start = max(start, key.created_at.astimezone(UTC).date())  # a new key has fewer days of spend
+        rates[days] = forecast.average_per_day(totals, start, today - timedelta(days=1))
+    return rates
+
+
+def burn_rates(key: ApiKey, samples, now: datetime, windows: list[float]) -> dict[float, float | None]:
+    """Burn rate per window from the logged checks, falling back to stored activity where they are too few."""
+    rates = {days: forecast.burn_rate_per_day(samples, now, days) for days in windows}
+    missing = [days for days, rate in rates.items() if rate is None]
+    if missing:
+        rates.update(activity_rates(key, now, missing))
+    return rates
 
 
 def key_states(keys, now: datetime, burn_for: int = MAX_CARDS) -> list[KeyState]:
@@ -184,12 +210,24 @@ def key_states(keys, now: datetime, burn_for: int = MAX_CARDS) -> list[KeyState]
     latest = CreditLog.objects.latest_by_key(ids)
     latest_ok = CreditLog.objects.successful().latest_by_key(ids)
     open_alerts = Alert.objects.open().filter(key__in=ids).by_key()
-    states = []
-    for index, key in enumerate(keys):
-        state = KeyState(key, latest.get(key.pk), latest_ok.get(key.pk), open_alerts.get(key.pk, []), now=now)
-        if index < burn_for and state.ok_log is not None:
-            state.burn_rate, state.samples = key_burn_rate(key, now, settings.BURN_RATE_WINDOW_DAYS)
-        states.append(state)
+    states = [KeyState(k, latest.get(k.pk), latest_ok.get(k.pk), open_alerts.get(k.pk, []), now=now) for k in keys]
+    with_burn = [s for s in states[:burn_for] if s.ok_log is not None]
+    if with_burn:
+        # One query for every card's hourly readings, then the stored activity only where they fall short.
+        days = settings.BURN_RATE_WINDOW_DAYS
+        rows = (
+            CreditLog.objects.successful()
+            .filter(key__in=[s.key for s in with_burn], usage__isnull=False)
+            .since(now - timedelta(days=days))
+            .buckets("hour", UTC, by_key=True)
+        )
+        samples = defaultdict(list)
+        for row in rows:
+            samples[row["key_id"]].append((row["last_at"], row["high"]))
+        for state in with_burn:
+            mine = samples[state.key.pk]
+            state.burn_rate = burn_rates(state.key, mine, now, [days])[days]
+            state.samples = len(mine)
     return states
 
 
@@ -305,11 +343,10 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
     month_start, _ = forecast.month_bounds(now, tz)
     since = min(now - timedelta(days=max(30, settings.BURN_RATE_WINDOW_DAYS)), month_start - timedelta(hours=1))
     samples = hourly_samples(logs, since)
-    rates = [
-        {"label": label, "days": d, "rate": account_sync.burn_rate_with_backfill(key, samples, now, d)}
-        for label, d in BURN_WINDOWS
-    ]
-    burn = account_sync.burn_rate_with_backfill(key, samples, now, settings.BURN_RATE_WINDOW_DAYS)
+    window = settings.BURN_RATE_WINDOW_DAYS
+    by_window = burn_rates(key, samples, now, sorted({d for _, d in BURN_WINDOWS} | {window}))
+    rates = [{"label": label, "days": d, "rate": by_window[d]} for label, d in BURN_WINDOWS]
+    burn = by_window[window]
     latest = logs.order_by("-timestamp", "-id").first()
     remaining = latest.remaining if latest else None
     days_left = forecast.days_until_exhaustion(remaining, burn)

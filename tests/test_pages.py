@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zoneinfo
 from datetime import date, timedelta
 
 import pytest
@@ -291,6 +292,47 @@ def test_the_api_key_never_appears_in_any_page(logged_in, sim, settings):
     assert "$45.23" in pages[0]
 
 
+@pytest.mark.django_db
+def test_many_keys_show_the_primary_first_then_a_table_of_all(logged_in, configured):
+    for i in range(9):
+        seed(make_key(f"key-{i:02d}", primary=False, limit=10.0), 2, usage=1.0, limit=10.0)
+    seed(make_key("Zed primary"), 2)
+    page = logged_in.get("/health/")
+    names = re.findall(r'<h2 id="key-\d+-name" class="key-name">([^<]+)</h2>', page.text)
+    assert names == ["Zed primary", "key-00", "key-01", "key-02", "key-03", "key-04"]
+    assert "All keys (10)" in page.text
+    assert page.text.count('<th scope="row"><a href="/financial/?key=') == 10
+
+
+@pytest.mark.django_db
+def test_dates_are_shown_in_the_reporting_time_zone(logged_in, configured):
+    configured.CREDITMON_TIME_ZONE = "America/New_York"
+    key = make_key()
+    seed(key, 2)
+    last = CreditLog.objects.latest("timestamp").timestamp
+    local = timezone.localtime(last, timezone=zoneinfo.ZoneInfo("America/New_York"))
+    text = logged_in.get("/health/").text
+    assert "Times shown in America/New_York" in text
+    assert local.strftime("%Y-%m-%d %H:%M") + " E" in text  # EST or EDT
+
+
+@pytest.mark.django_db
+def test_the_burn_rate_comes_from_stored_activity_before_the_log_has_two_entries(logged_in, configured):
+    key = make_key()
+    seed(key, 1)
+    today = timezone.now().date()
+    Activity.objects.bulk_create(
+        Activity(date=today - timedelta(days=back), api_key_hash=key.hash, model="m", endpoint_id="e", usage=4.0)
+        for back in range(1, 11)
+    )
+    response = logged_in.get("/financial/")
+    rates = re.findall(r'<dd data-window="(\d+)">([^<]+)', response.text)
+    assert rates == [("1", "$4.00/day"), ("7", "$4.00/day"), ("30", "$1.33/day")]
+    assert "22.5 days" in response.text  # 90 remaining / 4.0
+    assert "Burn rate unknown: need 2+ entries" not in response.text
+    assert "$4.00/day" in logged_in.get("/health/").text
+
+
 # --- empty and broken states -----------------------------------------------------------------------
 
 
@@ -521,3 +563,24 @@ def test_each_page_runs_a_bounded_number_of_queries(logged_in, configured, djang
     with django_assert_max_num_queries(QUERY_BOUND):
         response = logged_in.get(url)
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_health_and_alerts_with_150_keys_run_a_bounded_number_of_queries(
+    logged_in, configured, django_assert_max_num_queries
+):
+    keys = [make_key("primary")] + [make_key(f"key-{i:03d}", primary=False) for i in range(149)]
+    # One check each (so the burn rate falls back to stored activity, the most queries a card can cost).
+    CreditLog.objects.bulk_create(CreditLog(key=k, usage=1.0, credit_limit=10.0, remaining=9.0) for k in keys)
+    yesterday = timezone.now().date() - timedelta(days=1)
+    Activity.objects.bulk_create(
+        Activity(date=yesterday, api_key_hash=k.hash, model="m", endpoint_id="e", usage=0.5) for k in keys
+    )
+    Alert.objects.bulk_create(
+        Alert(key=k, condition=Alert.BALANCE, level=Level.WARNING, message=f"low {k.name}") for k in keys
+    )
+    for url in ["/health/", "/alerts/", "/financial/"]:
+        with django_assert_max_num_queries(QUERY_BOUND):
+            response = logged_in.get(url)
+        assert response.status_code == 200
+        assert "key-148" in response.text
