@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Sum, When, Window
-from django.db.models.functions import Coalesce, Lag, Substr, Trunc
+from django.db.models import Case, Count, F, Max, Min, OuterRef, Q, Subquery, Sum, When, Window
+from django.db.models.functions import Lag, Substr, Trunc
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -159,8 +159,8 @@ def figures_for(key: ApiKey | None, now: datetime, alerts: list[Alert]) -> KeyFi
 
 
 def annotated_keys(now: datetime, windows: dict[str, float]):
-    """Watched keys with, per key, the ids of its latest check and success, the failures since, and
-    the first reading of each window and the last one: one query whatever the number of keys."""
+    """Watched keys with, per key, the ids of its latest check and success, and the first reading of
+    each window and the last one: one query whatever the number of keys, each part an index look-up."""
     logs = CreditLog.objects.filter(key=OuterRef("pk"))
     newest = ("-timestamp", "-id")
     readings = logs.successful().filter(usage__isnull=False, timestamp__lte=now)
@@ -174,18 +174,13 @@ def annotated_keys(now: datetime, windows: dict[str, float]):
         first = readings.filter(timestamp__gte=now - timedelta(days=days)).order_by("timestamp", "id")
         annotations[f"t_{label}"] = Subquery(first.values("timestamp")[:1])
         annotations[f"u_{label}"] = Subquery(first.values("usage")[:1])
-    success_time = logs.successful().order_by(*newest).values("timestamp")[:1]
-    failures = (
-        CreditLog.objects.failed()
-        .filter(key=OuterRef("pk"))
-        .filter(Q(timestamp__gt=Subquery(success_time)) | ~Exists(success_time))
-        .order_by()
-        .values("key")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    annotations["failures"] = Coalesce(Subquery(failures), 0)
     return ApiKey.objects.filter(disabled=False).annotate(**annotations)
+
+
+def failures_since(key: ApiKey, success: CreditLog | None) -> int:
+    """Failed checks after the last success: asked only for a key whose latest check failed."""
+    failed = CreditLog.objects.failed().for_key(key)
+    return (failed.filter(timestamp__gt=success.timestamp) if success else failed).count()
 
 
 def rates_from(row, now: datetime, windows: dict[str, float], key: ApiKey) -> dict[str, float | None]:
@@ -243,7 +238,7 @@ def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
                 key=key,
                 latest=latest,
                 last_success=success,
-                consecutive_failures=key.failures,
+                consecutive_failures=failures_since(key, success) if latest and not latest.ok else 0,
                 burn_rates=rates,
                 burn_rate=configured,
                 days_left=days_left,
