@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -480,11 +480,45 @@ def spend_breakdown(start: datetime | None, tz: tzinfo) -> dict:
         if key_totals
         else None
     )
+    keys = drivers(key_totals, "api_key_hash", names)
+    if not key_totals:
+        keys, keys_chart = logged_spend_by_key(start, tz)
     return {
         "models": drivers(model_totals, "model", {}),
-        "keys": drivers(key_totals, "api_key_hash", names),
+        "keys": keys,
+        "keys_source": "activity" if key_totals else "checks",
         "chart": {"models": models_chart, "keys": keys_chart},
     }
+
+
+def logged_spend_by_key(start: datetime | None, tz: tzinfo) -> tuple[list[dict], dict | None]:
+    """Spend by key from the logged checks (keys given directly, no management key): one query."""
+    logs = CreditLog.objects.successful().filter(usage__isnull=False)
+    window = logs.since(start - timedelta(days=1)) if start else logs
+    per_key = defaultdict(list)
+    for row in window.buckets("day", tz, by_key=True):
+        per_key[row["key_id"]].append(row)
+    daily: dict[int, dict[date, float]] = {}
+    for key_id, rows in per_key.items():
+        spends = spend_per_bucket(rows)
+        daily[key_id] = {
+            row["bucket"].date(): spend
+            for row, spend in zip(rows, spends, strict=True)
+            if not start or row["bucket"] >= start
+        }
+    totals = sorted(((sum(d.values()), key_id) for key_id, d in daily.items()), reverse=True)
+    totals = [(spend, key_id) for spend, key_id in totals if spend > 0]
+    if not totals:
+        return [], None
+    names = {k.pk: k.display_name for k in ApiKey.objects.filter(pk__in=[key_id for _, key_id in totals[:10]])}
+    rows = [{"key": key_id, "spend": spend} for spend, key_id in totals[:10]]
+    flat = [{"date": day, "key": key_id, "spend": v} for key_id, d in daily.items() for day, v in d.items()]
+    by_day: dict[date, float] = defaultdict(float)
+    for item in flat:
+        by_day[item["date"]] += item["spend"]
+    top = [key_id for _, key_id in totals[:TOP_N]]
+    chart = stacked([f for f in flat if f["key"] in top], "key", top, by_day, names)
+    return drivers(rows, "key", names), chart
 
 
 def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:

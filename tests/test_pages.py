@@ -258,6 +258,20 @@ def test_financial_shows_spend_by_model_and_by_key_from_activity(logged_in, conf
 
 
 @pytest.mark.django_db
+def test_spend_by_key_comes_from_the_checks_without_activity(logged_in, configured):
+    prod = make_key()
+    dev = make_key("Dev Key", primary=False, limit=20.0)
+    seed(prod, 5, step=timedelta(days=1), spend=3.0)
+    seed(dev, 5, step=timedelta(days=1), spend=0.5, usage=1.0, limit=20.0)
+    response = logged_in.get("/financial/")
+    data = chart_data(response)
+    assert [s["label"] for s in data["keys"]["datasets"]] == ["Production Key", "Dev Key"]
+    assert len(data["keys"]["labels"]) == 5
+    assert [round(r["spend"], 2) for r in response.context["breakdown"]["keys"]] == [12.0, 2.0]
+    assert "From the logged checks" in response.text
+
+
+@pytest.mark.django_db
 def test_financial_can_show_another_key(logged_in, configured):
     make_key()
     dev = make_key("Dev Key", primary=False, limit=20.0)
