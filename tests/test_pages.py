@@ -380,7 +380,7 @@ def test_one_entry_says_the_burn_rate_needs_two(logged_in, configured):
     assert "unknown (need 2+ entries)" in health
     financial = logged_in.get("/financial/").text
     assert "Burn rate unknown: need 2+ entries" in financial
-    assert financial.count("(need 2+ entries)") == 3  # 24 h, 7 days, 30 days
+    assert financial.count('unknown <span class="tile-note">(need 2+ entries)') == 3  # 24 h, 7 days, 30 days
     assert 'id="balance-chart"' in financial  # one point still draws
 
 

@@ -32,9 +32,16 @@
     return Object.assign(axis, extra || {});
   }
 
-  function timeAxis() {
+  // A lone reading gets a week around it, instead of an axis stretched over months.
+  function timeAxis(points) {
+    var pad = {};
+    if (points && points.length === 1) {
+      pad = { min: points[0].x - 3 * 86400000, max: points[0].x + 3 * 86400000 };
+    }
     return {
       type: "linear",
+      min: pad.min,
+      max: pad.max,
       grid: { color: grid },
       ticks: { maxTicksLimit: 8, callback: function (v) { return day.format(new Date(v)); } },
     };
@@ -120,7 +127,7 @@
       options: {
         parsing: true,
         plugins: { tooltip: timeTooltips(), legend: { labels: { usePointStyle: true } } },
-        scales: { x: timeAxis(), y: moneyAxis() },
+        scales: { x: timeAxis(data.balance.forecast.length ? null : data.balance.points), y: moneyAxis() },
       },
     });
   }
@@ -143,7 +150,7 @@
       data: { datasets: accountSets },
       options: {
         plugins: { tooltip: timeTooltips(), legend: { labels: { usePointStyle: true } } },
-        scales: { x: timeAxis(), y: moneyAxis() },
+        scales: { x: timeAxis(data.account.points), y: moneyAxis() },
       },
     });
   }
