@@ -5,8 +5,8 @@ import logging.handlers
 import os
 import re
 
-# OpenRouter keys look like sk-or-v1-<hex>; also catch bearer headers of any shape.
-KEY_PATTERN = re.compile(r"sk-or-[A-Za-z0-9_-]{6,}")
+# Real keys are sk-or-v1-<64 hex>; masked labels (sk-or-v1-au7...890) stay readable. Bearer headers too.
+KEY_PATTERN = re.compile(r"sk-or-[A-Za-z0-9_-]{20,}")
 BEARER_PATTERN = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import requests
+import urllib3
 
 from .logredact import redact
 
@@ -242,7 +243,8 @@ class Client:
             )
         chunks, size = [], 0
         try:
-            for chunk in response.iter_content(chunk_size=65536):
+            # read1 returns what has arrived, so a body dripping byte by byte still meets the deadline.
+            while chunk := response.raw.read1(65536, decode_content=True):
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise OpenRouterError(
@@ -253,7 +255,7 @@ class Client:
                         f"OpenRouter did not finish answering within {self.timeout:g} s: retry in a few minutes"
                     )
                 chunks.append(chunk)
-        except requests.RequestException:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
             raise OpenRouterError(
                 f"OpenRouter did not finish answering within {self.timeout:g} s: retry in a few minutes"
             ) from None

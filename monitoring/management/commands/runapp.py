@@ -1,0 +1,91 @@
+"""python manage.py runapp: web server + scheduler worker; the demo against the simulator without a key."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from monitoring import demo
+from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
+
+DEMO_CHECK_MINUTES = 5  # the demo checks often so the dashboard visibly moves
+
+
+class Command(BaseCommand):
+    help = "Run the web server and the django-q2 worker; demo mode (simulated OpenRouter) when no key is set."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--demo", action="store_true", help="force demo mode even with a key configured")
+
+    def handle(self, *args, **options):
+        env = dict(os.environ)
+        simulator = None
+        is_demo = options["demo"] or not (settings.OPENROUTER_API_KEY or settings.OPENROUTER_MANAGEMENT_KEY)
+        if is_demo:
+            simulator = Simulator("steady").start()
+            env.update(
+                CREDITMON_DEMO="true",
+                OPENROUTER_BASE_URL=simulator.url,
+                OPENROUTER_API_KEY=PROD_KEY,
+                OPENROUTER_MANAGEMENT_KEY=MANAGEMENT_KEY,
+                # Its own database, so the demo never mixes invented history with real checks.
+                DATABASE_URL=f"sqlite:///{Path(settings.BASE_DIR) / 'demo.sqlite3'}",
+                CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES),
+            )
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True)
+        if is_demo:
+            subprocess.run([*manage, "seeddemo"], env=env, check=True)
+            subprocess.run([*manage, "syncactivity", "--backfill"], env=env, check=False)
+        children = [
+            subprocess.Popen([*manage, "qcluster"], env=env),
+            subprocess.Popen(
+                [*manage, "runserver", f"{options['host']}:{options['port']}", "--noreload", "--skip-checks"], env=env
+            ),
+        ]
+        self.banner(options, is_demo, simulator)
+        stop = {"now": False}
+
+        def request_stop(signum, frame):
+            stop["now"] = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            while not stop["now"] and all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            for child in children:
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            if simulator:
+                simulator.stop()
+
+    def banner(self, options, is_demo, simulator):
+        url = f"http://{options['host']}:{options['port']}/"
+        lines = ["", f"creditmon is running at {url}  (Ctrl-C stops the web server and the worker)"]
+        if is_demo:
+            lines += [
+                "DEMO MODE: no OPENROUTER_API_KEY is set, so a SIMULATED OpenRouter answers at "
+                f"{simulator.url} and the figures are invented.",
+                f"Log in as `{demo.DEMO_USERNAME}` with password `{demo.DEMO_PASSWORD}`.",
+                "Demo data lives in demo.sqlite3. Put OPENROUTER_API_KEY in .env to monitor your real key.",
+            ]
+        else:
+            lines += [
+                f"Monitoring your OpenRouter key every {settings.CHECK_INTERVAL_MINUTES} minutes.",
+                "First time? Create a login with: .venv/bin/python manage.py createsuperuser",
+            ]
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)) + "\n")
