@@ -242,6 +242,6 @@ LOGGING = {
     "root": {"handlers": ["console", "file"], "level": "WARNING"},
     "loggers": {
         "monitoring": {"handlers": ["console", "file"], "level": LOG_LEVEL, "propagate": False},
-        "django_q": {"handlers": ["console", "file"], "level": "INFO", "propagate": False},
+        "django-q": {"handlers": ["console", "file"], "level": "INFO", "propagate": False},
     },
 }

@@ -265,8 +265,10 @@ def status_for(key: ApiKey | None, log: CreditLog, now: datetime, threshold: flo
     if not log.ok:
         return KeyStatus(key, log, Level.UNKNOWN, log.error)
     window = settings.BURN_RATE_WINDOW_DAYS
+    from .account import burn_rate_with_backfill
+
     samples = CreditLog.objects.usage_samples(key, now - timedelta(days=window))
-    burn_rate = forecast.burn_rate_per_day(samples, now, window)
+    burn_rate = burn_rate_with_backfill(key, samples, now, window)
     days_left = forecast.days_until_exhaustion(log.remaining, burn_rate)
     level, message = threshold_level(log.remaining, threshold)
     if log.remaining is None and log.account_note and "management" not in log.account_note:
@@ -312,6 +314,9 @@ def check_all(threshold: float | None = None, now: datetime | None = None) -> li
         from .account import check_listed_keys
 
         statuses += check_listed_keys(now, {w.hash for w in keys}, account, account_note, threshold)
+        for status in statuses:  # the listing may have just named a key checked directly
+            if status.key is not None and not status.key.name:
+                status.key.refresh_from_db(fields=["name"])
     for status in statuses:
         log_level = logging.INFO if status.level == Level.OK else logging.WARNING
         logger.log(log_level, "%s: %s", status.name, status.message)
@@ -359,6 +364,9 @@ def run_monitor(now: datetime | None = None) -> list[KeyStatus]:
             logger.error("Activity sync failed: %s", exc.message)
         except Exception:
             logger.exception("Activity sync failed")
+        from .account import backfill_forecasts
+
+        backfill_forecasts(statuses, now)  # the first run forecasts from the activity just synced
     evaluation_error = None
     try:
         alerts.evaluate(statuses, now)
