@@ -27,7 +27,17 @@ class CreditLogAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnlyAdmin):
-    list_display = ("display_name", "label", "source", "is_primary", "disabled", "credit_limit", "limit_reset", "expires_at", "last_seen")
+    list_display = (
+        "display_name",
+        "label",
+        "source",
+        "is_primary",
+        "disabled",
+        "credit_limit",
+        "limit_reset",
+        "expires_at",
+        "last_seen",
+    )
     list_filter = ("source", "disabled", "is_primary")
     search_fields = ("name", "label", "hash")
 

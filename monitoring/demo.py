@@ -31,7 +31,9 @@ def spend_weight(when: datetime) -> float:
     return weekday * hour
 
 
-def usage_series(now: datetime, usage_now: float, per_day: float, days: int, step: timedelta) -> list[tuple[datetime, float]]:
+def usage_series(
+    now: datetime, usage_now: float, per_day: float, days: int, step: timedelta
+) -> list[tuple[datetime, float]]:
     """Cumulative usage going back `days`, spending `per_day` on average with a weekly rhythm."""
     count = int(timedelta(days=days) / step)
     times = [now - step * (count - i) for i in range(count + 1)]
@@ -39,7 +41,7 @@ def usage_series(now: datetime, usage_now: float, per_day: float, days: int, ste
     scale = per_day * days / sum(weights)
     usage = usage_now - per_day * days
     series = [(times[0], max(usage, 0.0))]
-    for when, weight in zip(times[1:], weights):
+    for when, weight in zip(times[1:], weights, strict=True):
         usage += weight * scale
         series.append((when, max(usage, 0.0)))
     return series
@@ -54,8 +56,13 @@ def seed(now: datetime, days: int = 30, step: timedelta = timedelta(hours=6)) ->
     for token, name, usage_now, per_day, limit_now, limit_before, primary in DEMO_KEYS:
         key, _ = ApiKey.objects.update_or_create(
             hash=key_hash(token),
-            defaults={"name": name, "label": f"sk-or-v1-sim...{token[-3:]}", "is_primary": primary,
-                      "credit_limit": limit_now, "first_seen": now - timedelta(days=days)},
+            defaults={
+                "name": name,
+                "label": f"sk-or-v1-sim...{token[-3:]}",
+                "is_primary": primary,
+                "credit_limit": limit_now,
+                "first_seen": now - timedelta(days=days),
+            },
         )
         for when, usage in usage_series(now, usage_now, per_day, days, step):
             limit = limit_now if when >= topup_at else limit_before
@@ -65,11 +72,21 @@ def seed(now: datetime, days: int = 30, step: timedelta = timedelta(hours=6)) ->
             key_left = max(limit - usage, 0.0)
             rows.append(
                 CreditLog(
-                    timestamp=when, key=key, ok=True, label=key.label, usage=round(usage, 6),
-                    credit_limit=limit, limit_remaining=round(key_left, 6), remaining=round(min(key_left, balance), 6),
-                    is_free_tier=False, is_management_key=False, account_credits=credits,
-                    account_usage=round(account_usage, 6), account_balance=round(balance, 6),
-                    raw_response="{}", duration_ms=180,
+                    timestamp=when,
+                    key=key,
+                    ok=True,
+                    label=key.label,
+                    usage=round(usage, 6),
+                    credit_limit=limit,
+                    limit_remaining=round(key_left, 6),
+                    remaining=round(min(key_left, balance), 6),
+                    is_free_tier=False,
+                    is_management_key=False,
+                    account_credits=credits,
+                    account_usage=round(account_usage, 6),
+                    account_balance=round(balance, 6),
+                    raw_response="{}",
+                    duration_ms=180,
                 )
             )
     CreditLog.objects.bulk_create(rows, batch_size=500)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta, tzinfo
+from itertools import pairwise
 
 Sample = tuple[datetime, float]  # (when, cumulative usage in USD)
 
@@ -39,7 +40,7 @@ def burn_rate_per_day(samples: Iterable[Sample], now: datetime, window_days: flo
     span_days = (inside[-1][0] - inside[0][0]).total_seconds() / SECONDS_PER_DAY
     if span_days <= 0:
         return None
-    spent = sum(spend_between(a[1], b[1]) for a, b in zip(inside, inside[1:]))
+    spent = sum(spend_between(a[1], b[1]) for a, b in pairwise(inside))
     return spent / span_days
 
 
@@ -65,7 +66,7 @@ def daily_spend(samples: Iterable[Sample], tz: tzinfo) -> dict[date, float]:
     """Spend per calendar day in `tz`, each reading's spend counted on the day it was observed."""
     ordered = clean_samples(samples)
     totals: dict[date, float] = {}
-    for (_, before), (when, after) in zip(ordered, ordered[1:]):
+    for (_, before), (when, after) in pairwise(ordered):
         day = when.astimezone(tz).date()
         totals[day] = totals.get(day, 0.0) + spend_between(before, after)
     return totals
@@ -91,9 +92,7 @@ def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
-def projected_month_spend(
-    month_to_date: float, burn_rate: float | None, now: datetime, tz: tzinfo
-) -> float | None:
+def projected_month_spend(month_to_date: float, burn_rate: float | None, now: datetime, tz: tzinfo) -> float | None:
     """Spend so far this month plus the burn rate over the days left in it."""
     if burn_rate is None:
         return None
@@ -105,7 +104,7 @@ def projected_month_spend(
 def topups(balances: Sequence[tuple[datetime, float]], min_amount: float = 0.01) -> list[tuple[datetime, float]]:
     """Times the purchased total rose, and by how much (from a series of total_credits or limits)."""
     found = []
-    for (_, before), (when, after) in zip(balances, balances[1:]):
+    for (_, before), (when, after) in pairwise(balances):
         if before is not None and after is not None and after - before >= min_amount:
             found.append((when, after - before))
     return found

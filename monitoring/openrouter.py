@@ -210,7 +210,9 @@ class Client:
                 url, headers=self.headers, params=params, timeout=(min(10.0, self.timeout), self.timeout), stream=True
             )
         except requests.Timeout:
-            raise OpenRouterError(f"OpenRouter did not answer within {self.timeout:g} s: retry in a few minutes") from None
+            raise OpenRouterError(
+                f"OpenRouter did not answer within {self.timeout:g} s: retry in a few minutes"
+            ) from None
         except requests.RequestException as exc:
             reason = redact(type(exc).__name__)
             raise OpenRouterError(

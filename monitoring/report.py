@@ -54,7 +54,11 @@ def key_block(status, verbose: bool = False, next_check=None) -> list[str]:
         if log.limit_remaining is not None:
             window = log.limit_reset or "never resets"
             lines.append(f"Key Limit Left: {money(log.limit_remaining)} (window: {window})")
-        for label, value in (("Today", log.usage_daily), ("This Week", log.usage_weekly), ("This Month", log.usage_monthly)):
+        for label, value in (
+            ("Today", log.usage_daily),
+            ("This Week", log.usage_weekly),
+            ("This Month", log.usage_monthly),
+        ):
             if value is not None:
                 lines.append(f"Usage {label}: {money(value)}")
         if log.is_free_tier is not None:

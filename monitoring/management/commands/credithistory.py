@@ -27,7 +27,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps([history_item(r) for r in rows], indent=2))
             return
         if not rows:
-            self.stdout.write(f"No checks logged in the last {options['days']:g} days: run `python manage.py checkcredits`.")
+            self.stdout.write(
+                f"No checks logged in the last {options['days']:g} days: run `python manage.py checkcredits`."
+            )
             return
         for row in rows:
             self.stdout.write(history_line(row))
