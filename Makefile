@@ -40,6 +40,7 @@ lint: setup
 	  $(PY) manage.py collectstatic --noinput -v0 && echo "collectstatic: ok"
 	DJANGO_DEBUG=false DJANGO_SECRET_KEY=check-deploy-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
 	  DJANGO_ALLOWED_HOSTS=creditmon.example.com DJANGO_SECURE_SSL_REDIRECT=true DJANGO_HSTS_SECONDS=31536000 \
+	  OPENROUTER_API_KEY=placeholder-for-the-deploy-check \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
 test-sqlite: setup chromium
