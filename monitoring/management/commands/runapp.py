@@ -14,6 +14,15 @@ from monitoring import demo
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
 
 DEMO_CHECK_MINUTES = 5  # the demo checks often so the dashboard visibly moves
+DEMO_SIMULATOR_PORT = 8765
+
+
+def start_simulator() -> Simulator:
+    """The simulator on its usual port when free (so the printed commands stay the same), else any."""
+    try:
+        return Simulator("steady", port=DEMO_SIMULATOR_PORT).start()
+    except OSError:
+        return Simulator("steady").start()
 
 
 class Command(BaseCommand):
@@ -29,7 +38,7 @@ class Command(BaseCommand):
         simulator = None
         is_demo = options["demo"] or not (settings.OPENROUTER_API_KEY or settings.OPENROUTER_MANAGEMENT_KEY)
         if is_demo:
-            simulator = Simulator("steady").start()
+            simulator = start_simulator()
             env.update(
                 CREDITMON_DEMO="true",
                 OPENROUTER_BASE_URL=simulator.url,
@@ -82,6 +91,10 @@ class Command(BaseCommand):
                 f"{simulator.url} and the figures are invented.",
                 f"Log in as `{demo.DEMO_USERNAME}` with password `{demo.DEMO_PASSWORD}`.",
                 "Demo data lives in demo.sqlite3. Put OPENROUTER_API_KEY in .env to monitor your real key.",
+                "A check from the command line against the simulator, while this runs:",
+                f"  CREDITMON_DEMO=true OPENROUTER_BASE_URL={simulator.url} OPENROUTER_API_KEY={PROD_KEY} "
+                f"DATABASE_URL=sqlite:///{Path(settings.BASE_DIR) / 'demo.sqlite3'} "
+                ".venv/bin/python manage.py checkcredits",
             ]
         else:
             lines += [
