@@ -26,12 +26,16 @@ def start_simulator() -> Simulator:
 
 
 class Command(BaseCommand):
+    requires_system_checks = []  # checked below once the mode is known: the demo needs no key
     help = "Run the web server and the django-q2 worker; demo mode (simulated OpenRouter) when no key is set."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--demo", action="store_true", help="force demo mode even with a key configured")
+        parser.add_argument(
+            "--demo-db", default=str(Path(settings.BASE_DIR) / "demo.sqlite3"), help="demo database file"
+        )
 
     def handle(self, *args, **options):
         env = dict(os.environ)
@@ -45,9 +49,11 @@ class Command(BaseCommand):
                 OPENROUTER_API_KEY=PROD_KEY,
                 OPENROUTER_MANAGEMENT_KEY=MANAGEMENT_KEY,
                 # Its own database, so the demo never mixes invented history with real checks.
-                DATABASE_URL=f"sqlite:///{Path(settings.BASE_DIR) / 'demo.sqlite3'}",
+                DATABASE_URL=f"sqlite:///{options['demo_db']}",
                 CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES),
             )
+        else:
+            self.check(display_num_errors=False)
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True)
         if is_demo:
@@ -60,6 +66,7 @@ class Command(BaseCommand):
             ),
         ]
         self.banner(options, is_demo, simulator)
+        self.stdout.flush()
         stop = {"now": False}
 
         def request_stop(signum, frame):
@@ -73,7 +80,7 @@ class Command(BaseCommand):
         finally:
             for child in children:
                 if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
+                    child.terminate()  # SIGTERM: qcluster stops gracefully, runserver exits
             for child in children:
                 try:
                     child.wait(timeout=15)
@@ -90,10 +97,10 @@ class Command(BaseCommand):
                 "DEMO MODE: no OPENROUTER_API_KEY is set, so a SIMULATED OpenRouter answers at "
                 f"{simulator.url} and the figures are invented.",
                 f"Log in as `{demo.DEMO_USERNAME}` with password `{demo.DEMO_PASSWORD}`.",
-                "Demo data lives in demo.sqlite3. Put OPENROUTER_API_KEY in .env to monitor your real key.",
+                f"Demo data lives in {options['demo_db']}. Put OPENROUTER_API_KEY in .env to monitor your real key.",
                 "A check from the command line against the simulator, while this runs:",
                 f"  CREDITMON_DEMO=true OPENROUTER_BASE_URL={simulator.url} OPENROUTER_API_KEY={PROD_KEY} "
-                f"DATABASE_URL=sqlite:///{Path(settings.BASE_DIR) / 'demo.sqlite3'} "
+                f"DATABASE_URL=sqlite:///{options['demo_db']} "
                 ".venv/bin/python manage.py checkcredits",
             ]
         else:

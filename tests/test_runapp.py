@@ -1,0 +1,75 @@
+"""`make run`'s command: web server, worker and simulator come up in demo mode and stop cleanly."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "DATABASE_URL", "REDIS_URL"))}
+    env["CREDITMON_LOG_DIR"] = str(tmp_path)
+    app = subprocess.Popen(
+        [sys.executable, "manage.py", "runapp", "--port", str(port), "--demo-db", str(tmp_path / "demo.sqlite3")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = app.stdout.readline()
+            output.append(line)
+            if "Log in as" in line or app.poll() is not None:
+                break
+        text = "".join(output)
+        assert "DEMO MODE" in text and "SIMULATED OpenRouter" in text, text
+        assert "Log in as `demo` with password `creditmon-demo`" in text
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(50):
+            try:
+                login = requests.get(f"{base}/accounts/login/", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert login.status_code == 200 and "demo" in login.text.lower()
+        page = requests.get(f"{base}/health/", allow_redirects=False, timeout=5)
+        assert page.status_code == 302 and "/accounts/login/" in page.headers["Location"]
+        session = requests.Session()
+        session.get(f"{base}/accounts/login/", timeout=5)
+        session.post(
+            f"{base}/accounts/login/",
+            data={
+                "username": "demo",
+                "password": "creditmon-demo",
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{base}/accounts/login/"},
+            timeout=10,
+        )
+        health = session.get(f"{base}/health/", timeout=10)
+        assert health.status_code == 200 and "Production Key" in health.text
+        assert "sk-or-v1-sim-prod-key" not in health.text
+    finally:
+        app.send_signal(signal.SIGTERM)
+        code = app.wait(timeout=30)
+    assert code == 0
+    with socket.socket() as s:  # the web server is gone with its parent
+        assert s.connect_ex(("127.0.0.1", port)) != 0
