@@ -74,7 +74,22 @@ def monitor_job(now: datetime | None = None) -> str:
         statuses = run_monitor(now)
     finally:
         release_lease(LEASE_NAME, holder)
+    prune_daily()
     if all(s.log.ok for s in statuses):
         # Only a run that could see the balance counts as alive: a blind monitor must look dead from outside.
         ping_heartbeat()
     return f"{Level(overall_level(statuses)).label}: " + "; ".join(f"{s.name}: {s.message}" for s in statuses)
+
+
+def prune_daily() -> None:
+    """Thin old credit-log rows once a day when RETENTION_DAYS is set (the lease spaces the runs)."""
+    if not settings.RETENTION_DAYS or not acquire_lease("retention", uuid.uuid4().hex, seconds=86400):
+        return
+    from .retention import prune_credit_log
+
+    try:
+        result = prune_credit_log()
+    except Exception:  # thinning is housekeeping: it must never fail the check that just ran
+        logger.exception("Credit-log retention failed")
+        return
+    logger.info("Retention: %s old credit-log rows thinned", result.deleted)

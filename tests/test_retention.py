@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from monitoring import forecast
 from monitoring.api import WINDOWS, burn_rates
@@ -133,3 +134,24 @@ def test_the_command_does_nothing_while_retention_is_off(history, settings):
 def test_the_command_refuses_a_window_shorter_than_the_burn_rates(history):
     with pytest.raises(CommandError, match="at least 31"):
         call_command("prunecreditlog", "--days", "7")
+
+
+@pytest.mark.django_db
+def test_the_scheduled_job_thins_old_rows_once_a_day(sim, settings):
+    from monitoring.tasks import monitor_job
+
+    settings.RETENTION_DAYS = 31
+    key = ApiKey.objects.create(hash="f" * 64, name="old key")
+    old = timezone.now() - timedelta(days=60)
+    CreditLog.objects.bulk_create(
+        CreditLog(key=key, timestamp=old + timedelta(minutes=5 * i), usage=1.0 + i / 100) for i in range(100)
+    )
+    monitor_job()
+    thinned = CreditLog.objects.filter(key=key).count()
+    assert thinned < 100
+    CreditLog.objects.bulk_create(
+        CreditLog(key=key, timestamp=old + timedelta(minutes=5 * i, seconds=30), usage=1.0 + i / 100)
+        for i in range(1, 50)
+    )
+    monitor_job()  # the same day: the lease holds the next thinning back
+    assert CreditLog.objects.filter(key=key).count() == thinned + 49
