@@ -17,7 +17,7 @@ from django.db.models import Max, Sum
 
 from . import alerts, forecast
 from .logredact import redact
-from .models import Activity, Alert, ApiKey, CreditLog, Level
+from .models import Activity, Alert, ApiKey, CreditLog, Level, chain_total
 from .openrouter import AccountCredits, Client, ListedKey, OpenRouterError, key_hash
 
 logger = logging.getLogger("monitoring")
@@ -84,6 +84,13 @@ def check_listed_keys(now, checked_hashes, account, account_note, threshold=None
     listed = [item for item in listed if item.hash != management_hash]
     with transaction.atomic():
         keys = _upsert_listed(listed, set(checked_hashes), now)
+        # Each key's previous reading, in one query, to chain the running spend totals burn rates read.
+        readings = CreditLog.objects.filter(ok=True, usage__isnull=False)
+        ids = [keys[item.hash].pk for item in listed if item.hash not in checked_hashes]
+        previous = {
+            key_id: (log.timestamp, log.usage, log.spend_total)
+            for key_id, log in readings.latest_by_key(ApiKey.objects.filter(pk__in=ids)).items()
+        }
         logs = [
             CreditLog(
                 timestamp=now,
@@ -105,6 +112,9 @@ def check_listed_keys(now, checked_hashes, account, account_note, threshold=None
                 account_usage=account.total_usage if account else None,
                 account_balance=account.balance if account else None,
                 account_note="" if account else account_note[:200],
+                spend_total=chain_total(previous.get(keys[item.hash].pk), now, item.usage)
+                if item.usage is not None
+                else None,
             )
             for item in listed
             if item.hash not in checked_hashes

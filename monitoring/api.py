@@ -1,8 +1,8 @@
 """Machine endpoints: liveness probe, Prometheus metrics, and the JSON API.
 
-Every figure is read from the database with a constant number of queries per key (the burn rates
-are summed by the database, never by loading the rows), so a year of five-minute checks costs
-what a week does.
+Every figure is read from the database with a constant number of queries (a burn rate is the
+difference of the running spend totals at the window's first and last readings, two index look-ups),
+so a year of five-minute checks costs what a week does.
 """
 
 from __future__ import annotations
@@ -14,21 +14,31 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.db.models import Case, Count, F, Max, Min, OuterRef, Q, Subquery, Sum, When, Window
-from django.db.models.functions import Lag, Substr, Trunc
+from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from . import forecast
-from .models import Alert, ApiKey, CreditLog, Level
+from .models import (
+    Alert,
+    ApiKey,
+    CreditLog,
+    HourlyFigure,
+    Level,
+    hourly_aggregates,
+    rates_from_totals,
+    window_annotations,
+)
 
 # The burn-rate windows shown on the pages, as (label, days).
 WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
 HASH_PREFIX = 12  # enough to tell keys apart, useless for anything else
 MAX_RANGE_DAYS = 3660
 RAW_MAX_DAYS = 7  # /api/history returns every check up to this range, buckets beyond it
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "since the last success" for a key that never had one
 
 
 # --- figures per key, shared by /metrics and /api/status/ -------------------------------------
@@ -62,57 +72,10 @@ class KeyFigures:
 
 
 def burn_rates(key: ApiKey | None, now: datetime, windows: dict[str, float]) -> dict[str, float | None]:
-    """forecast.burn_rate_per_day for several windows, from index look-ups only (no scan of the window).
-
-    A key's `usage` is its all-time spend and only rises, so the spend over a window is the last
-    reading minus the first one inside it. If the last is below the first, the counter was reset:
-    then the exact definition (spend between consecutive readings, a drop read as a reset) is
-    summed by the database over the window's rows.
-    """
-    readings = CreditLog.objects.successful().for_key(key).filter(usage__isnull=False, timestamp__lte=now)
-    last = readings.order_by("-timestamp", "-id").values("timestamp", "usage")[:1]
-    firsts = {}
-    for label, days in windows.items():
-        first = readings.filter(timestamp__gte=now - timedelta(days=days)).order_by("timestamp", "id")
-        firsts[f"t_{label}"] = Subquery(first.values("timestamp")[:1])
-        firsts[f"u_{label}"] = Subquery(first.values("usage")[:1])
-    found = (
-        ApiKey.objects.annotate(t_last=Subquery(last.values("timestamp")), u_last=Subquery(last.values("usage")))
-        .annotate(**firsts)
-        .values("t_last", "u_last", *firsts)[:1]
-    )
-    row = next(iter(found), None)
-    rates: dict[str, float | None] = {}
-    for label, days in windows.items():
-        if row is None or row[f"t_{label}"] is None or row["t_last"] is None:
-            rates[label] = None
-            continue
-        span = (row["t_last"] - row[f"t_{label}"]).total_seconds() / forecast.SECONDS_PER_DAY
-        if span <= 0:
-            rates[label] = None
-        elif row["u_last"] >= row[f"u_{label}"]:
-            rates[label] = (row["u_last"] - row[f"u_{label}"]) / span
-        else:
-            rates[label] = exact_burn_rate(readings, now, days)
-    return rates
-
-
-def exact_burn_rate(readings, now: datetime, days: float) -> float | None:
-    """The forecast definition summed by the database (a window function), for windows with a reset."""
-    start = now - timedelta(days=days)
-    order = [F("timestamp").asc(), F("usage").asc(), F("id").asc()]  # forecast sorts by (time, usage)
-    rows = readings.filter(timestamp__gte=start).annotate(prev_usage=Window(Lag("usage"), order_by=order))
-    step = Case(When(usage__gte=F("prev_usage"), then=F("usage") - F("prev_usage")), default=F("usage"))
-    found = rows.aggregate(
-        spent=Sum(step, filter=Q(prev_usage__isnull=False)),
-        first=Min("timestamp"),
-        last=Max("timestamp"),
-        n=Count("id"),
-    )
-    if found["n"] < 2:
-        return None
-    span = (found["last"] - found["first"]).total_seconds() / forecast.SECONDS_PER_DAY
-    return (found["spent"] or 0.0) / span if span > 0 else None
+    """forecast.burn_rate_per_day for several windows: two index look-ups per window (running totals)."""
+    if key is None:
+        return dict.fromkeys(windows)
+    return CreditLog.objects.burn_rates([key], now, windows)[key.pk]
 
 
 def watched(now: datetime) -> list[ApiKey | None]:
@@ -159,52 +122,35 @@ def figures_for(key: ApiKey | None, now: datetime, alerts: list[Alert]) -> KeyFi
 
 
 def annotated_keys(now: datetime, windows: dict[str, float]):
-    """Watched keys with, per key, the ids of its latest check and success, and the first reading of
-    each window and the last one: one query whatever the number of keys, each part an index look-up."""
+    """Watched keys with, per key, the ids of its latest check and success, the failed checks since that
+    success, and the running spend totals at each window's first reading and at the last one: one query
+    whatever the number of keys, each part an index look-up."""
     logs = CreditLog.objects.filter(key=OuterRef("pk"))
     newest = ("-timestamp", "-id")
-    readings = logs.successful().filter(usage__isnull=False, timestamp__lte=now)
-    annotations = {
-        "latest_id": Subquery(logs.order_by(*newest).values("id")[:1]),
-        "success_id": Subquery(logs.successful().order_by(*newest).values("id")[:1]),
-        "t_last": Subquery(readings.order_by(*newest).values("timestamp")[:1]),
-        "u_last": Subquery(readings.order_by(*newest).values("usage")[:1]),
-    }
-    for label, days in windows.items():
-        first = readings.filter(timestamp__gte=now - timedelta(days=days)).order_by("timestamp", "id")
-        annotations[f"t_{label}"] = Subquery(first.values("timestamp")[:1])
-        annotations[f"u_{label}"] = Subquery(first.values("usage")[:1])
-    return ApiKey.objects.filter(disabled=False).annotate(**annotations)
-
-
-def failures_since(key: ApiKey, success: CreditLog | None) -> int:
-    """Failed checks after the last success: asked only for a key whose latest check failed."""
-    failed = CreditLog.objects.failed().for_key(key)
-    return (failed.filter(timestamp__gt=success.timestamp) if success else failed).count()
-
-
-def rates_from(row, now: datetime, windows: dict[str, float], key: ApiKey) -> dict[str, float | None]:
-    rates: dict[str, float | None] = {}
-    for label, days in windows.items():
-        first_time, first_usage = getattr(row, f"t_{label}"), getattr(row, f"u_{label}")
-        if first_time is None or row.t_last is None:
-            rates[label] = None
-            continue
-        span = (row.t_last - first_time).total_seconds() / forecast.SECONDS_PER_DAY
-        if span <= 0:
-            rates[label] = None
-        elif row.u_last >= first_usage:
-            rates[label] = (row.u_last - first_usage) / span
-        else:  # the counter was reset inside the window
-            readings = CreditLog.objects.successful().for_key(key).filter(usage__isnull=False, timestamp__lte=now)
-            rates[label] = exact_burn_rate(readings, now, days)
-    return rates
+    success = logs.successful().order_by(*newest)
+    success_at = CreditLog.objects.filter(key=OuterRef(OuterRef("pk")), ok=True).order_by(*newest)
+    failed_since = (
+        CreditLog.objects.failed()
+        .filter(key=OuterRef("pk"))
+        .filter(timestamp__gt=Coalesce(Subquery(success_at.values("timestamp")[:1]), Value(EPOCH)))
+        .order_by()
+        .values("key")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return ApiKey.objects.filter(disabled=False).annotate(
+        latest_id=Subquery(logs.order_by(*newest).values("id")[:1]),
+        success_id=Subquery(success.values("id")[:1]),
+        failures=Coalesce(Subquery(failed_since), 0),
+        **window_annotations(now, windows),
+    )
 
 
 def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
     """Figures for every watched key, and the open alerts that belong to no key (budget, top-up).
 
-    Three queries whatever the number of keys: open alerts, the annotated keys, their log rows.
+    Three queries whatever the number of keys: open alerts, the annotated keys, their log rows (a fourth
+    sums the windows of keys whose rows were bulk-loaded without running totals).
     """
     from .monitor import threshold_level
 
@@ -220,10 +166,21 @@ def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
             return [figures_for(None, now, by_key.get(None, []))], []
         return [], by_key.get(None, [])
     logs = CreditLog.objects.in_bulk([i for k in keys for i in (k.latest_id, k.success_id) if i is not None])
+    every_rate, rescan = {}, []
+    for key in keys:
+        every_rate[key.pk], missing = rates_from_totals(key, windows)
+        if missing:
+            rescan.append(key)
+    if rescan:  # rows bulk-loaded without running totals: the database sums those keys' windows
+        starts = {label: now - timedelta(days=days) for label, days in windows.items()}
+        summed = CreditLog.objects.spend_windows(rescan, now, starts)
+        for key in rescan:
+            found = summed.get(key.pk, {})
+            every_rate[key.pk] = {label: found[label].rate if found else None for label in windows}
     figures = []
     for key in keys:
         latest, success = logs.get(key.latest_id), logs.get(key.success_id)
-        rates = rates_from(key, now, windows, key)
+        rates = dict(every_rate[key.pk])
         configured = rates.pop("configured")
         remaining = success.remaining if success else None
         days_left = forecast.days_until_exhaustion(remaining, configured)
@@ -238,7 +195,7 @@ def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
                 key=key,
                 latest=latest,
                 last_success=success,
-                consecutive_failures=failures_since(key, success) if latest and not latest.ok else 0,
+                consecutive_failures=key.failures if latest and not latest.ok else 0,
                 burn_rates=rates,
                 burn_rate=configured,
                 days_left=days_left,
@@ -521,19 +478,8 @@ def resolution_for(start: datetime, end: datetime, asked: str | None) -> str:
     return asked
 
 
-def _bucket(resolution: str):
-    """A UTC hour or day bucket computed by the database itself (SQLite's own substr, not a Python UDF)."""
-    if connection.vendor == "sqlite":
-        # Django stores SQLite datetimes as UTC text "YYYY-MM-DD HH:MM:SS...": the prefix is the bucket.
-        return Substr("timestamp", 1, 13 if resolution == "hour" else 10)
-    return Trunc("timestamp", resolution, tzinfo=UTC)
-
-
-def _bucket_time(value) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    text = value + (":00:00" if len(value) == 13 else " 00:00:00")
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+HOURLY_COLUMNS = ("key_id", "hour", "checks", "failures", "usage_max", "remaining_min", "limit_max", "balance_min",
+                  "last_at")  # fmt: skip
 
 
 def history_points(start: datetime, end: datetime, resolution: str, keys: list[ApiKey]) -> dict[int, list[dict]]:
@@ -557,34 +503,78 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
                 }
             )
         return points
-    buckets = (
-        rows.annotate(bucket=_bucket(resolution))
-        .values("key_id", "bucket")
-        .annotate(
-            checks=Count("id"),
-            failures=Count("id", filter=Q(ok=False)),
-            usage=Max("usage"),
-            remaining=Min("remaining"),
-            limit=Max("credit_limit"),
-            account_balance=Min("account_balance"),
-            last=Max("timestamp"),
-        )
-        .order_by("key_id", "bucket")
-    )
-    for row in buckets:
-        points[row["key_id"]].append(
-            {
-                "t": _bucket_time(row["bucket"]).isoformat(),
-                "checks": row["checks"],
-                "failures": row["failures"],
-                "usage": row["usage"],
-                "remaining": row["remaining"],
-                "limit": row["limit"],
-                "account_balance": row["account_balance"],
-                "last_check": _iso(row["last"]),
-            }
-        )
+    # Whole UTC hours come from the hourly rows (a month is 720 per key, not 8,640 checks); the partial
+    # hours at either end of the range from the log itself, so every figure is what the raw rows give.
+    HourlyFigure.objects.refresh()
+    hour = timedelta(hours=1)
+    first_full = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    first_full += hour if first_full < start else timedelta(0)
+    last_end = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if first_full >= last_end:  # less than an hour apart: the log alone
+        head, tail = [rows], []
+    else:  # each within one hour: at most one point per key before, one after the stored hours
+        head, tail = [rows.filter(timestamp__lt=first_full)], [rows.filter(timestamp__gte=last_end)]
+    stored = []
+    if first_full < last_end:
+        # 720 rows a key a month, read as plain tuples: SQLite's stored text is already the ISO time.
+        text = "CAST({} AS TEXT)" if connection.vendor == "sqlite" else "{}"
+        columns = ", ".join(text.format(c) if c in ("hour", "last_at") else c for c in HOURLY_COLUMNS)
+        bounds = [connection.ops.adapt_datetimefield_value(t) for t in (first_full, last_end)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns} FROM {HourlyFigure._meta.db_table}"
+                f" WHERE key_id IN ({', '.join(['%s'] * len(keys))}) AND hour >= %s AND hour < %s"
+                " ORDER BY key_id, hour",
+                [*(k.pk for k in keys), *bounds],
+            )
+            stored = [(row[0], _utc_iso(row[1]), *row[2:8], _utc_iso(row[8])) for row in cursor.fetchall()]
+    before = sorted(_part(p) for edge in head for p in hourly_aggregates(edge))
+    after = [_part(p) for edge in tail for p in hourly_aggregates(edge)]
+    if resolution == "hour":  # per key: its partial first hour, the stored hours in order, its partial last
+        for key_id, hour_iso, *figures in before + stored + after:
+            points[key_id].append(_point(hour_iso, *figures))
+        return points
+    merged: dict[tuple, list] = {}
+    for key_id, hour_iso, checks, failures, used, remaining, limit, balance, last in before + stored + after:
+        bucket = hour_iso[:10] + "T00:00:00+00:00"
+        found = merged.get((key_id, bucket))
+        if found is None:
+            merged[(key_id, bucket)] = [checks, failures, used, remaining, limit, balance, last]
+            continue
+        found[0] += checks
+        found[1] += failures
+        for n, value, pick in ((2, used, max), (3, remaining, min), (4, limit, max), (5, balance, min)):
+            if value is not None:
+                found[n] = value if found[n] is None else pick(found[n], value)
+        found[6] = max(found[6], last)  # ISO texts of one format and zone sort as times
+    for (key_id, bucket), figures in sorted(merged.items()):
+        points[key_id].append(_point(bucket, *figures))
     return points
+
+
+def _part(p: dict) -> tuple:
+    return (p["key_id"], _utc_iso(p["hour"]), p["checks"], p["failures"], p["usage_max"], p["remaining_min"],
+            p["limit_max"], p["balance_min"], _utc_iso(p["last_at"]))  # fmt: skip
+
+
+def _point(bucket: str, checks, failures, used, remaining, limit, balance, last) -> dict:
+    return {
+        "t": bucket,
+        "checks": checks,
+        "failures": failures,
+        "usage": used,
+        "remaining": remaining,
+        "limit": limit,
+        "account_balance": balance,
+        "last_check": last,
+    }
+
+
+def _utc_iso(value) -> str:
+    """datetime.isoformat() of a UTC time, also from SQLite's stored text ("YYYY-MM-DD HH:MM:SS[.ffffff]")."""
+    if isinstance(value, str):
+        return value.replace(" ", "T") + "+00:00"
+    return value.astimezone(UTC).isoformat()
 
 
 @login_not_required

@@ -13,11 +13,21 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Min, Sum
+from django.db.models import Count, Min, OuterRef, Subquery, Sum
 
 from . import account as account_sync
 from . import forecast, monitor
-from .models import SEVERITY, Activity, Alert, ApiKey, CreditLog, Level
+from .models import (
+    SEVERITY,
+    Activity,
+    Alert,
+    ApiKey,
+    CreditLog,
+    DailyFigure,
+    Level,
+    rates_from_totals,
+    window_annotations,
+)
 
 MAX_CARDS = 6  # keys shown as cards on System Health; more keys get a compact table
 RANGES = {"7": 7, "30": 30, "90": 90, "all": None}
@@ -194,9 +204,8 @@ def activity_rates(key: ApiKey, now: datetime, windows: list[float]) -> dict[flo
     return rates
 
 
-def burn_rates(key: ApiKey, samples, now: datetime, windows: list[float]) -> dict[float, float | None]:
-    """Burn rate per window from the logged checks, falling back to stored activity where they are too few."""
-    rates = {days: forecast.burn_rate_per_day(samples, now, days) for days in windows}
+def with_activity(key: ApiKey, rates: dict[float, float | None], now: datetime) -> dict[float, float | None]:
+    """Burn rates from the logged checks, falling back to stored activity where they are too few."""
     missing = [days for days, rate in rates.items() if rate is None]
     if missing:
         rates.update(activity_rates(key, now, missing))
@@ -213,21 +222,22 @@ def key_states(keys, now: datetime, burn_for: int = MAX_CARDS) -> list[KeyState]
     states = [KeyState(k, latest.get(k.pk), latest_ok.get(k.pk), open_alerts.get(k.pk, []), now=now) for k in keys]
     with_burn = [s for s in states[:burn_for] if s.ok_log is not None]
     if with_burn:
-        # One query for every card's hourly readings, then the stored activity only where they fall short.
+        # One query of index look-ups for every card (running totals), the stored activity where it falls short.
         days = settings.BURN_RATE_WINDOW_DAYS
-        rows = (
+        rates = CreditLog.objects.burn_rates([s.key for s in with_burn], now, {"w": days})
+        unknown = [s.key for s in with_burn if rates[s.key.pk]["w"] is None]
+        counts = dict(
             CreditLog.objects.successful()
-            .filter(key__in=[s.key for s in with_burn], usage__isnull=False)
-            .since(now - timedelta(days=days))
-            .buckets("hour", UTC, by_key=True)
+            .filter(key__in=unknown, usage__isnull=False, timestamp__gte=now - timedelta(days=days), timestamp__lte=now)
+            .order_by()
+            .values_list("key")
+            .annotate(n=Count("id"))
+            if unknown
+            else []
         )
-        samples = defaultdict(list)
-        for row in rows:
-            samples[row["key_id"]].append((row["last_at"], row["high"]))
         for state in with_burn:
-            mine = samples[state.key.pk]
-            state.burn_rate = burn_rates(state.key, mine, now, [days])[days]
-            state.samples = len(mine)
+            state.burn_rate = with_activity(state.key, {days: rates[state.key.pk]["w"]}, now)[days]
+            state.samples = counts.get(state.key.pk, 0) if state.key in unknown else 2
     return states
 
 
@@ -325,9 +335,10 @@ def drivers(totals: list[dict], field: str, names: dict) -> list[dict]:
 def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str, tz: tzinfo) -> dict:
     """One key's burn rates, forecast, daily spend bars and remaining-balance line."""
     logs = CreditLog.objects.successful().for_key(key)
-    window = logs.since(start - timedelta(days=1)) if start else logs
-    buckets = window.buckets(kind, tz)
-    rows = window.last_rows(buckets)
+    # The daily rows (one per key per local day), never the raw log: a year is 365 rows, not 100,000.
+    since = (start - timedelta(days=1)).date() if start else None
+    buckets = DailyFigure.objects.filter(key=key).buckets(kind, tz, since)
+    rows = logs.last_rows(buckets)
     spends = spend_per_bucket(buckets)
     days, balance, limits = [], [], []
     for bucket, spend in zip(buckets, spends, strict=True):
@@ -339,18 +350,40 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
             balance.append((row.timestamp, row.remaining))
         limits.append((row.timestamp, row.credit_limit, row.account_credits, row.remaining))
 
-    # Burn rates from hourly readings over the longest window (also covering this month for its spend).
+    # Burn rates and month to date from running spend totals: index look-ups, whatever the history.
     month_start, _ = forecast.month_bounds(now, tz)
-    since = min(now - timedelta(days=max(30, settings.BURN_RATE_WINDOW_DAYS)), month_start - timedelta(hours=1))
-    samples = hourly_samples(logs, since)
     window = settings.BURN_RATE_WINDOW_DAYS
-    by_window = burn_rates(key, samples, now, sorted({d for _, d in BURN_WINDOWS} | {window}))
+    windows = {str(d): d for d in sorted({d for _, d in BURN_WINDOWS} | {window})}
+    since = min(now - timedelta(days=max(30, window)), month_start - timedelta(hours=1))
+    month = {"month": (now - month_start).total_seconds() / forecast.SECONDS_PER_DAY}
+    readings = CreditLog.objects.filter(key=OuterRef("pk"), ok=True, usage__isnull=False)
+    before = readings.filter(timestamp__gte=since, timestamp__lt=month_start).order_by("-timestamp", "-usage", "-id")
+    row = (
+        ApiKey.objects.filter(pk=key.pk)
+        .annotate(**window_annotations(now, windows | month), s_before=Subquery(before.values("spend_total")[:1]))
+        .annotate(t_before=Subquery(before.values("timestamp")[:1]))
+        .get()
+    )
+    found, missing = rates_from_totals(row, windows)
+    base = (row.t_before, row.s_before) if row.t_before is not None else (row.t_month, row.s_month)
+    mtd = row.s_last - base[1] if base[0] is not None and None not in (row.s_last, base[1]) else 0.0
+    samples = 2 if any(rate is not None for rate in found.values()) else 0
+    if missing or (base[0] is not None and None in (row.s_last, base[1])):
+        # Rows bulk-loaded without running totals: the database sums the readings instead.
+        summed = CreditLog.objects.spend_windows(
+            [key], now, {d: now - timedelta(days=days) for d, days in windows.items()} | {"m": month_start, "s": since}
+        ).get(key.pk, {})
+        found = {d: summed[d].rate if summed else None for d in windows}
+        mtd = summed["m"].spent_after if summed else 0.0
+        samples = summed["s"].count if summed else 0
+    elif samples == 0:
+        samples = CreditLog.objects.successful().for_key(key).filter(usage__isnull=False, timestamp__gte=since).count()
+    by_window = with_activity(key, {int(d): rate for d, rate in found.items()}, now)
     rates = [{"label": label, "days": d, "rate": by_window[d]} for label, d in BURN_WINDOWS]
     burn = by_window[window]
     latest = logs.order_by("-timestamp", "-id").first()
     remaining = latest.remaining if latest else None
     days_left = forecast.days_until_exhaustion(remaining, burn)
-    mtd = month_to_date(samples, month_start)
 
     # Top-ups: the key's cap raised, or the account's purchased credits rising.
     marks: dict[datetime, float] = {}
@@ -369,7 +402,7 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
         "rates": rates,
         "burn_rate": burn,
         "burn_window": settings.BURN_RATE_WINDOW_DAYS,
-        "samples": len(samples),
+        "samples": samples,
         "days_left": days_left,
         "exhaustion_date": forecast.exhaustion_date(now, days_left),
         "month_to_date": mtd,
@@ -393,17 +426,17 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
 def account_financials(now: datetime, start: datetime | None, kind: str, tz: tzinfo) -> dict:
     """The account balance line (top-ups marked), month to date and the month-end projection."""
     logs = CreditLog.objects.successful().filter(account_balance__isnull=False)
-    window = logs.since(start - timedelta(days=1)) if start else logs
-    buckets = [b for b in window.buckets(kind, tz) if not start or b["bucket"] >= start]
-    rows = window.last_rows(buckets)
+    buckets = DailyFigure.objects.buckets(kind, tz, start.date() if start else None, account=True)
+    rows = logs.last_rows(buckets)
     series = [rows[b["last_id"]] for b in buckets]
     topups = forecast.topups([(row.timestamp, row.account_credits) for row in series])
     balance_at = {row.timestamp: row.account_balance for row in series}
     month_start, month_end = forecast.month_bounds(now, tz)
     since = min(now - timedelta(days=settings.BURN_RATE_WINDOW_DAYS), month_start - timedelta(hours=1))
-    samples = hourly_samples(logs, since, value="account_usage")
     mtd, burn, source = None, None, ""
-    if Activity.objects.account_wide().exists():
+    with_activity = Activity.objects.account_wide().exists()
+    samples = [] if with_activity else hourly_samples(logs, since, value="account_usage")
+    if with_activity:
         # The same figures the budget alert uses: stored activity for past days, the checks for today.
         mtd, burn, source = account_sync.month_to_date_spend(now), account_sync.account_burn_rate(now), "activity"
     elif samples:
@@ -523,6 +556,7 @@ def logged_spend_by_key(start: datetime | None, tz: tzinfo) -> tuple[list[dict],
 
 def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
     tz = reporting_tz()
+    DailyFigure.objects.refresh()  # fold the checks logged since the last view (a few rows)
     days = RANGES[range_name]
     start = range_start(now, days, tz)
     kind = "day"

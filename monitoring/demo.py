@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from .models import ApiKey, CreditLog
+from .models import ApiKey, CreditLog, DailyFigure, HourlyFigure
 from .openrouter import key_hash
 from .simulator import DEV_KEY, PROD_KEY
 
@@ -90,6 +90,9 @@ def seed(now: datetime, days: int = 30, step: timedelta = timedelta(hours=6)) ->
                 )
             )
     CreditLog.objects.bulk_create(rows, batch_size=500)
+    CreditLog.objects.recompute_spend_totals()  # what the monitor derives as it writes: burn-rate totals
+    DailyFigure.objects.rebuild()  # and the pages' daily and hourly rows, which fold by id
+    HourlyFigure.objects.rebuild()
     user_model = get_user_model()
     if not user_model.objects.filter(username=DEMO_USERNAME).exists():
         user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, CreditLog
+from .models import ApiKey, CreditLog, DailyFigure, HourlyFigure
 
 MIN_RETENTION_DAYS = 31  # the longest burn-rate window shown is 30 days
 BATCH = 1000
@@ -137,4 +137,7 @@ def prune_credit_log(days: int | None = None, now: datetime | None = None, dry_r
                     batch = []
             if batch:
                 result.deleted += len(batch) if dry_run else _delete(batch)
+    if result.deleted and not dry_run:
+        DailyFigure.objects.rebuild()  # a deleted row may have been a day's newest: fold the days again
+        HourlyFigure.objects.rebuild()  # and the hours' check counts change
     return result
