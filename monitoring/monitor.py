@@ -268,7 +268,7 @@ def status_for(key: ApiKey | None, log: CreditLog, now: datetime, threshold: flo
     from .account import activity_burn_rate
 
     # Running spend totals at the window's ends: two index look-ups, never the window's 2,016 rows.
-    burn_rate = CreditLog.objects.burn_rate(key, now, window)
+    burn_rate = CreditLog.objects.burn_rate(key, now, window, newest=log)
     if burn_rate is None:  # too few logged checks: the stored activity, as burn_rate_with_backfill does
         burn_rate = activity_burn_rate(key, now, window)
     days_left = forecast.days_until_exhaustion(log.remaining, burn_rate)
