@@ -513,7 +513,10 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
     if first_full >= last_end:  # less than an hour apart: the log alone
         head, tail = [rows], []
     else:  # each within one hour: at most one point per key before, one after the stored hours
-        head, tail = [rows.filter(timestamp__lt=first_full)], [rows.filter(timestamp__gte=last_end)]
+        # Each with its own tight bounds: given the range's too, SQLite scans the whole range per key.
+        logs = CreditLog.objects.filter(key__in=keys)
+        head = [logs.filter(timestamp__gte=start, timestamp__lt=first_full)]
+        tail = [logs.filter(timestamp__gte=last_end, timestamp__lte=end)]
     stored = []
     if first_full < last_end:
         # 720 rows a key a month, read as plain tuples: SQLite's stored text is already the ISO time.
