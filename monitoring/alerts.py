@@ -192,6 +192,16 @@ def conditions_for(statuses, now: datetime) -> list[Condition]:
             conditions += account_conditions(statuses, now)
         except Exception:  # one broken account-wide evaluator must not stop the balance alerts
             logger.exception("Account-wide alert evaluation failed")
+    else:
+        # Keys given directly still report expiry and, for a cap that resets, its use through GET /key
+        # (a cap that never resets is the balance itself: the balance alert already covers it).
+        from .account import expiry_condition, key_limit_condition
+
+        for status in statuses:
+            if status.key is not None:
+                if status.log.ok and status.log.limit_reset:
+                    conditions.append(key_limit_condition(status.key, status.log))
+                conditions.append(expiry_condition(status.key, now))
     return conditions
 
 

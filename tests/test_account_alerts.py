@@ -254,3 +254,16 @@ def test_a_purchase_below_the_threshold_is_not_a_missed_top_up(loop, clock, db):
     loop.set_account(255.0, 248.0)
     clock.run()
     assert kinds(Alert.TOPUP_MISSED) == []
+
+
+@pytest.mark.django_db
+def test_a_key_given_directly_gets_limit_and_expiry_alerts_without_a_management_key(sim):
+    from monitoring.models import Alert
+    from monitoring.monitor import run_monitor
+    from monitoring.simulator import PROD_KEY
+
+    soon = (timezone.now() + timedelta(days=3)).isoformat()
+    sim.set_key(PROD_KEY, limit=100, limit_reset="monthly", usage_monthly=90, usage=400, expires_at=soon)
+    run_monitor()
+    conditions = set(Alert.objects.open().values_list("condition", flat=True))
+    assert {Alert.KEY_LIMIT, Alert.EXPIRY} <= conditions
