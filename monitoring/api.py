@@ -37,6 +37,7 @@ from .models import (
 WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
 HASH_PREFIX = 12  # enough to tell keys apart, useless for anything else
 MAX_RANGE_DAYS = 3660
+HOURLY_MAX_DAYS = 14  # a month per hour is 720 points a key: more than a chart can show
 RAW_MAX_DAYS = 7  # /api/history returns every check up to this range, buckets beyond it
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "since the last success" for a key that never had one
 
@@ -466,9 +467,9 @@ def _severity(level: int) -> int:
 
 
 def resolution_for(start: datetime, end: datetime, asked: str | None) -> str:
-    """raw up to RAW_MAX_DAYS, hourly buckets up to 60 days, daily beyond; `?resolution=` may coarsen."""
+    """raw up to RAW_MAX_DAYS, hourly buckets up to 14 days, daily beyond; `?resolution=` may coarsen."""
     days = (end - start).total_seconds() / forecast.SECONDS_PER_DAY
-    natural = "raw" if days <= RAW_MAX_DAYS else "hour" if days <= 60 else "day"
+    natural = "raw" if days <= RAW_MAX_DAYS else "hour" if days <= HOURLY_MAX_DAYS else "day"
     if not asked:
         return natural
     if asked not in ("raw", "hour", "day"):

@@ -125,15 +125,23 @@ def test_history_of_a_day_returns_every_check(seeded, client):
     assert points[0]["t"] < points[-1]["t"]
 
 
-def test_history_of_a_month_is_bucketed_by_the_database_per_hour(seeded, client):
-    payload = client.get("/api/history/?days=30", headers=bearer()).json()
+def test_history_of_two_weeks_is_bucketed_by_the_database_per_hour(seeded, client):
+    payload = client.get("/api/history/?days=14", headers=bearer()).json()
     assert payload["resolution"] == "hour"
     points = by_name(payload)["Production Key"]["points"]
-    assert 720 <= len(points) <= 721
+    assert 336 <= len(points) <= 337
     assert {p["checks"] for p in points[1:-1]} == {2}
     last = points[-1]
     assert last["usage"] == 60.0  # the highest cumulative usage in the bucket
     assert datetime.fromisoformat(last["t"]).minute == 0
+
+
+def test_history_of_a_month_is_bucketed_per_day(seeded, client):
+    payload = client.get("/api/history/?days=30", headers=bearer()).json()
+    assert payload["resolution"] == "day"
+    assert 30 <= len(by_name(payload)["Production Key"]["points"]) <= 31
+    hourly = client.get("/api/history/?days=30&resolution=hour", headers=bearer()).json()
+    assert hourly["resolution"] == "hour" and len(by_name(hourly)["Production Key"]["points"]) >= 720
 
 
 def test_history_beyond_sixty_days_is_bucketed_per_day(seeded, client):
