@@ -405,29 +405,34 @@ def month_to_date_spend(now: datetime) -> float:
         or 0.0
     )
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    return completed + forecast.spend_today(_account_usage_samples(midnight - timedelta(days=1), now), now, tz)
+    # The account's total_usage only grows: today's spend is the last reading less the last one before midnight.
+    today = CreditLog.objects.filter(timestamp__gte=midnight, timestamp__lte=now)
+    latest = _account_usage_reading(today, "-timestamp")
+    if latest is None:
+        return completed
+    # The last reading before midnight, or the first of today when the log starts today.
+    before = _account_usage_reading(CreditLog.objects.filter(timestamp__lt=midnight), "-timestamp")
+    before = before or _account_usage_reading(today, "timestamp")
+    return completed + forecast.spend_between(before[1], latest[1])
 
 
 def account_burn_rate(now: datetime) -> float | None:
     window = settings.BURN_RATE_WINDOW_DAYS
-    samples = _account_usage_samples(now - timedelta(days=window), now)
+    # total_usage only grows, so the window's first and last readings give its spend (two index look-ups
+    # instead of a week of rows).
+    inside = CreditLog.objects.filter(timestamp__gte=now - timedelta(days=window), timestamp__lte=now)
+    ends = (_account_usage_reading(inside, "timestamp"), _account_usage_reading(inside, "-timestamp"))
+    samples = [reading for reading in ends if reading]
     rate = forecast.burn_rate_per_day(samples, now, window)
     if rate is None and Activity.objects.filter(api_key_hash=ACCOUNT_HASH).exists():
         rate = _activity_rate(ACCOUNT_HASH, now, window)
     return rate
 
 
-def _account_usage_samples(since: datetime, now: datetime) -> list[tuple[datetime, float]]:
-    """One (time, account total_usage) reading per check: every key's row repeats the same figure."""
-    rows = (
-        CreditLog.objects.successful()
-        .filter(timestamp__gte=since, timestamp__lte=now)
-        .exclude(account_usage=None)
-        .values_list("timestamp", "account_usage")
-        .order_by("timestamp")
-        .distinct()
-    )
-    return list(dict(rows).items())
+def _account_usage_reading(rows, order: str) -> tuple[datetime, float] | None:
+    """The first or last (time, account total_usage) reading among the rows."""
+    readings = rows.filter(ok=True).exclude(account_usage=None).order_by(order)
+    return readings.values_list("timestamp", "account_usage").first()
 
 
 def budget_condition(now: datetime) -> alerts.Condition:
