@@ -334,7 +334,11 @@ def overall_level(statuses: list[KeyStatus]) -> int:
 
 def monitor_credits(threshold: float | None = None, now: datetime | None = None) -> dict:
     """Check, log and forecast; the primary key's figures as the seed returns them."""
-    statuses = check_all(threshold, now)
+    return seed_summary(check_all(threshold, now))
+
+
+def seed_summary(statuses: list[KeyStatus]) -> dict:
+    """The seed's return value (remaining, alert, burn rate, days left, key info), plus every key."""
     main = statuses[0]
     return {
         "remaining": main.remaining,
@@ -392,12 +396,4 @@ def display_credits(threshold: float | None = None, verbose: bool = False, stdou
 
     statuses = check_all(threshold)
     (stdout or sys.stdout).write(format_report(statuses, verbose, next_check_time()))
-    main = statuses[0]
-    return {
-        "remaining": main.remaining,
-        "alert": main.alert,
-        "burn_rate": main.burn_rate,
-        "days_left": main.days_left,
-        "key_info": main.as_dict(),
-        "status": Level(overall_level(statuses)).label,
-    }
+    return seed_summary(statuses)
