@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django_q.tasks import async_task
 
 from . import alerts as alert_rules
 from . import dashboard, monitor, notify
@@ -41,7 +42,9 @@ def check_now(request):
     """The same check as `checkcredits`, then the alert rules; the result as messages."""
     now = timezone.now()
     statuses = monitor.check_all(now=now)
-    alert_rules.evaluate(statuses, now)
+    if alert_rules.evaluate(statuses, now):
+        # Notifications go out from the worker, so a slow mail server never holds this page up.
+        async_task("monitoring.notify.deliver_pending", task_name="deliver-after-check-now")
     for status in statuses:
         text = f"{status.name}: {status.message}"
         if not status.log.ok:

@@ -600,3 +600,16 @@ def test_health_and_alerts_with_150_keys_run_a_bounded_number_of_queries(
             response = logged_in.get(url)
         assert response.status_code == 200
         assert "key-148" in response.text
+
+
+def test_check_now_queues_the_notifications_of_the_alerts_it_opens(admin_client, sim):
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+
+    broker = get_broker()
+    broker.purge_queue()
+    sim.set_scenario("low")
+    admin_client.post("/health/check-now/")
+    assert AlertEvent.objects.filter(kind=AlertEvent.OPENED).exists()
+    queued = [SignedPackage.loads(package) for _, package in broker.dequeue()]
+    assert [task["func"] for task in queued] == ["monitoring.notify.deliver_pending"]
