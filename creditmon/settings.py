@@ -182,6 +182,8 @@ KEY_LIMIT_WARNING_PERCENT = envfloat("KEY_LIMIT_WARNING_PERCENT", 80)
 KEY_LIMIT_CRITICAL_PERCENT = envfloat("KEY_LIMIT_CRITICAL_PERCENT", 95)
 KEY_EXPIRY_WARNING_DAYS = envfloat("KEY_EXPIRY_WARNING_DAYS", 7)
 MONTHLY_BUDGET = envfloat("MONTHLY_BUDGET", 0.0)  # 0 = no budget
+# Auto top-up is on in OpenRouter: warn when the balance falls through the threshold and no credits arrive.
+AUTO_TOPUP_EXPECTED = envbool("AUTO_TOPUP_EXPECTED", "False")
 
 # --- Monitoring loop -------------------------------------------------------------------------
 CHECK_INTERVAL_MINUTES = envint("CHECK_INTERVAL_MINUTES", 360)

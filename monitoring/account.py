@@ -485,6 +485,8 @@ def model_spike_conditions(now: datetime) -> list[alerts.Condition]:
 
 
 def topup_missed_condition() -> alerts.Condition:
+    if not settings.AUTO_TOPUP_EXPECTED:  # without auto top-up a falling balance is the balance alert's job
+        return alerts.Condition(None, Alert.TOPUP_MISSED, Level.OK, "No auto top-up expected (AUTO_TOPUP_EXPECTED)")
     threshold = settings.OPENROUTER_CREDIT_THRESHOLD
     rows = (
         CreditLog.objects.successful()

@@ -227,7 +227,8 @@ def test_a_model_spending_far_above_its_average_opens_and_resolves(loop, clock, 
         assert kinds(Alert.MODEL_SPIKE, model) == [AlertEvent.OPENED, AlertEvent.RESOLVED]
 
 
-def test_a_missed_auto_top_up_opens_after_three_falling_checks_and_resolves_on_a_purchase(loop, clock, db):
+def test_a_missed_auto_top_up_opens_after_three_falling_checks_and_resolves_on_a_purchase(loop, clock, db, settings):
+    settings.AUTO_TOPUP_EXPECTED = True
     clock.run()  # balance 69.50
     loop.set_account(250.0, 241.0)  # 9.00: below the 10.00 threshold
     clock.run()
@@ -246,13 +247,22 @@ def test_a_missed_auto_top_up_opens_after_three_falling_checks_and_resolves_on_a
     assert kinds(Alert.TOPUP_MISSED) == [AlertEvent.OPENED, AlertEvent.RESOLVED]
 
 
-def test_a_purchase_below_the_threshold_is_not_a_missed_top_up(loop, clock, db):
+def test_a_purchase_below_the_threshold_is_not_a_missed_top_up(loop, clock, db, settings):
+    settings.AUTO_TOPUP_EXPECTED = True
     loop.set_account(250.0, 241.0)
     clock.run()
     loop.set_account(255.0, 247.0)  # bought 5.00, balance still falls (9.00 -> 8.00)
     clock.run()
     loop.set_account(255.0, 248.0)
     clock.run()
+    assert kinds(Alert.TOPUP_MISSED) == []
+
+
+def test_no_missed_top_up_alert_when_auto_top_up_is_not_expected(loop, clock, db, settings):
+    settings.AUTO_TOPUP_EXPECTED = False
+    for used in (241.0, 242.0, 243.0, 244.0):
+        loop.set_account(250.0, used)
+        clock.run()
     assert kinds(Alert.TOPUP_MISSED) == []
 
 
