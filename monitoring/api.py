@@ -89,7 +89,6 @@ def watched(now: datetime) -> list[ApiKey | None]:
 
 def figures_for(key: ApiKey | None, now: datetime, alerts: list[Alert]) -> KeyFigures:
     """Four queries: latest check, latest success, failures since it, burn rates."""
-    from .monitor import threshold_level
 
     latest = CreditLog.objects.latest_for(key)
     last_success = CreditLog.objects.successful().for_key(key).order_by("-timestamp", "-id").first()
@@ -98,8 +97,24 @@ def figures_for(key: ApiKey | None, now: datetime, alerts: list[Alert]) -> KeyFi
         failures = failures.filter(timestamp__gt=last_success.timestamp)
     window = settings.BURN_RATE_WINDOW_DAYS
     rates = burn_rates(key, now, {**dict(WINDOWS), "configured": window})
+    return build_figures(key, latest, last_success, failures.count(), rates, now, alerts)
+
+
+def build_figures(
+    key: ApiKey | None,
+    latest: CreditLog | None,
+    success: CreditLog | None,
+    failures: int,
+    rates: dict[str, float | None],
+    now: datetime,
+    alerts: list[Alert],
+) -> KeyFigures:
+    """One key's figures from its latest check, latest success and burn rates (no queries)."""
+    from .monitor import threshold_level
+
+    rates = dict(rates)
     configured = rates.pop("configured")
-    remaining = last_success.remaining if last_success else None
+    remaining = success.remaining if success else None
     days_left = forecast.days_until_exhaustion(remaining, configured)
     if latest is None:
         level, message = Level.UNKNOWN, "No check yet"
@@ -110,8 +125,8 @@ def figures_for(key: ApiKey | None, now: datetime, alerts: list[Alert]) -> KeyFi
     return KeyFigures(
         key=key,
         latest=latest,
-        last_success=last_success,
-        consecutive_failures=failures.count(),
+        last_success=success,
+        consecutive_failures=failures,
         burn_rates=rates,
         burn_rate=configured,
         days_left=days_left,
@@ -153,7 +168,6 @@ def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
     Three queries whatever the number of keys: open alerts, the annotated keys, their log rows (a fourth
     sums the windows of keys whose rows were bulk-loaded without running totals).
     """
-    from .monitor import threshold_level
 
     open_alerts = list(Alert.objects.open().order_by("id"))
     by_key: dict[int | None, list[Alert]] = {}
@@ -181,31 +195,8 @@ def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
     figures = []
     for key in keys:
         latest, success = logs.get(key.latest_id), logs.get(key.success_id)
-        rates = dict(every_rate[key.pk])
-        configured = rates.pop("configured")
-        remaining = success.remaining if success else None
-        days_left = forecast.days_until_exhaustion(remaining, configured)
-        if latest is None:
-            level, message = Level.UNKNOWN, "No check yet"
-        elif not latest.ok:
-            level, message = Level.UNKNOWN, latest.error
-        else:
-            level, message = threshold_level(remaining)
-        figures.append(
-            KeyFigures(
-                key=key,
-                latest=latest,
-                last_success=success,
-                consecutive_failures=key.failures if latest and not latest.ok else 0,
-                burn_rates=rates,
-                burn_rate=configured,
-                days_left=days_left,
-                exhaustion_date=forecast.exhaustion_date(now, days_left),
-                level=level,
-                message=message,
-                alerts=by_key.get(key.pk, []),
-            )
-        )
+        failures = key.failures if latest and not latest.ok else 0
+        figures.append(build_figures(key, latest, success, failures, every_rate[key.pk], now, by_key.get(key.pk, [])))
     return figures, by_key.get(None, [])
 
 
