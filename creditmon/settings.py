@@ -168,6 +168,8 @@ OPENROUTER_KEYS_URL = "https://openrouter.ai/keys"
 OPENROUTER_CREDIT_THRESHOLD = envfloat("OPENROUTER_CREDIT_THRESHOLD", 10.0)
 OPENROUTER_MIN_BALANCE = envfloat("OPENROUTER_MIN_BALANCE", 0.0)
 BURN_RATE_WINDOW_DAYS = envint("BURN_RATE_WINDOW_DAYS", 7)
+# Readings must span at least this long before a burn rate is shown (two checks 30 s apart say nothing).
+BURN_RATE_MIN_SPAN_MINUTES = envint("BURN_RATE_MIN_SPAN_MINUTES", 60)
 FORECAST_WARNING_DAYS = envfloat("FORECAST_WARNING_DAYS", 7)
 FORECAST_CRITICAL_DAYS = envfloat("FORECAST_CRITICAL_DAYS", 2)
 SPIKE_FACTOR = envfloat("SPIKE_FACTOR", 3.0)
