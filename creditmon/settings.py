@@ -224,17 +224,20 @@ LOG_LEVEL = env("CREDITMON_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "monitoring.logredact.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "monitoring.logredact.RedactSecretsFilter"},
+        "escape": {"()": "monitoring.logredact.EscapeControlsFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact", "escape"]},
         "file": {
             "class": "monitoring.logredact.SafeRotatingFileHandler",
             "filename": str(LOG_DIR / "creditmon.log"),
             "maxBytes": 5 * 1024 * 1024,
             "backupCount": 5,
             "formatter": "plain",
-            "filters": ["redact"],
+            "filters": ["redact", "escape"],
         },
     },
     "root": {"handlers": ["console", "file"], "level": "WARNING"},
