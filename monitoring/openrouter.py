@@ -480,6 +480,10 @@ class Client:
                 ) from None
             with response:
                 body = self._read_body(response, time.monotonic() + budget)
+            if watchdog.fired:  # cut mid-headers, http.client takes the end of the stream for their end
+                raise OpenRouterError(
+                    too_slow.replace("did not answer", "did not finish answering") if body else too_slow
+                )
         if 300 <= response.status_code < 400:
             where = _where(response.headers.get("Location", ""))
             raise OpenRouterError(
