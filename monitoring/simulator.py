@@ -57,6 +57,7 @@ FAILURES: dict[str, str] = {
 HOSTILE_TEXT = "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
 HOSTILE_PAD = "x" * 300  # past every column
 REDIRECT_TO = "https://openrouter-mirror.example:8443/api/v1/key?token={token}"
+IMPLAUSIBLE = {"usage": -500.0, "limit_remaining": -1e300, "total_usage": -500.0}  # what the issue saw
 
 SCENARIOS: dict[str, str] = {
     "steady": "PROD limit 100 usage 54.77 (45.23 left), DEV limit 20 usage 3.10; spend drifts (3.2 and 0.4 $/day)",
@@ -249,6 +250,7 @@ class Simulator:
         self.huge_bytes: int = 20 * 1024 * 1024  # failure "huge"
         self.header_drip_seconds: float = 600.0  # failure "header-drip" gives up after this long
         self.redirect_to: str = REDIRECT_TO  # failure "redirect"; {token} is the caller's key
+        self.implausible: dict[str, float] = dict(IMPLAUSIBLE)  # failure "implausible": field -> value sent
         self.log_requests = False  # print one line per request (the command turns it on)
         self.requests: list[dict] = []
         self.keys: dict[str, SimKey] = {}
@@ -842,11 +844,6 @@ def _walk(data: Any, change: Callable[[str, Any], Any]) -> Any:
     return data
 
 
-def _implausible(data: Any) -> Any:
-    wild = {"usage": -500.0, "limit_remaining": -1e300, "total_usage": -500.0}
-    return _walk(data, lambda k, v: wild[k] if k in wild and v is not None else v)
-
-
 def _hostile(data: Any) -> Any:
     def change(k: str, v: Any) -> Any:
         if k in ("label", "name", "model", "model_permaslug", "provider_name", "endpoint_id") and isinstance(v, str):
@@ -862,7 +859,7 @@ def _bad_hash(data: Any) -> Any:
     return _walk(data, lambda k, v: "z" * 70 if k == "hash" and isinstance(v, str) else v)
 
 
-_HOSTILE = {"implausible": _implausible, "hostile-strings": _hostile, "bad-hash": _bad_hash}
+_HOSTILE = {"hostile-strings": _hostile, "bad-hash": _bad_hash}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -959,8 +956,13 @@ class _Handler(BaseHTTPRequestHandler):
             token = self._token() or ""
             self._send(_error(500, f"Internal error for key {token.removeprefix('sk-or-v1-')}: upstream rejected it"))
             return
-        if name in ("implausible", "hostile-strings", "bad-hash"):
-            self._send(_Reply(reply.status, _HOSTILE[name](copy.deepcopy(reply.body)), reply.headers))
+        if name == "implausible":
+            wild = dict(sim.implausible)
+            body = _walk(reply.body, lambda k, v: wild[k] if k in wild and v is not None else v)
+            self._send(_Reply(reply.status, body, reply.headers))
+            return
+        if name in ("hostile-strings", "bad-hash"):
+            self._send(_Reply(reply.status, _HOSTILE[name](reply.body), reply.headers))
             return
         if name in _FAILURE_STATUS:
             status, message = _FAILURE_STATUS[name]
