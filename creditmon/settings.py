@@ -244,5 +244,7 @@ LOGGING = {
     "loggers": {
         "monitoring": {"handlers": ["console", "file"], "level": LOG_LEVEL, "propagate": False},
         "django-q": {"handlers": ["console", "file"], "level": "INFO", "propagate": False},
+        # A cut or broken header block is the client's one-line failure; not urllib3's traceback as well.
+        "urllib3.connection": {"handlers": ["console", "file"], "level": "ERROR", "propagate": False},
     },
 }

@@ -770,6 +770,8 @@ class Simulator:
             elif path == "/_sim/failure":
                 if "delay" in body:
                     self.delay = float(body["delay"])
+                if "drip_interval" in body:
+                    self.drip_interval = float(body["drip_interval"])
                 if "name" in body:
                     self.set_failure(body["name"], body.get("count"))
             else:
