@@ -459,6 +459,7 @@ class Client:
         url = f"{self.base_url}{path}"
         budget = self.timeout if budget is None else budget
         too_slow = f"OpenRouter did not answer within {self.timeout:g} s: retry in a few minutes"
+        deadline = time.monotonic() + budget
         with _Watchdog(budget) as watchdog:
             try:
                 response = self.session.get(
@@ -479,7 +480,7 @@ class Client:
                     f"Cannot reach OpenRouter at {self.base_url} ({reason}): check the network", retryable=True
                 ) from None
             with response:
-                body = self._read_body(response, time.monotonic() + budget)
+                body = self._read_body(response, deadline)
             if watchdog.fired:  # cut mid-headers, http.client takes the end of the stream for their end
                 raise OpenRouterError(
                     too_slow.replace("did not answer", "did not finish answering") if body else too_slow
