@@ -32,7 +32,8 @@ TAG_PREFIX = re.compile(r"^(?P<tags>[A-Za-z0-9_,-]+)=(?P<url>[A-Za-z][A-Za-z0-9+
 NOTIFY_TYPES = {Level.OK: "success", Level.WARNING: "warning", Level.CRITICAL: "failure", Level.UNKNOWN: "warning"}
 # Chat mentions a key label or message could carry: @everyone/@here/@channel/@room/@all (Discord, Slack,
 # Matrix, Mattermost), <@123>, <@&role>, <#chan>, <!channel>, <!subteam^id> (Discord, Slack markup).
-MENTIONS = re.compile(r"(?<=@)(?=(?:everyone|here|channel|room|all)\b)|(?<=<)(?=[@!#])", re.IGNORECASE)
+# An address such as ops@here.example is left alone: the @ of a mention does not follow a word.
+MENTIONS = re.compile(r"(?<![\w.])@(?=(?:everyone|here|channel|room|all)\b)|<(?=[@!#])", re.IGNORECASE)
 ZERO_WIDTH_SPACE = "\u200b"
 
 
@@ -167,7 +168,7 @@ def _figures(alert: Alert, when: datetime) -> list[str]:
 
 def neutralise_mentions(text: str) -> str:
     """A zero-width space after the @ or < of a chat mention: it reads the same and pings no one."""
-    return MENTIONS.sub(ZERO_WIDTH_SPACE, text)
+    return MENTIONS.sub(lambda m: m.group() + ZERO_WIDTH_SPACE, text)
 
 
 def render(event: AlertEvent) -> tuple[str, str, str]:
