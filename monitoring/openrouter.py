@@ -160,6 +160,7 @@ class ListedKey:
     expires_at: datetime | None
     created_at: datetime | None
     raw: dict = field(default_factory=dict)
+    byok_usage: float | None = None
 
 
 # --- validation helpers: a hostile or broken body is rejected with a clear reason ---------------
@@ -627,6 +628,7 @@ class Client:
                             expires_at=_datetime(item, "expires_at"),
                             created_at=_datetime(item, "created_at"),
                             raw=item,
+                            byok_usage=_money(item, "byok_usage", required=False),
                         )
                     )
                 except OpenRouterError as exc:
