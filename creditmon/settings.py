@@ -226,22 +226,27 @@ LOG_LEVEL = env("CREDITMON_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "monitoring.logredact.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "monitoring.logredact.RedactSecretsFilter"},
+        "escape": {"()": "monitoring.logredact.EscapeControlsFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact", "escape"]},
         "file": {
             "class": "monitoring.logredact.SafeRotatingFileHandler",
             "filename": str(LOG_DIR / "creditmon.log"),
             "maxBytes": 5 * 1024 * 1024,
             "backupCount": 5,
             "formatter": "plain",
-            "filters": ["redact"],
+            "filters": ["redact", "escape"],
         },
     },
     "root": {"handlers": ["console", "file"], "level": "WARNING"},
     "loggers": {
         "monitoring": {"handlers": ["console", "file"], "level": LOG_LEVEL, "propagate": False},
         "django-q": {"handlers": ["console", "file"], "level": "INFO", "propagate": False},
+        # A cut or broken header block is the client's one-line failure; not urllib3's traceback as well.
+        "urllib3.connection": {"handlers": ["console", "file"], "level": "ERROR", "propagate": False},
     },
 }

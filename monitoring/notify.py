@@ -31,6 +31,11 @@ LEVEL_TAGS = ("ok", "warning", "critical", "unknown")
 # "critical,warning=" before a URL's scheme; a URL's own "=" (in its query) comes after "://".
 TAG_PREFIX = re.compile(r"^(?P<tags>[A-Za-z0-9_,-]+)=(?P<url>[A-Za-z][A-Za-z0-9+.-]*://.*)$")
 NOTIFY_TYPES = {Level.OK: "success", Level.WARNING: "warning", Level.CRITICAL: "failure", Level.UNKNOWN: "warning"}
+# Chat mentions a key label or message could carry: @everyone/@here/@channel/@room/@all (Discord, Slack,
+# Matrix, Mattermost), <@123>, <@&role>, <#chan>, <!channel>, <!subteam^id> (Discord, Slack markup).
+# An address such as ops@here.example is left alone: the @ of a mention does not follow a word.
+MENTIONS = re.compile(r"(?<![\w.])@(?=(?:everyone|here|channel|room|all)\b)|<(?=[@!#])", re.IGNORECASE)
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 @dataclass(frozen=True)
@@ -149,8 +154,18 @@ def _figures(alert: Alert, when: datetime) -> list[str]:
     return [*lines, f"Last check: {log.timestamp:%Y-%m-%d %H:%M} UTC"]
 
 
+def neutralise_mentions(text: str) -> str:
+    """A zero-width space after the @ or < of a chat mention: it reads the same and pings no one."""
+    return MENTIONS.sub(lambda m: m.group() + ZERO_WIDTH_SPACE, text)
+
+
 def render(event: AlertEvent) -> tuple[str, str, str]:
-    """Title, body and Apprise notify type for one event."""
+    """Title, body and Apprise notify type for one event, mentions neutralised."""
+    title, body, notify_type = _render(event)
+    return neutralise_mentions(title), neutralise_mentions(body), notify_type
+
+
+def _render(event: AlertEvent) -> tuple[str, str, str]:
     if event.kind == AlertEvent.TEST:
         title = "creditmon test notification"
         body = (
