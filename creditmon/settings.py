@@ -132,6 +132,7 @@ MIDDLEWARE = [
     # Every view requires a login unless marked @login_not_required (login page, probes, token APIs).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "monitoring.middleware.ContentSecurityPolicyMiddleware",
+    "monitoring.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "creditmon.urls"

@@ -44,7 +44,8 @@ def check_secret_key(app_configs, **kwargs):
     return [
         Error(
             "DJANGO_SECRET_KEY is the development key published in the repository.",
-            hint='Set DJANGO_SECRET_KEY to a long random value: python -c "import secrets; print(secrets.token_urlsafe(50))"',
+            hint="Set DJANGO_SECRET_KEY to a long random value: "
+            'python -c "import secrets; print(secrets.token_urlsafe(50))"',
             id="monitoring.E001",
         )
     ]

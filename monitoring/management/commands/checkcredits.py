@@ -7,10 +7,9 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
 from monitoring import monitor
+from monitoring.management.base import database_problem
 from monitoring.models import Level
 from monitoring.report import format_report
-
-MIGRATE_HINT = "the credit log table is missing: run `python manage.py migrate`"
 
 
 class Command(BaseCommand):
@@ -27,7 +26,9 @@ class Command(BaseCommand):
             statuses = monitor.check_all(options["threshold"])
             next_check = monitor.next_check_time()
         except DatabaseError as exc:
-            self.fail(options, f"{MIGRATE_HINT} ({str(exc).splitlines()[0]})")
+            if (problem := database_problem(exc)) is None:
+                raise
+            self.fail(options, problem)
         level = monitor.overall_level(statuses)
         if options["json"]:
             main = statuses[0]
