@@ -401,3 +401,10 @@ def test_out_of_range_dates_on_the_command_line_are_one_line(tmp_path):
         done = manage(env, *args, "--skip-checks") if args[0] == "exportcsv" else manage(env, *args)
         lines = done.stderr.strip().splitlines()
         assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("CommandError: "), done.stderr
+
+
+def test_make_run_stops_in_one_line_when_the_database_is_down(tmp_path, closed_port):
+    env = clean_env(tmp_path, DATABASE_URL=f"postgres://creditmon:{PASSWORD}@127.0.0.1:{closed_port}/creditmon")
+    done = manage(env, "runapp", "--port", "0")
+    assert done.returncode == 3 and "Traceback" not in done.stderr and PASSWORD not in done.stderr
+    assert "cannot connect to the database" in done.stderr and "nothing started" in done.stderr
