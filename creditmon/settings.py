@@ -82,7 +82,7 @@ def envurl(name: str, default: str = "", example: str = "", schemes: tuple[str, 
     value = env(name, default)
     try:
         parts = urlsplit(value)
-        valid = parts.scheme in schemes and bool(parts.hostname)
+        valid = parts.scheme in schemes and bool(parts.hostname or parts.scheme == "unix" and parts.path)
     except ValueError:
         valid = False
     if value and not valid:
@@ -292,7 +292,7 @@ API_TOKEN = env("API_TOKEN", "")
 CREDITMON_DEMO = envbool("CREDITMON_DEMO", "False")
 
 # --- django-q2 -------------------------------------------------------------------------------
-REDIS_URL = envurl("REDIS_URL", example="redis://127.0.0.1:6379/0", schemes=("redis", "rediss"))
+REDIS_URL = envurl("REDIS_URL", example="redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
 Q_CLUSTER = {
     "name": "creditmon",
     "workers": envint("Q_WORKERS", 4 if REDIS_URL else 1, minimum=1),
