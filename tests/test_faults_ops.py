@@ -342,6 +342,27 @@ def test_ten_wrong_passwords_lock_out_and_say_so_then_the_right_one_works(client
     assert client.get("/health/").status_code == 200
 
 
+def test_behind_a_proxy_a_forged_forwarded_for_does_not_reset_the_count(client, alice, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # DJANGO_BEHIND_PROXY=true
+    statuses = [
+        client.post(
+            "/accounts/login/",
+            {"username": "alice", "password": f"guess-{n}"},
+            REMOTE_ADDR="10.0.0.2",  # the proxy
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9",  # forged first part, the proxy's own last
+        ).status_code
+        for n in range(10)
+    ]
+    assert statuses[-1] == 429 and statuses.count(429) == 11 - settings.AXES_FAILURE_LIMIT
+    other = client.post(
+        "/accounts/login/",
+        {"username": "alice", "password": "correct horse battery staple"},
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="203.0.113.10",
+    )
+    assert other.status_code == 302  # another client behind the same proxy is not locked out
+
+
 def test_a_wrong_password_before_the_limit_is_the_usual_message(client, alice):
     response = post_login(client, "/accounts/login/", "alice", "nope")
     assert response.status_code == 200 and "did not match" in response.content.decode()
