@@ -33,6 +33,12 @@ chromium:
 run: setup
 	$(PY) manage.py runapp --port $(PORT)
 
+# The first login, on a fresh clone too: set-up and the tables first, then Django's createsuperuser.
+.PHONY: user
+user: setup
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py createsuperuser $(ARGS)
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run

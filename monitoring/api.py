@@ -25,6 +25,8 @@ from .models import ApiKey, CreditLog, HourlyFigure, hourly_aggregates
 
 HASH_PREFIX = status.HASH_PREFIX
 MAX_RANGE_DAYS = 3660
+# Dates a range may name: beyond these a day's arithmetic overflows (9999-12-31 + 1 day) and nothing was logged.
+EARLIEST_DATE, LATEST_DATE = date(2000, 1, 1), date(2999, 12, 31)
 HOURLY_MAX_DAYS = 14  # a month per hour is 720 points a key: more than a chart can show
 RAW_MAX_DAYS = 7  # /api/history returns every check up to this range, buckets beyond it
 
@@ -76,6 +78,8 @@ def requested_range(params, now: datetime, default_days: int = 30) -> tuple[date
             raise ValueError("start and end must be dates written YYYY-MM-DD") from None
         if first is None:
             raise ValueError("start is required with end (YYYY-MM-DD)")
+        if not EARLIEST_DATE <= first <= LATEST_DATE or not EARLIEST_DATE <= last <= LATEST_DATE:
+            raise ValueError(f"start and end must be dates from {EARLIEST_DATE} to {LATEST_DATE}")
         if last < first:
             raise ValueError("end is before start")
         if (last - first).days > MAX_RANGE_DAYS:

@@ -7,10 +7,9 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
 from monitoring import monitor
+from monitoring.management.base import database_problem
 from monitoring.models import Level
 from monitoring.report import format_report
-
-MIGRATE_HINT = "the credit log table is missing: run `python manage.py migrate`"
 
 
 class Command(BaseCommand):
@@ -27,7 +26,9 @@ class Command(BaseCommand):
         try:
             found = monitor.check_all(options["threshold"])
         except DatabaseError as exc:
-            self.fail(options, f"{MIGRATE_HINT} ({str(exc).splitlines()[0]})")
+            if (problem := database_problem(exc)) is None:
+                raise
+            self.fail(options, problem)
         if options["json"]:
             main = found.primary
             payload = {
