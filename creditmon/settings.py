@@ -191,6 +191,10 @@ REMIND_INTERVAL_HOURS = envfloat("REMIND_INTERVAL_HOURS", 24)
 NOTIFY_URLS = env("NOTIFY_URLS", "")
 NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 5)
 HEARTBEAT_URL = env("HEARTBEAT_URL", "")
+# Pinged instead when a run's checks failed; empty: HEARTBEAT_URL with healthchecks' "/fail" appended.
+HEARTBEAT_FAIL_URL = env("HEARTBEAT_FAIL_URL", "")
+# A run killed mid-way is run again this long after its last sign of life (plus up to 30 s for the scheduler).
+RUN_RETRY_SECONDS = envint("RUN_RETRY_SECONDS", 120)
 RETENTION_DAYS = envint("RETENTION_DAYS", 0)  # 0 = keep every raw row
 
 # --- Machine access --------------------------------------------------------------------------

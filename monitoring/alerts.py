@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from . import forecast
 from .models import SEVERITY, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level
+from .schedule import interval_minutes
 
 logger = logging.getLogger("monitoring")
 
@@ -154,7 +155,7 @@ def failures_condition(status) -> Condition | None:
 
 def stale_condition(status, now: datetime) -> Condition | None:
     """UNKNOWN when no check of the key succeeded within two check intervals."""
-    limit = timedelta(minutes=2 * settings.CHECK_INTERVAL_MINUTES)
+    limit = timedelta(minutes=2 * interval_minutes())  # the interval the schedule really runs at
     logs = CreditLog.objects.for_key(status.key)
     last_ok = logs.successful().order_by("-timestamp").values_list("timestamp", flat=True).first()
     since = last_ok or logs.order_by("timestamp").values_list("timestamp", flat=True).first()

@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+from . import schedule
 
 
 class MonitoringConfig(AppConfig):
@@ -6,4 +9,10 @@ class MonitoringConfig(AppConfig):
     verbose_name = "OpenRouter credit monitoring"
 
     def ready(self) -> None:
+        from django_q.signals import post_spawn  # django-q2's signals module loads its models
+
         from . import checks  # noqa: F401  (registers the system checks)
+
+        # The schedules follow their settings at every migrate and every worker start (never here: no database).
+        post_migrate.connect(schedule.sync_after_migrate, sender=self, dispatch_uid="monitoring-schedules-migrate")
+        post_spawn.connect(schedule.sync_at_worker_start, dispatch_uid="monitoring-schedules-worker")
