@@ -212,6 +212,8 @@ Q_CLUSTER = {
     # A check takes seconds; a task running longer than this is killed...
     "timeout": 300,
     # ...and only retried after this (must stay above timeout, or django-q2 warns and double-runs).
+    # A worker killed mid-task: the ORM broker redelivers after `retry`, Redis never does; either way the
+    # schedule's retry point (monitoring/schedule.py) starts the run again within RUN_RETRY_SECONDS + 30 s.
     "retry": 360,
     # Bounded attempts, and failures acknowledged, so a broken task is not retried forever.
     "max_attempts": 2,
