@@ -15,6 +15,11 @@ from django_q.monitor import save_task
 from django_q.signing import SignedPackage
 
 
+def purge_queue() -> None:
+    """Nothing left over: Redis keeps its lists between tests, whatever the database rolls back."""
+    get_broker().purge_queue()
+
+
 def run_queued() -> list[dict]:
     """Dequeue every waiting task, run it, store its result as the cluster's monitor would."""
     broker = get_broker()

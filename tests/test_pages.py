@@ -13,7 +13,7 @@ from django.utils import timezone
 from monitoring.models import Activity, Alert, AlertEvent, ApiKey, CreditLog, DailyFigure, Delivery, Level
 from monitoring.schedule import LEASE_NAME, acquire_lease
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
-from tests.qworker import run_queued
+from tests.qworker import purge_queue, run_queued
 
 PAGES = ["/health/", "/financial/", "/alerts/"]
 POSTS = ["/health/check-now/", "/alerts/1/acknowledge/", "/alerts/1/snooze/", "/alerts/send-test/"]
@@ -28,6 +28,13 @@ def user(django_user_model):
 def logged_in(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def empty_queue():
+    purge_queue()
+    yield
+    purge_queue()
 
 
 @pytest.fixture
@@ -297,7 +304,7 @@ def test_a_key_label_with_html_is_shown_escaped(logged_in, configured):
 
 
 @pytest.mark.django_db
-def test_the_api_key_never_appears_in_any_page(logged_in, sim, settings):
+def test_the_api_key_never_appears_in_any_page(logged_in, sim, settings, empty_queue):
     settings.OPENROUTER_MANAGEMENT_KEY = ""
     for _ in range(2):
         logged_in.post("/health/check-now/")
@@ -417,7 +424,7 @@ def test_an_uncapped_key_without_management_key_says_the_balance_is_unknown(logg
 
 
 @pytest.mark.django_db
-def test_check_now_queues_the_job_shows_it_pending_then_its_result(logged_in, sim):
+def test_check_now_queues_the_job_shows_it_pending_then_its_result(logged_in, sim, empty_queue):
     response = logged_in.post("/health/check-now/", follow=True)
     assert response.redirect_chain == [("/health/", 302)]
     assert not CreditLog.objects.exists()  # the page never waits on OpenRouter
@@ -437,7 +444,7 @@ def test_check_now_queues_the_job_shows_it_pending_then_its_result(logged_in, si
 
 
 @pytest.mark.django_db
-def test_check_now_reports_a_failure_and_records_it(logged_in, sim):
+def test_check_now_reports_a_failure_and_records_it(logged_in, sim, empty_queue):
     sim.set_failure("http401")
     logged_in.post("/health/check-now/")
     run_queued()
@@ -450,7 +457,7 @@ def test_check_now_reports_a_failure_and_records_it(logged_in, sim):
 
 
 @pytest.mark.django_db
-def test_check_now_without_a_worker_says_how_to_start_one(logged_in, sim):
+def test_check_now_without_a_worker_says_how_to_start_one(logged_in, sim, empty_queue):
     logged_in.post("/health/check-now/")
     session = logged_in.session
     queued = session["check_now"]
@@ -463,7 +470,7 @@ def test_check_now_without_a_worker_says_how_to_start_one(logged_in, sim):
 
 
 @pytest.mark.django_db
-def test_check_now_while_a_run_holds_the_lease_queues_nothing(logged_in, sim):
+def test_check_now_while_a_run_holds_the_lease_queues_nothing(logged_in, sim, empty_queue):
     assert acquire_lease(LEASE_NAME, "a-running-worker")
     response = logged_in.post("/health/check-now/", follow=True)
     assert [str(m) for m in response.context["messages"]] == [
@@ -639,10 +646,7 @@ def test_health_and_alerts_with_150_keys_run_a_bounded_number_of_queries(
         assert "key-148" in response.text
 
 
-def test_check_now_runs_the_whole_job_in_the_worker_alerts_included(admin_client, sim):
-    from django_q.brokers import get_broker
-
-    get_broker().purge_queue()
+def test_check_now_runs_the_whole_job_in_the_worker_alerts_included(admin_client, sim, empty_queue):
     sim.set_scenario("low")
     admin_client.post("/health/check-now/")
     assert not AlertEvent.objects.exists()
