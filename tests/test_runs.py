@@ -18,9 +18,8 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
-from monitoring import alerts, schedule, tasks
+from monitoring import alerts, schedule, status, tasks
 from monitoring.models import ApiKey, CreditLog, Lease, Level
-from monitoring.monitor import KeyStatus
 from monitoring.simulator import PROD_KEY
 from tests.test_qcluster import PROJECT_ROOT, database_url
 
@@ -293,9 +292,11 @@ def test_the_stale_rule_uses_the_interval_the_schedule_really_has(settings):
     now = timezone.now()
     key = ApiKey.objects.create(hash="a" * 64, name="Production Key", is_primary=True)
     log = CreditLog.objects.create(key=key, timestamp=now - timedelta(hours=3), ok=True, usage=1.0)
-    status = KeyStatus(key, log, Level.OK, "Credits OK")
+    assert log.ok
     assert schedule.interval_minutes() == 60
-    assert alerts.stale_condition(status, now).level == Level.UNKNOWN  # 3 h > 2 x 1 h
+    key_status = status.build(now).for_key(key)
+    assert alerts.stale_condition(key_status).level == Level.UNKNOWN  # 3 h > 2 x 1 h
+    assert key_status.level == Level.UNKNOWN and "No successful check since" in key_status.conditions["stale"][1]
 
     Schedule.objects.filter(name=schedule.SCHEDULE_NAME).update(minutes=360)
-    assert alerts.stale_condition(status, now).level == Level.OK  # 3 h < 2 x 6 h
+    assert alerts.stale_condition(status.build(now).for_key(key)).level == Level.OK  # 3 h < 2 x 6 h
