@@ -11,6 +11,8 @@ from django.db.models import Case, Count, Max, Min, OuterRef, Q, Subquery, Sum, 
 from django.db.models.functions import Greatest, Substr, Trunc, TruncDate, TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
 
+from . import forecast
+
 FOLD_IN_PYTHON = 5000  # DailyFigure.refresh groups up to this many new checks itself, more in the database
 # Chart buckets: each page aggregates in the database to one row per bucket, never one per check.
 TRUNCATE = {"hour": TruncHour, "day": TruncDay, "week": TruncWeek}
@@ -110,6 +112,10 @@ def _aware(value) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+# The reset rule in SQL, as forecast.spend_between writes it in Python: a drop in usage is a new counter.
+SPEND_STEP_SQL = "CASE WHEN {u} >= {prev} THEN {u} - {prev} ELSE {u} END"
+
+
 def chain_total(prev: tuple | None, when: datetime, usage: float) -> float | None:
     """Running spend total after `prev` (timestamp, usage, spend_total) for a reading at `when`."""
     if prev is None:
@@ -117,7 +123,7 @@ def chain_total(prev: tuple | None, when: datetime, usage: float) -> float | Non
     prev_when, prev_usage, prev_total = prev
     if prev_total is None or prev_when > when or (prev_when == when and usage < prev_usage):
         return None  # out of (time, usage) order, or after an unknown total: readers sum the rows instead
-    return prev_total + (usage - prev_usage if usage >= prev_usage else usage)  # forecast.spend_between
+    return prev_total + forecast.spend_between(prev_usage, usage)
 
 
 def window_annotations(now: datetime, windows: dict[str, float]) -> dict:
@@ -179,7 +185,7 @@ class CreditLogQuerySet(models.QuerySet):
         if not keys or not starts:
             return {}
         adapt = connection.ops.adapt_datetimefield_value
-        step = "CASE WHEN u >= prev_u THEN u - prev_u ELSE u END"  # forecast.spend_between
+        step = SPEND_STEP_SQL.format(u="u", prev="prev_u")
         columns, params = [], []
         for start in starts.values():
             columns += [
@@ -236,7 +242,7 @@ class CreditLogQuerySet(models.QuerySet):
         order = 'PARTITION BY key_id ORDER BY "timestamp", "usage", id'
         sql = (
             f"UPDATE {table} SET spend_total = totals.total FROM ("
-            f" SELECT id, SUM(CASE WHEN prev IS NULL THEN 0 WHEN u >= prev THEN u - prev ELSE u END)"
+            f" SELECT id, SUM(CASE WHEN prev IS NULL THEN 0 ELSE {SPEND_STEP_SQL.format(u='u', prev='prev')} END)"
             f"  OVER ({order} ROWS UNBOUNDED PRECEDING) AS total FROM ("
             f'  SELECT id, key_id, "timestamp", "usage", "usage" AS u, LAG("usage") OVER ({order}) AS prev'
             f'  FROM {table} WHERE ok AND "usage" IS NOT NULL AND key_id IS NOT NULL) readings'

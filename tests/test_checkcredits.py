@@ -302,3 +302,25 @@ def test_a_database_never_migrated_says_run_migrate(tmp_path, sim):
     assert done.returncode == 3
     assert "run `python manage.py migrate`" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_many_keys_give_the_seed_block_for_the_watched_key_then_one_line_per_listed_key(sim, settings):
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    sim.set_scenario("many-keys")
+    code, out, _ = run()
+    assert out.count("API Key: ") == 1  # the seed's block for the key watched directly, not 151 of them
+    assert "Account: $69.50 remaining" in out
+    listed = ApiKey.objects.filter(source=ApiKey.SOURCE_LISTED).count()
+    assert f"Keys listed by the management key: {listed}, worst first" in out
+    shown = [line for line in out.splitlines() if line[:2] in ("✓ ", "⚠ ", "✗ ", "? ") and "  " in line]
+    assert shown and all(not line.startswith("✓ OK") for line in shown)  # only the keys needing a look
+    assert "more OK (--all lists every key)" in out
+    assert f"Overall: {['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'][code]}" in out
+
+    code_all, out_all, _ = run("--all")
+    lines = [line for line in out_all.splitlines() if line[:2] in ("✓ ", "⚠ ", "✗ ", "? ") and "  " in line]
+    assert len(lines) == listed and code_all == code
+    severities = ["✗", "?", "⚠", "✓"]
+    assert [severities.index(line[0]) for line in lines] == sorted(severities.index(line[0]) for line in lines)
+    payload = json.loads(run("--json")[1])
+    assert len(payload["keys"]) == listed + 1 and payload["account"]["balance"] == 69.5
