@@ -77,6 +77,9 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-is_primary", "name", "id"]
+        constraints = [  # OPENROUTER_API_KEY's key, and only it
+            models.UniqueConstraint(fields=["is_primary"], condition=Q(is_primary=True), name="apikey_one_primary")
+        ]
 
     def __str__(self) -> str:
         return self.display_name

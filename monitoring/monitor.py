@@ -309,6 +309,8 @@ def record_checks(now: datetime) -> None:
         error = OpenRouterError("OPENROUTER_API_KEY not set: add it to .env (see .env.example) or the environment")
         record_failure(None, error, now)
         return
+    primary = next((w.hash for w in keys if w.is_primary), None)
+    ApiKey.objects.filter(is_primary=True).exclude(hash=primary).update(is_primary=False)  # exactly one primary
     account, account_note = fetch_account()
     for watched in keys:
         started = time.monotonic()
