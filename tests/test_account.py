@@ -20,6 +20,14 @@ from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
 PROD, DEV, MGMT = key_hash(PROD_KEY), key_hash(DEV_KEY), key_hash(MANAGEMENT_KEY)
 
 
+def same_day_base(minutes: int = 60) -> datetime:
+    """Now, or earlier today, so that `minutes` later is still today (UTC): the simulator's own clock
+    decides which days /activity serves, and a run past midnight would ask for a day it does not serve yet."""
+    now = timezone.now()
+    midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return min(now, midnight - timedelta(minutes=minutes + 1))
+
+
 @pytest.fixture
 def management(sim, settings):
     settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
@@ -53,7 +61,7 @@ def activity_requests(sim) -> list[dict]:
 
 
 def test_it_lists_every_key_and_logs_each_once(management, db):
-    now = timezone.now()
+    now = same_day_base()
     statuses = monitor.check_all(now=now)
 
     assert len(statuses) == 2
@@ -74,7 +82,7 @@ def test_it_lists_every_key_and_logs_each_once(management, db):
 
 
 def test_the_management_key_appears_nowhere(management, db):
-    now = timezone.now()
+    now = same_day_base()
     run(now)
 
     assert not ApiKey.objects.filter(hash=MGMT).exists()
@@ -111,7 +119,7 @@ def test_disabled_and_expired_keys_are_listed_on_request(management, db, setting
 
 
 def test_a_failed_listing_is_recorded_and_unknown(management, db):
-    now = timezone.now()
+    now = same_day_base()
     management.set_failure("http500")
     assert record_listed_keys(now, set(), None, "account balance unavailable") is None
     statuses = status.build(now)
@@ -125,7 +133,7 @@ def test_a_failed_listing_is_recorded_and_unknown(management, db):
 
 
 def test_the_first_run_backfills_30_days_per_key_and_account_wide(management, db):
-    now = timezone.now()
+    now = same_day_base()
     today = now.astimezone(UTC).date()
     _, written = run(now)
 
@@ -165,7 +173,7 @@ def test_spend_by_model_and_by_key_matches_what_openrouter_serves(management, db
 
 
 def test_the_burn_rate_is_known_after_the_first_run(management, db, settings):
-    now = timezone.now()
+    now = same_day_base()
     today = now.astimezone(UTC).date()
     statuses, _ = run(now)
     prod = ApiKey.objects.get(hash=PROD)
@@ -181,7 +189,7 @@ def test_the_burn_rate_is_known_after_the_first_run(management, db, settings):
 
 
 def test_the_first_run_forecasts_from_the_backfilled_activity(management, db):
-    now = timezone.now()
+    now = same_day_base()
     statuses, _ = run(now)
     prod = next(s for s in statuses if s.key.hash == PROD)
     assert prod.burn_rate is None  # checked before the activity was synced
@@ -197,7 +205,7 @@ def test_the_first_run_forecasts_from_the_backfilled_activity(management, db):
 
 
 def test_the_log_based_burn_rate_wins_once_there_are_two_checks(management, db):
-    now = timezone.now()
+    now = same_day_base()
     run(now)
     management.set_key(PROD_KEY, usage=58.77)  # $4 spent in the next 12 hours
     later = now + timedelta(hours=12)
@@ -215,7 +223,7 @@ def test_a_key_never_synced_has_no_activity_burn_rate(management, db):
 
 
 def test_rerunning_a_fetch_stores_nothing_twice(management, db):
-    now = timezone.now()
+    now = same_day_base()
     today = now.astimezone(UTC).date()
     run(now)
     count = Activity.objects.count()
@@ -238,14 +246,6 @@ def test_rerunning_a_fetch_stores_nothing_twice(management, db):
     assert old.usage == pytest.approx(right_old)  # --backfill re-reads all 30 days
     assert written == count
     assert Activity.objects.count() == count
-
-
-def same_day_base(minutes: int = 30) -> datetime:
-    """Now, or earlier today, so that `minutes` later is still today (UTC): the simulator's own clock
-    decides which days /activity serves, and a run past midnight would ask for a day it does not serve yet."""
-    now = timezone.now()
-    midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    return min(now, midnight - timedelta(minutes=minutes + 1))
 
 
 def test_a_normal_run_is_a_few_requests_not_30_per_key(management, db):
@@ -309,7 +309,7 @@ def test_syncactivity_reports_an_api_failure(management, db):
 def test_a_failed_sync_keeps_what_was_stored_and_catches_up_next_run(management, db):
     from monitoring.openrouter import OpenRouterError
 
-    now = timezone.now()
+    now = same_day_base()
     run(now)
     count = Activity.objects.count()
     management.set_failure("http500")
