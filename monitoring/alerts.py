@@ -208,10 +208,13 @@ def conditions_for(statuses, now: datetime) -> list[Condition]:
 # --- the lifecycle --------------------------------------------------------------------------
 
 
-def evaluate(statuses, now: datetime | None = None) -> list[AlertEvent]:
-    """Evaluate every condition for the checked keys and sync Alert rows. Returns the new events."""
+def evaluate(statuses, now: datetime | None = None, extra=()) -> list[AlertEvent]:
+    """Evaluate every condition for the checked keys and sync Alert rows. Returns the new events.
+
+    `extra`: conditions evaluated by the caller (the spend watch's runaway), synced first.
+    """
     now = now or timezone.now()
-    conditions = conditions_for(statuses, now)
+    conditions = [*extra, *conditions_for(statuses, now)]
     Lease.objects.get_or_create(name=SYNC_LOCK, defaults={"expires_at": now})
     events: list[AlertEvent] = []
     with transaction.atomic():
@@ -342,8 +345,12 @@ def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent |
         locked.acknowledged_at, locked.acknowledged_by = now, who
         locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
         event = AlertEvent.objects.create(
-            alert=locked, created=now, kind=AlertEvent.ACKNOWLEDGED, level=locked.level,
-            message=f"Acknowledged by {who or 'someone'}: no notifications until it resolves", user=who,
+            alert=locked,
+            created=now,
+            kind=AlertEvent.ACKNOWLEDGED,
+            level=locked.level,
+            message=f"Acknowledged by {who or 'someone'}: no notifications until it resolves",
+            user=who,
         )
     alert.acknowledged_at, alert.acknowledged_by = now, who
     logger.info("Alert acknowledged by %s: %s", who, locked)
@@ -363,8 +370,12 @@ def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> 
         locked.snoozed_until, locked.snoozed_by = until, who
         locked.save(update_fields=["snoozed_until", "snoozed_by"])
         event = AlertEvent.objects.create(
-            alert=locked, created=now, kind=AlertEvent.SNOOZED, level=locked.level,
-            message=f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC", user=who,
+            alert=locked,
+            created=now,
+            kind=AlertEvent.SNOOZED,
+            level=locked.level,
+            message=f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC",
+            user=who,
         )
     alert.snoozed_until, alert.snoozed_by = until, who
     logger.info("Alert snoozed by %s until %s: %s", who, until.isoformat(), locked)

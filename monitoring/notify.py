@@ -143,6 +143,7 @@ ACTIONS = {
     Alert.KEY_LIMIT: "Raise the key's limit ({keys}) or wait for its reset.",
     Alert.BUDGET: "Review this month's spending against the budget; top up if needed: {topup}",
     Alert.EXPIRY: "Create a new key before this one expires: {keys}",
+    Alert.RUNAWAY: "Stop what is spending (the keys and models named above), or top up if it must go on: {topup}",
 }
 
 
@@ -288,7 +289,11 @@ def send_test(user, now: datetime | None = None) -> list[Delivery]:
         return []
     who = _username(user)
     event = AlertEvent.objects.create(
-        alert=None, created=now, kind=AlertEvent.TEST, level=Level.OK, message=f"Test notification sent by {who}",
+        alert=None,
+        created=now,
+        kind=AlertEvent.TEST,
+        level=Level.OK,
+        message=f"Test notification sent by {who}",
         user=who,
     )
     logger.info("Test notification requested by %s for %d channels", who, len(targets))

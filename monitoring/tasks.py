@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .models import Lease, Level
 from .monitor import overall_level, run_monitor
+from .watch import run_watch
 
 logger = logging.getLogger("monitoring")
 
@@ -93,3 +94,22 @@ def prune_daily() -> None:
         logger.exception("Credit-log retention failed")
         return
     logger.info("Retention: %s old credit-log rows thinned", result.deleted)
+
+
+WATCH_LEASE = "watch"
+
+
+def watch_job(now: datetime | None = None) -> str:
+    """Run by the `watch-openrouter-spend` schedule: the light spend watch, under its own lease."""
+    if settings.WATCH_INTERVAL_MINUTES <= 0:
+        return "watch off (WATCH_INTERVAL_MINUTES=0)"
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not acquire_lease(WATCH_LEASE, holder):
+        logger.info("Spend watch skipped: another watch holds the lease")
+        return SKIPPED
+    try:
+        paces = run_watch(now)
+    finally:
+        release_lease(WATCH_LEASE, holder)
+    runaways = [p.key.display_name for p in paces if p.runaway]
+    return f"runaway: {', '.join(runaways)}" if runaways else f"watched {len(paces)} keys: no runaway"

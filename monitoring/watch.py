@@ -1,0 +1,232 @@
+"""The spend watch between the scheduled checks: a runaway is caught within minutes, not at the next check.
+
+Every WATCH_INTERVAL_MINUTES it asks GET /key for each configured key (free and light for OpenRouter) and
+keeps the last hour of those readings in one WatchState row per key, rewritten in place: a quiet account
+adds no credit-log rows. When the last hour's spend is far above the key's burn rate and, at that pace,
+the money runs out within the forecast horizon, it runs the real check (which logs a reading for every
+key), and evaluates the alerts with a RUNAWAY condition that names the keys and models behind it.
+While a runaway alert is open, every watch logs a reading and re-evaluates it, so it resolves when the
+pace falls back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from . import alerts, forecast, monitor, notify
+from .models import Activity, Alert, ApiKey, CreditLog, Level, WatchState
+from .openrouter import KeySnapshot, OpenRouterError
+
+logger = logging.getLogger("monitoring")
+
+WATCH_SCHEDULE_NAME = "watch-openrouter-spend"
+WATCH_TASK_FUNC = "monitoring.tasks.watch_job"
+MODEL_WEEK = 7  # days of stored activity a model's latest day is compared with
+DRIVERS_SHOWN = 3
+
+
+def sync_watch_schedule(schedule_model, interval_minutes: int):
+    """Create or update the watch schedule by name (one row however often it runs); 0 removes it."""
+    rows = schedule_model.objects.filter(name=WATCH_SCHEDULE_NAME).order_by("id")
+    if interval_minutes <= 0:
+        rows.delete()
+        return None
+    keep = rows.first()
+    if keep is not None:
+        rows.exclude(pk=keep.pk).delete()
+    schedule, created = schedule_model.objects.update_or_create(
+        name=WATCH_SCHEDULE_NAME,
+        defaults={"func": WATCH_TASK_FUNC, "schedule_type": "I", "minutes": interval_minutes, "repeats": -1},
+    )
+    if created or schedule.next_run is None:
+        schedule.next_run = timezone.now() + timedelta(minutes=interval_minutes)
+        schedule.save(update_fields=["next_run"])
+    return schedule
+
+
+@dataclass
+class Pace:
+    """What one watch saw for one key over its window."""
+
+    key: ApiKey
+    snapshot: KeySnapshot
+    spent: float  # USD over the window
+    minutes: float  # the window's length
+    baseline: float | None = None  # the key's burn rate, USD/day (monitor.status_for)
+    remaining: float | None = None
+    runaway: bool = False
+
+    @property
+    def rate(self) -> float | None:
+        return self.spent / (self.minutes / 1440) if self.minutes > 0 else None
+
+    @property
+    def rise(self) -> float:
+        """Spend above what the burn rate would have spent in the window."""
+        expected = (self.baseline or 0.0) * self.minutes / 1440
+        return max(self.spent - expected, 0.0)
+
+    @property
+    def days_left(self) -> float | None:
+        return forecast.days_until_exhaustion(self.remaining, self.rate)
+
+
+# --- readings ---------------------------------------------------------------------------------
+
+
+def remember(key: ApiKey, usage: float, now: datetime) -> tuple[float, float]:
+    """Add a reading to the key's window and return (spend, minutes) over it."""
+    window = timedelta(minutes=settings.WATCH_WINDOW_MINUTES)
+    stale = window + timedelta(minutes=3 * max(settings.WATCH_INTERVAL_MINUTES, 1))
+    state, _ = WatchState.objects.get_or_create(key=key)
+    readings = [(datetime.fromisoformat(at), value) for at, value in state.readings]
+    readings = [(at, value) for at, value in readings if now - stale <= at < now]  # a gap starts afresh
+    # Keep the newest reading at or before the window's start, so the window spans its whole length.
+    older = [r for r in readings if r[0] <= now - window]
+    readings = older[-1:] + [r for r in readings if r[0] > now - window] + [(now, usage)]
+    state.readings = [[at.isoformat(), value] for at, value in readings]
+    state.updated_at = now
+    state.save(update_fields=["readings", "updated_at"])
+    spent = sum(forecast.spend_between(a[1], b[1]) for a, b in zip(readings, readings[1:], strict=False))
+    return spent, (now - readings[0][0]).total_seconds() / 60
+
+
+def remaining_now(snapshot: KeySnapshot, last: CreditLog | None) -> float | None:
+    """The tighter of the key's cap left (this reading) and the account balance (last check, less this key's
+    spend since it: the watch does not ask /credits)."""
+    known = [snapshot.limit_remaining] if snapshot.limit_remaining is not None else []
+    if last is not None and last.account_balance is not None and last.usage is not None:
+        known.append(last.account_balance - forecast.spend_between(last.usage, snapshot.usage))
+    return min(known) if known else None
+
+
+def measure(key: ApiKey, snapshot: KeySnapshot, now: datetime, runaway_open: bool) -> Pace:
+    spent, minutes = remember(key, snapshot.usage, now)
+    pace = Pace(key, snapshot, spent, minutes)
+    if spent < settings.WATCH_MIN_USD and not runaway_open:
+        return pace  # the common, quiet case: no query beyond the watch's own row
+    last = CreditLog.objects.successful().for_key(key).exclude(usage=None).order_by("-timestamp", "-id").first()
+    if last is not None:
+        pace.baseline = monitor.status_for(key, last, now).burn_rate  # the key's burn rate, as the check says
+    pace.remaining = remaining_now(snapshot, last)
+    pace.runaway = is_runaway(pace)
+    return pace
+
+
+def is_runaway(pace: Pace) -> bool:
+    """Enough spent, many times the burn rate (or no rate known yet), and at that pace out within the horizon."""
+    if pace.spent < settings.WATCH_MIN_USD or pace.rate is None:
+        return False
+    days = pace.days_left
+    if days is None or days >= settings.FORECAST_WARNING_DAYS:
+        return False
+    return not pace.baseline or pace.baseline <= 0 or pace.rate >= settings.WATCH_FACTOR * pace.baseline
+
+
+# --- what drove it ----------------------------------------------------------------------------
+
+
+def key_drivers(paces: list[Pace]) -> str:
+    rising = sorted((p for p in paces if p.rise > 0), key=lambda p: p.rise, reverse=True)
+    total = sum(p.rise for p in rising)
+    if not total:
+        return ""
+    parts = [
+        f"{p.key.display_name} +{alerts.money(p.rise)} in {p.minutes:.0f} min ({p.rise / total:.0%} of the rise)"
+        for p in rising[:DRIVERS_SHOWN]
+    ]
+    return "keys: " + ", ".join(parts)
+
+
+def model_drivers(key: ApiKey) -> str:
+    """Models whose spend rose on the latest stored day of activity (the key's own rows, else the account's)
+    against their average over the week before; without a rise, the models that spent most that day."""
+    rows = Activity.objects.filter(api_key_hash=key.hash)
+    if not rows.exists():
+        rows = Activity.objects.account_wide()
+    latest = rows.order_by("-date").values_list("date", flat=True).first()
+    if latest is None:
+        return "models: unknown (no stored activity: needs OPENROUTER_MANAGEMENT_KEY)"
+    first = latest - timedelta(days=MODEL_WEEK)
+    spend: dict[str, dict[date, float]] = {}
+    for model, day, total in (
+        rows.between(first, latest)
+        .values_list("model", "date")
+        .annotate(total=Sum("usage"))
+        .values_list("model", "date", "total")
+    ):
+        spend.setdefault(model, {})[day] = total or 0.0
+    rises = {}
+    for model, days in spend.items():
+        average = forecast.average_per_day(days, first, latest - timedelta(days=1)) or 0.0
+        rises[model] = days.get(latest, 0.0) - average
+    rising = sorted(((m, r) for m, r in rises.items() if r > 0.005), key=lambda item: item[1], reverse=True)
+    if rising:
+        total = sum(r for _, r in rising)
+        parts = [f"{m} +{alerts.money(r)}/day ({r / total:.0%} of the rise)" for m, r in rising[:DRIVERS_SHOWN]]
+        return f"models on {latest} against the week before: " + ", ".join(parts)
+    day_total = sum(days.get(latest, 0.0) for days in spend.values()) or 1.0
+    top = sorted(((m, days.get(latest, 0.0)) for m, days in spend.items()), key=lambda item: item[1], reverse=True)
+    parts = [f"{m} {alerts.money(s)} ({s / day_total:.0%})" for m, s in top[:DRIVERS_SHOWN] if s > 0]
+    return f"models: none rose on {latest} (today's split comes with tomorrow's activity); biggest then: " + ", ".join(
+        parts
+    )
+
+
+def runaway_condition(pace: Pace, paces: list[Pace], now: datetime) -> alerts.Condition:
+    money = alerts.money
+    if not pace.runaway:
+        message = f"Spend back to {money(pace.rate or 0.0)}/day over the last {pace.minutes:.0f} min"
+        return alerts.Condition(pace.key, Alert.RUNAWAY, Level.OK, message, pace.rate)
+    days = pace.days_left or 0.0
+    level = Level.CRITICAL if days < settings.FORECAST_CRITICAL_DAYS else Level.WARNING
+    times = f", {pace.rate / pace.baseline:.0f}x the {money(pace.baseline)}/day burn rate" if pace.baseline else ""
+    left = f"{days * 24:.1f} hours" if days < 2 else f"{days:.1f} days"
+    when = forecast.exhaustion_date(now, days)
+    message = (
+        f"Runaway: {money(pace.spent)} in {pace.minutes:.0f} min = {money(pace.rate)}/day{times}; "
+        f"{money(pace.remaining)} left lasts {left} at this pace: may run out as early as {when:%a %-d %b %H:%M} UTC. "
+        f"Behind it: {key_drivers(paces) or 'keys: unknown'}; {model_drivers(pace.key)}"
+    )
+    return alerts.Condition(pace.key, Alert.RUNAWAY, level, message, pace.rate)
+
+
+# --- the watch --------------------------------------------------------------------------------
+
+
+def run_watch(now: datetime | None = None) -> list[Pace]:
+    """One watch: GET /key per configured key; on a runaway (or while one is open) the real check and alerts."""
+    now = now or timezone.now()
+    known = {key.hash: key for key in ApiKey.objects.filter(hash__in=[w.hash for w in monitor.watched_keys()])}
+    open_runaways = set(Alert.objects.open().filter(condition=Alert.RUNAWAY).values_list("key_id", flat=True))
+    paces = []
+    for watched in monitor.watched_keys():
+        key = known.get(watched.hash)
+        if key is None:
+            continue  # never checked yet: the scheduled check introduces it
+        try:
+            snapshot = monitor.check_credits(watched.token)
+        except OpenRouterError as exc:  # a failed check is the scheduled check's story; the watch stays light
+            logger.info("Spend watch: GET /key for %s failed: %s", key.display_name, exc.message)
+            continue
+        paces.append(measure(key, snapshot, now, key.pk in open_runaways))
+    acting = [p for p in paces if p.runaway or p.key.pk in open_runaways]
+    if not acting:
+        return paces
+    for pace in acting:
+        if pace.runaway:
+            logger.warning("Spend watch: %s spends %.2f $/day over %.0f min", pace.key.display_name, pace.rate,
+                           pace.minutes)  # fmt: skip
+    conditions = [runaway_condition(p, paces, now) for p in acting]
+    statuses = monitor.check_all(now=now)  # the reading that backs the alert, for every key
+    try:
+        alerts.evaluate(statuses, now, extra=conditions)
+    finally:
+        notify.deliver_pending(now)
+    return paces
