@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import forecast
@@ -312,12 +313,27 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
-    if notify.needs_notification(event):
+    if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now
             alert.save(update_fields=["last_notified_at"])
         notify.queue(event)
     return event
+
+
+def is_news(alert: Alert, kind: str, level: int, previous: int | None) -> bool:
+    """Whether a transition changes the level people were told for the key: opened or escalated above
+    every other open alert of the key (account-wide alerts count for every key), or eased or resolved from
+    the top after being told. The rest is recorded and shown, not sent: one story, a few notifications."""
+    if kind not in (AlertEvent.OPENED, AlertEvent.ESCALATED, AlertEvent.DEESCALATED, AlertEvent.RESOLVED):
+        return True
+    others = Alert.objects.open().exclude(pk=alert.pk)
+    if alert.key_id is not None:
+        others = others.filter(Q(key_id=alert.key_id) | Q(key__isnull=True))
+    top = max((SEVERITY[Level(value)] for value in others.values_list("level", flat=True)), default=0)
+    if kind in (AlertEvent.OPENED, AlertEvent.ESCALATED):
+        return SEVERITY[Level(level)] > top
+    return alert.last_notified_at is not None and previous is not None and SEVERITY[Level(previous)] > top
 
 
 # --- people acting on alerts ----------------------------------------------------------------

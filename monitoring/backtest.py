@@ -152,6 +152,8 @@ class Clock:
 
 
 class _Receiver(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
+
     def do_POST(self):  # noqa: N802 - stdlib naming
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:

@@ -835,6 +835,7 @@ def _mangle(data: Any, how: str) -> Any:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive like the real API; every reply has a Content-Length
+    disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart (delayed ACK)
     server_version = "openrouter-sim/1.0"
     sys_version = ""
 

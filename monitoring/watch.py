@@ -115,18 +115,22 @@ def measure(key: ApiKey, snapshot: KeySnapshot, now: datetime, runaway_open: boo
     if last is not None:
         pace.baseline = monitor.status_for(key, last, now).burn_rate  # the key's burn rate, as the check says
     pace.remaining = remaining_now(snapshot, last)
-    pace.runaway = is_runaway(pace)
+    pace.runaway = is_runaway(pace, already=runaway_open)
     return pace
 
 
-def is_runaway(pace: Pace) -> bool:
-    """Enough spent, many times the burn rate (or no rate known yet), and at that pace out within the horizon."""
-    if pace.spent < settings.WATCH_MIN_USD or pace.rate is None:
+def is_runaway(pace: Pace, already: bool = False) -> bool:
+    """Enough spent, many times the burn rate (or no rate known yet), and at that pace out within the horizon.
+
+    An open runaway stays open at half the bars: the burn rate itself climbs while the runaway lasts.
+    """
+    share = 0.5 if already else 1.0
+    if pace.spent < share * settings.WATCH_MIN_USD or pace.rate is None:
         return False
     days = pace.days_left
     if days is None or days >= settings.FORECAST_WARNING_DAYS:
         return False
-    return not pace.baseline or pace.baseline <= 0 or pace.rate >= settings.WATCH_FACTOR * pace.baseline
+    return not pace.baseline or pace.baseline <= 0 or pace.rate >= share * settings.WATCH_FACTOR * pace.baseline
 
 
 # --- what drove it ----------------------------------------------------------------------------
