@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import forecast
+from . import forecast, outlook
 from .models import SEVERITY, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level
 
 logger = logging.getLogger("monitoring")
@@ -112,6 +112,9 @@ def forecast_condition(status, open_alert: Alert | None) -> Condition | None:
         message = f"{days:.1f} days left at the current rate"
     else:
         message = f"Runs out in {days:.1f} days at {money(status.burn_rate)}/day ({money(status.remaining)} left)"
+        # The pessimistic end of the range, from the spread of daily spend (weekday-aware).
+        if spread := outlook.range_text(*outlook.key_range(status.key, status.remaining, status.log.timestamp)):
+            message += f"; {spread}"
     return Condition(status.key, Alert.FORECAST, level, message, days)
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import forecast
+from . import forecast, outlook
 from .models import (
     Alert,
     ApiKey,
@@ -417,6 +417,10 @@ def _status_dict(fig: KeyFigures) -> dict:
         "burn_rate_window_days": settings.BURN_RATE_WINDOW_DAYS,
         "days_left": _round(fig.days_left, 1),
         "exhaustion_date": _iso(fig.exhaustion_date),
+        # The 10th-90th percentile exhaustion range from the spread of daily spend (only while spending).
+        "exhaustion_range": outlook.range_dict(
+            *(outlook.key_range(fig.key, fig.last_success.remaining, timezone.now()) if fig.days_left else (None, None))
+        ),
         "last_check": _iso(latest.timestamp if latest else None),
         "last_check_ok": latest.ok if latest else None,
         "last_success": _iso(success.timestamp if success else None),

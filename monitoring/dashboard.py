@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Subquery, Sum
 
 from . import account as account_sync
-from . import forecast, monitor
+from . import forecast, monitor, outlook
 from .models import (
     SEVERITY,
     Activity,
@@ -573,6 +573,8 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
         "next_check": monitor.next_check_time(),
     }
     ctx["key_data"] = key_financials(key, now, start, kind, tz) if key is not None else None
+    if ctx["key_data"] and ctx["key_data"]["days_left"] is not None:  # the 10th-90th percentile exhaustion range
+        ctx["key_data"]["exhaustion_range"] = outlook.key_range(key, ctx["key_data"]["remaining"], now)
     ctx["account"] = account_financials(now, start, kind, tz)
     ctx["breakdown"] = spend_breakdown(start, tz)
     ctx["chart"] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from . import outlook
 from .models import Level
 
 SYMBOLS = {Level.OK: "✓", Level.WARNING: "⚠", Level.CRITICAL: "✗", Level.UNKNOWN: "?"}
@@ -72,6 +73,10 @@ def key_block(status, verbose: bool = False, next_check=None) -> list[str]:
     lines.append(days_left_line(status))
     if verbose and status.exhaustion_date:
         lines.append(f"Runs Out: {status.exhaustion_date:%Y-%m-%d} (projected)")
+        earliest, latest = outlook.key_range(status.key, status.remaining, status.log.timestamp)
+        if earliest is not None:
+            late = f"{latest:%Y-%m-%d}" if latest else "beyond a year"
+            lines.append(f"Runs Out Range: {earliest:%Y-%m-%d} to {late} (10th-90th percentile of daily spend)")
     lines.append("")
     symbol = SYMBOLS[Level(status.level)]
     if status.level == Level.OK:

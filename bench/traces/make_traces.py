@@ -42,9 +42,12 @@ def write(name: str, days: float, rate, *, usage: float, limit: float | None = N
                 credits = (credits or 0.0) + topups.pop(step)
             if step:
                 spend = noisy(rng, rate(step / STEPS_PER_DAY, at.weekday()))
-                room = [v for v in (limit - usage if limit is not None else None,
-                                    credits - other_usage - usage if credits is not None else None) if v is not None]  # fmt: skip
-                usage += max(0.0, min([spend, *room]))
+                room = [spend]
+                if limit is not None:
+                    room.append(limit - usage)
+                if credits is not None:
+                    room.append(credits - other_usage - usage)
+                usage += max(0.0, min(room))
             row = [at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{usage:.6f}"]
             row += [f"{limit:.2f}", f"{max(limit - usage, 0.0):.6f}"] if limit is not None else ["", ""]
             row += [f"{credits:.2f}", f"{other_usage + usage:.6f}"] if credits is not None else ["", ""]

@@ -1,0 +1,70 @@
+"""How sure the forecast is: a key's exhaustion range (10th to 90th percentile) from its daily spend.
+
+Reads the key's completed days of spend (logged checks, else stored activity) and hands them to the pure
+forecast.exhaustion_range. Warnings quote the pessimistic end: "may run out as early as Tue 3 Dec".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from . import forecast
+from .models import Activity, ApiKey, CreditLog
+
+HISTORY_DAYS = 28  # four of each weekday
+LOW, HIGH = 0.1, 0.9
+
+
+def reporting_tz() -> ZoneInfo:
+    return ZoneInfo(settings.CREDITMON_TIME_ZONE)
+
+
+def key_daily_spend(key: ApiKey, now: datetime) -> dict[date, float]:
+    """Spend per completed day (reporting zone) over the last HISTORY_DAYS: from the logged checks, or
+    from the key's stored activity (UTC days) when the log covers too few days."""
+    tz = reporting_tz()
+    today = now.astimezone(tz).date()
+    samples = CreditLog.objects.usage_samples(key, now - timedelta(days=HISTORY_DAYS + 1))
+    samples = [(when, usage) for when, usage in samples if when <= now]
+    days: dict[date, float] = {}
+    if samples:
+        totals = forecast.daily_spend(samples, tz)
+        first = samples[0][0].astimezone(tz).date() + timedelta(days=1)  # the first day is seen only in part
+        first = max(first, today - timedelta(days=HISTORY_DAYS))
+        days = {first + timedelta(days=n): 0.0 for n in range((today - first).days)}
+        days.update({day: amount for day, amount in totals.items() if day in days})
+    if len(days) >= forecast.MIN_RANGE_DAYS:
+        return days
+    utc_today = now.astimezone(UTC).date()
+    stored = Activity.objects.filter(api_key_hash=key.hash).between(utc_today - timedelta(days=HISTORY_DAYS), utc_today)
+    activity = {day: amount for day, amount in stored.daily_totals().items() if day < utc_today}
+    return activity if len(activity) > len(days) else days
+
+
+def key_range(key: ApiKey | None, remaining: float | None, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """(earliest, latest) exhaustion, or (None, None) when it cannot be said."""
+    if key is None or remaining is None:
+        return None, None
+    found = forecast.exhaustion_range(remaining, key_daily_spend(key, now), now, reporting_tz(), LOW, HIGH)
+    return found if found is not None else (None, None)
+
+
+def range_dict(earliest: datetime | None, latest: datetime | None) -> dict:
+    """For the JSON API: both ends as ISO times (null: unknown, or beyond a year)."""
+    return {
+        "earliest": earliest.isoformat() if earliest else None,
+        "latest": latest.isoformat() if latest else None,
+        "percentiles": [round(LOW * 100), round(HIGH * 100)],
+    }
+
+
+def range_text(earliest: datetime | None, latest: datetime | None) -> str:
+    """'may run out as early as Tue 3 Dec (as late as Fri 6 Dec)', or '' when unknown."""
+    if earliest is None:
+        return ""
+    tz = reporting_tz()
+    late = f" (as late as {forecast.day_label(latest, tz)})" if latest else " (or not within a year)"
+    return f"may run out as early as {forecast.day_label(earliest, tz)}{late}"
