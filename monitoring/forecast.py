@@ -201,9 +201,9 @@ def exhaustion_range(
         variance_days += fraction
         when += step
         spread = sigma * (variance_days + elapsed * elapsed / k) ** 0.5
-        if earliest is None and mean_total + z_high * spread >= remaining:
+        if earliest is None and mean_total + z_high * spread >= remaining - 1e-9:  # hourly sums round off
             earliest = when
-        if mean_total + z_low * spread >= remaining:
+        if mean_total + z_low * spread >= remaining - 1e-9:
             latest = when
     return earliest, latest
 
