@@ -7,12 +7,13 @@ forecast.exhaustion_range. Warnings quote the pessimistic end: "may run out as e
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
 from . import forecast
-from .models import Activity, ApiKey, CreditLog
+from .models import Activity, ApiKey, CreditLog, DailyFigure
 
 HISTORY_DAYS = 28  # four of each weekday
 LOW, HIGH = 0.1, 0.9
@@ -23,19 +24,26 @@ def reporting_tz() -> ZoneInfo:
 
 
 def key_daily_spend(key: ApiKey, now: datetime) -> dict[date, float]:
-    """Spend per completed day (reporting zone) over the last HISTORY_DAYS: from the logged checks, or
-    from the key's stored activity (UTC days) when the log covers too few days."""
-    tz = reporting_tz()
-    today = now.astimezone(tz).date()
-    samples = CreditLog.objects.usage_samples(key, now - timedelta(days=HISTORY_DAYS + 1))
-    samples = [(when, usage) for when, usage in samples if when <= now]
+    """Spend per completed day (reporting zone) over the last HISTORY_DAYS, from the daily rows (one per key
+    per day: 29 rows, never a month of checks) and the running spend totals of their last checks; from the
+    key's stored activity (UTC days) when the log covers too few days."""
+    DailyFigure.objects.refresh()  # the checks logged since the last fold: two queries when nothing is new
+    today = now.astimezone(reporting_tz()).date()
+    figures = list(
+        DailyFigure.objects.filter(key=key, day__gte=today - timedelta(days=HISTORY_DAYS + 1), day__lt=today)
+        .order_by("day")
+        .values_list("day", "last_id", "usage_high")
+    )
+    totals = dict(CreditLog.objects.filter(id__in=[f[1] for f in figures]).values_list("id", "spend_total"))
     days: dict[date, float] = {}
-    if samples:
-        totals = forecast.daily_spend(samples, tz)
-        first = samples[0][0].astimezone(tz).date() + timedelta(days=1)  # the first day is seen only in part
-        first = max(first, today - timedelta(days=HISTORY_DAYS))
-        days = {first + timedelta(days=n): 0.0 for n in range((today - first).days)}
-        days.update({day: amount for day, amount in totals.items() if day in days})
+    for (before, before_id, before_usage), (day, last_id, usage) in pairwise(figures):
+        for n in range(1, (day - before).days):
+            days[before + timedelta(days=n)] = 0.0  # no check that day: nothing observed
+        start, end = totals.get(before_id), totals.get(last_id)
+        if start is not None and end is not None:
+            days[day] = end - start
+        elif before_usage is not None and usage is not None:  # rows loaded without running totals
+            days[day] = forecast.spend_between(before_usage, usage)
     if len(days) >= forecast.MIN_RANGE_DAYS:
         return days
     utc_today = now.astimezone(UTC).date()
