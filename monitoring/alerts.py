@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import forecast, outlook
+from . import drivers, forecast, outlook
 from .models import SEVERITY, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level
 
 logger = logging.getLogger("monitoring")
@@ -130,6 +130,8 @@ def spike_condition(status, now: datetime) -> Condition | None:
     today = forecast.spend_today(samples, now, tz)
     if forecast.is_spike(today, average, settings.SPIKE_FACTOR, settings.SPIKE_MIN_USD):
         message = f"Spent {money(today)} today, over {settings.SPIKE_FACTOR:g}x the {money(average)}/day average"
+        rise = [(status.name, today - average * (now - midnight).total_seconds() / 86400, "today")]
+        message += f". Behind it: {drivers.key_drivers(rise) or 'keys: unknown'}; {drivers.model_drivers(status.key)}"
         return Condition(status.key, Alert.SPIKE, Level.WARNING, message, today)
     return Condition(status.key, Alert.SPIKE, Level.OK, f"Spent {money(today)} today (average {money(average)}/day)")
 

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
-from . import alerts, forecast, monitor, notify
-from .models import Activity, Alert, ApiKey, CreditLog, Level, WatchState
+from . import alerts, drivers, forecast, monitor, notify
+from .models import Alert, ApiKey, CreditLog, Level, WatchState
 from .openrouter import KeySnapshot, OpenRouterError
 
 logger = logging.getLogger("monitoring")
 
 WATCH_SCHEDULE_NAME = "watch-openrouter-spend"
 WATCH_TASK_FUNC = "monitoring.tasks.watch_job"
-MODEL_WEEK = 7  # days of stored activity a model's latest day is compared with
-DRIVERS_SHOWN = 3
 
 
 def sync_watch_schedule(schedule_model, interval_minutes: int):
@@ -136,53 +133,6 @@ def is_runaway(pace: Pace, already: bool = False) -> bool:
 # --- what drove it ----------------------------------------------------------------------------
 
 
-def key_drivers(paces: list[Pace]) -> str:
-    rising = sorted((p for p in paces if p.rise > 0), key=lambda p: p.rise, reverse=True)
-    total = sum(p.rise for p in rising)
-    if not total:
-        return ""
-    parts = [
-        f"{p.key.display_name} +{alerts.money(p.rise)} in {p.minutes:.0f} min ({p.rise / total:.0%} of the rise)"
-        for p in rising[:DRIVERS_SHOWN]
-    ]
-    return "keys: " + ", ".join(parts)
-
-
-def model_drivers(key: ApiKey) -> str:
-    """Models whose spend rose on the latest stored day of activity (the key's own rows, else the account's)
-    against their average over the week before; without a rise, the models that spent most that day."""
-    rows = Activity.objects.filter(api_key_hash=key.hash)
-    if not rows.exists():
-        rows = Activity.objects.account_wide()
-    latest = rows.order_by("-date").values_list("date", flat=True).first()
-    if latest is None:
-        return "models: unknown (no stored activity: needs OPENROUTER_MANAGEMENT_KEY)"
-    first = latest - timedelta(days=MODEL_WEEK)
-    spend: dict[str, dict[date, float]] = {}
-    for model, day, total in (
-        rows.between(first, latest)
-        .values_list("model", "date")
-        .annotate(total=Sum("usage"))
-        .values_list("model", "date", "total")
-    ):
-        spend.setdefault(model, {})[day] = total or 0.0
-    rises = {}
-    for model, days in spend.items():
-        average = forecast.average_per_day(days, first, latest - timedelta(days=1)) or 0.0
-        rises[model] = days.get(latest, 0.0) - average
-    rising = sorted(((m, r) for m, r in rises.items() if r > 0.005), key=lambda item: item[1], reverse=True)
-    if rising:
-        total = sum(r for _, r in rising)
-        parts = [f"{m} +{alerts.money(r)}/day ({r / total:.0%} of the rise)" for m, r in rising[:DRIVERS_SHOWN]]
-        return f"models on {latest} against the week before: " + ", ".join(parts)
-    day_total = sum(days.get(latest, 0.0) for days in spend.values()) or 1.0
-    top = sorted(((m, days.get(latest, 0.0)) for m, days in spend.items()), key=lambda item: item[1], reverse=True)
-    parts = [f"{m} {alerts.money(s)} ({s / day_total:.0%})" for m, s in top[:DRIVERS_SHOWN] if s > 0]
-    return f"models: none rose on {latest} (today's split comes with tomorrow's activity); biggest then: " + ", ".join(
-        parts
-    )
-
-
 def runaway_condition(pace: Pace, paces: list[Pace], now: datetime) -> alerts.Condition:
     money = alerts.money
     if not pace.runaway:
@@ -193,10 +143,11 @@ def runaway_condition(pace: Pace, paces: list[Pace], now: datetime) -> alerts.Co
     times = f", {pace.rate / pace.baseline:.0f}x the {money(pace.baseline)}/day burn rate" if pace.baseline else ""
     left = f"{days * 24:.1f} hours" if days < 2 else f"{days:.1f} days"
     when = forecast.exhaustion_date(now, days)
+    rises = [(p.key.display_name, p.rise, f"in {p.minutes:.0f} min") for p in paces]
     message = (
         f"Runaway: {money(pace.spent)} in {pace.minutes:.0f} min = {money(pace.rate)}/day{times}; "
         f"{money(pace.remaining)} left lasts {left} at this pace: may run out as early as {when:%a %-d %b %H:%M} UTC. "
-        f"Behind it: {key_drivers(paces) or 'keys: unknown'}; {model_drivers(pace.key)}"
+        f"Behind it: {drivers.key_drivers(rises) or 'keys: unknown'}; {drivers.model_drivers(pace.key)}"
     )
     return alerts.Condition(pace.key, Alert.RUNAWAY, level, message, pace.rate)
 
