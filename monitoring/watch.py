@@ -15,17 +15,21 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import requests
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from . import alerts, drivers, forecast, monitor, notify
 from .models import Alert, ApiKey, CreditLog, Level, WatchState
-from .openrouter import KeySnapshot, OpenRouterError
+from .openrouter import Client, KeySnapshot, OpenRouterError
 
 logger = logging.getLogger("monitoring")
 
 WATCH_SCHEDULE_NAME = "watch-openrouter-spend"
 WATCH_TASK_FUNC = "monitoring.tasks.watch_job"
+# One kept-alive connection for the frequent watches: no new TCP and TLS handshake every few minutes.
+SESSION = requests.Session()
 
 
 def sync_watch_schedule(schedule_model, interval_minutes: int):
@@ -81,7 +85,10 @@ def remember(key: ApiKey, usage: float, now: datetime) -> tuple[float, float]:
     """Add a reading to the key's window and return (spend, minutes) over it."""
     window = timedelta(minutes=settings.WATCH_WINDOW_MINUTES)
     stale = window + timedelta(minutes=3 * max(settings.WATCH_INTERVAL_MINUTES, 1))
-    state, _ = WatchState.objects.get_or_create(key=key)
+    try:
+        state = key.watch_state  # read with the key (run_watch's select_related)
+    except WatchState.DoesNotExist:
+        state = WatchState.objects.create(key=key)
     readings = [(datetime.fromisoformat(at), value) for at, value in state.readings]
     readings = [(at, value) for at, value in readings if now - stale <= at < now]  # a gap starts afresh
     # Keep the newest reading at or before the window's start, so the window spans its whole length.
@@ -158,15 +165,20 @@ def runaway_condition(pace: Pace, paces: list[Pace], now: datetime) -> alerts.Co
 def run_watch(now: datetime | None = None) -> list[Pace]:
     """One watch: GET /key per configured key; on a runaway (or while one is open) the real check and alerts."""
     now = now or timezone.now()
-    known = {key.hash: key for key in ApiKey.objects.filter(hash__in=[w.hash for w in monitor.watched_keys()])}
-    open_runaways = set(Alert.objects.open().filter(condition=Alert.RUNAWAY).values_list("key_id", flat=True))
+    configured = monitor.watched_keys()
+    runaway = Alert.objects.open().filter(condition=Alert.RUNAWAY, key=OuterRef("pk"))
+    found = ApiKey.objects.filter(hash__in=[w.hash for w in configured]).select_related("watch_state")
+    known = {key.hash: key for key in found.annotate(runaway_open=Exists(runaway))}  # one query a watch
+    open_runaways = {key.pk for key in known.values() if key.runaway_open}
     paces = []
-    for watched in monitor.watched_keys():
+    for watched in configured:
         key = known.get(watched.hash)
         if key is None:
             continue  # never checked yet: the scheduled check introduces it
+        client = Client.from_settings(watched.token)
+        client.session = SESSION
         try:
-            snapshot = monitor.check_credits(watched.token)
+            snapshot = client.get_key()
         except OpenRouterError as exc:  # a failed check is the scheduled check's story; the watch stays light
             logger.info("Spend watch: GET /key for %s failed: %s", key.display_name, exc.message)
             continue
