@@ -59,6 +59,7 @@ class Pace:
     snapshot: KeySnapshot
     spent: float  # USD over the window
     minutes: float  # the window's length
+    recent: float | None = None  # USD/day over the last two watch intervals: a runaway's true pace sooner
     baseline: float | None = None  # the key's burn rate, USD/day (monitor.status_for)
     remaining: float | None = None
     runaway: bool = False
@@ -68,6 +69,12 @@ class Pace:
         return self.spent / (self.minutes / 1440) if self.minutes > 0 else None
 
     @property
+    def pace(self) -> float | None:
+        """The faster of the window's and the recent rate: the pessimistic pace the warning quotes."""
+        known = [r for r in (self.rate, self.recent) if r is not None]
+        return max(known) if known else None
+
+    @property
     def rise(self) -> float:
         """Spend above what the burn rate would have spent in the window."""
         expected = (self.baseline or 0.0) * self.minutes / 1440
@@ -75,14 +82,20 @@ class Pace:
 
     @property
     def days_left(self) -> float | None:
-        return forecast.days_until_exhaustion(self.remaining, self.rate)
+        return forecast.days_until_exhaustion(self.remaining, self.pace)
 
 
 # --- readings ---------------------------------------------------------------------------------
 
 
-def remember(key: ApiKey, usage: float, now: datetime) -> tuple[float, float]:
-    """Add a reading to the key's window and return (spend, minutes) over it."""
+def spend_rate(readings: list[tuple[datetime, float]]) -> tuple[float, float]:
+    """(spend, minutes) over consecutive readings (a drop is a reset: forecast.spend_between)."""
+    spent = sum(forecast.spend_between(a[1], b[1]) for a, b in zip(readings, readings[1:], strict=False))
+    return spent, (readings[-1][0] - readings[0][0]).total_seconds() / 60
+
+
+def remember(key: ApiKey, usage: float, now: datetime) -> tuple[float, float, float | None]:
+    """Add a reading to the key's window; return (spend, minutes) over it and the recent rate (USD/day)."""
     window = timedelta(minutes=settings.WATCH_WINDOW_MINUTES)
     stale = window + timedelta(minutes=3 * max(settings.WATCH_INTERVAL_MINUTES, 1))
     try:
@@ -97,8 +110,10 @@ def remember(key: ApiKey, usage: float, now: datetime) -> tuple[float, float]:
     state.readings = [[at.isoformat(), value] for at, value in readings]
     state.updated_at = now
     state.save(update_fields=["readings", "updated_at"])
-    spent = sum(forecast.spend_between(a[1], b[1]) for a, b in zip(readings, readings[1:], strict=False))
-    return spent, (now - readings[0][0]).total_seconds() / 60
+    spent, minutes = spend_rate(readings)
+    recent_start = now - timedelta(minutes=2 * max(settings.WATCH_INTERVAL_MINUTES, 1)) - timedelta(seconds=30)
+    recent_spent, recent_minutes = spend_rate([r for r in readings if r[0] >= recent_start])
+    return spent, minutes, recent_spent / (recent_minutes / 1440) if recent_minutes > 0 else None
 
 
 def remaining_now(snapshot: KeySnapshot, last: CreditLog | None) -> float | None:
@@ -111,8 +126,8 @@ def remaining_now(snapshot: KeySnapshot, last: CreditLog | None) -> float | None
 
 
 def measure(key: ApiKey, snapshot: KeySnapshot, now: datetime, runaway_open: bool) -> Pace:
-    spent, minutes = remember(key, snapshot.usage, now)
-    pace = Pace(key, snapshot, spent, minutes)
+    spent, minutes, recent = remember(key, snapshot.usage, now)
+    pace = Pace(key, snapshot, spent, minutes, recent)
     if spent < settings.WATCH_MIN_USD and not runaway_open:
         return pace  # the common, quiet case: no query beyond the watch's own row
     last = CreditLog.objects.successful().for_key(key).exclude(usage=None).order_by("-timestamp", "-id").first()
@@ -148,11 +163,12 @@ def runaway_condition(pace: Pace, paces: list[Pace], now: datetime) -> alerts.Co
     days = pace.days_left or 0.0
     level = Level.CRITICAL if days < settings.FORECAST_CRITICAL_DAYS else Level.WARNING
     times = f", {pace.rate / pace.baseline:.0f}x the {money(pace.baseline)}/day burn rate" if pace.baseline else ""
+    lately = f", lately {money(pace.pace)}/day" if pace.pace > 1.2 * pace.rate else ""
     left = f"{days * 24:.1f} hours" if days < 2 else f"{days:.1f} days"
     when = forecast.exhaustion_date(now, days)
     rises = [(p.key.display_name, p.rise, f"in {p.minutes:.0f} min") for p in paces]
     message = (
-        f"Runaway: {money(pace.spent)} in {pace.minutes:.0f} min = {money(pace.rate)}/day{times}; "
+        f"Runaway: {money(pace.spent)} in {pace.minutes:.0f} min = {money(pace.rate)}/day{times}{lately}; "
         f"{money(pace.remaining)} left lasts {left} at this pace: may run out as early as {when:%a %-d %b %H:%M} UTC. "
         f"Behind it: {drivers.key_drivers(rises) or 'keys: unknown'}; {drivers.model_drivers(pace.key)}"
     )
