@@ -574,7 +574,8 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
     }
     ctx["key_data"] = key_financials(key, now, start, kind, tz) if key is not None else None
     if ctx["key_data"] and ctx["key_data"]["days_left"] is not None:  # the 10th-90th percentile exhaustion range
-        ctx["key_data"]["exhaustion_range"] = outlook.key_range(key, ctx["key_data"]["remaining"], now)
+        found = outlook.key_range(key, ctx["key_data"]["remaining"], now, fold=False, activity=False)  # one query
+        ctx["key_data"]["exhaustion_range"] = found
     ctx["account"] = account_financials(now, start, kind, tz)
     ctx["breakdown"] = spend_breakdown(start, tz)
     ctx["chart"] = {

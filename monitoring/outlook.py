@@ -11,6 +11,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 
 from . import forecast
 from .models import Activity, ApiKey, CreditLog, DailyFigure
@@ -23,28 +24,30 @@ def reporting_tz() -> ZoneInfo:
     return ZoneInfo(settings.CREDITMON_TIME_ZONE)
 
 
-def key_daily_spend(key: ApiKey, now: datetime) -> dict[date, float]:
+def key_daily_spend(key: ApiKey, now: datetime, fold: bool = True, activity: bool = True) -> dict[date, float]:
     """Spend per completed day (reporting zone) over the last HISTORY_DAYS, from the daily rows (one per key
     per day: 29 rows, never a month of checks) and the running spend totals of their last checks; from the
-    key's stored activity (UTC days) when the log covers too few days."""
-    DailyFigure.objects.refresh()  # the checks logged since the last fold: two queries when nothing is new
+    key's stored activity (UTC days) when the log covers too few days. `fold`: fold the new checks into the
+    daily rows first (a page that just did skips it); `activity`: allow that fallback (one more query)."""
+    if fold:
+        DailyFigure.objects.refresh()  # the checks logged since the last fold: two queries when nothing is new
     today = now.astimezone(reporting_tz()).date()
+    last_total = CreditLog.objects.filter(pk=OuterRef("last_id")).values("spend_total")[:1]
     figures = list(
         DailyFigure.objects.filter(key=key, day__gte=today - timedelta(days=HISTORY_DAYS + 1), day__lt=today)
+        .annotate(total=Subquery(last_total))
         .order_by("day")
-        .values_list("day", "last_id", "usage_high")
+        .values_list("day", "total", "usage_high")
     )
-    totals = dict(CreditLog.objects.filter(id__in=[f[1] for f in figures]).values_list("id", "spend_total"))
     days: dict[date, float] = {}
-    for (before, before_id, before_usage), (day, last_id, usage) in pairwise(figures):
+    for (before, start, before_usage), (day, end, usage) in pairwise(figures):
         for n in range(1, (day - before).days):
             days[before + timedelta(days=n)] = 0.0  # no check that day: nothing observed
-        start, end = totals.get(before_id), totals.get(last_id)
         if start is not None and end is not None:
             days[day] = end - start
         elif before_usage is not None and usage is not None:  # rows loaded without running totals
             days[day] = forecast.spend_between(before_usage, usage)
-    if len(days) >= forecast.MIN_RANGE_DAYS:
+    if len(days) >= forecast.MIN_RANGE_DAYS or not activity:
         return days
     utc_today = now.astimezone(UTC).date()
     stored = Activity.objects.filter(api_key_hash=key.hash).between(utc_today - timedelta(days=HISTORY_DAYS), utc_today)
@@ -52,11 +55,14 @@ def key_daily_spend(key: ApiKey, now: datetime) -> dict[date, float]:
     return activity if len(activity) > len(days) else days
 
 
-def key_range(key: ApiKey | None, remaining: float | None, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """(earliest, latest) exhaustion, or (None, None) when it cannot be said."""
+def key_range(
+    key: ApiKey | None, remaining: float | None, now: datetime, **reading
+) -> tuple[datetime | None, datetime | None]:
+    """(earliest, latest) exhaustion, or (None, None) when it cannot be said. `reading`: key_daily_spend's options."""
     if key is None or remaining is None:
         return None, None
-    found = forecast.exhaustion_range(remaining, key_daily_spend(key, now), now, reporting_tz(), LOW, HIGH)
+    daily = key_daily_spend(key, now, **reading)
+    found = forecast.exhaustion_range(remaining, daily, now, reporting_tz(), LOW, HIGH)
     return found if found is not None else (None, None)
 
 
