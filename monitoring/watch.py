@@ -59,7 +59,7 @@ class Pace:
     snapshot: KeySnapshot
     spent: float  # USD over the window
     minutes: float  # the window's length
-    recent: float | None = None  # USD/day over the last two watch intervals: a runaway's true pace sooner
+    recent: float | None = None  # USD/day over the last watch intervals: a runaway's true pace, sooner
     baseline: float | None = None  # the key's burn rate, USD/day (monitor.status_for)
     remaining: float | None = None
     runaway: bool = False
@@ -111,9 +111,12 @@ def remember(key: ApiKey, usage: float, now: datetime) -> tuple[float, float, fl
     state.updated_at = now
     state.save(update_fields=["readings", "updated_at"])
     spent, minutes = spend_rate(readings)
-    recent_start = now - timedelta(minutes=2 * max(settings.WATCH_INTERVAL_MINUTES, 1)) - timedelta(seconds=30)
-    recent_spent, recent_minutes = spend_rate([r for r in readings if r[0] >= recent_start])
-    return spent, minutes, recent_spent / (recent_minutes / 1440) if recent_minutes > 0 else None
+    recent = []  # the last watch interval and the last two: the fastest is the pace a warning quotes
+    for tail in (readings[-2:], readings[-3:]):
+        tail_spent, tail_minutes = spend_rate(tail)
+        if tail_minutes > 0:
+            recent.append(tail_spent / (tail_minutes / 1440))
+    return spent, minutes, max(recent, default=None)
 
 
 def remaining_now(snapshot: KeySnapshot, last: CreditLog | None) -> float | None:
