@@ -419,7 +419,11 @@ def _status_dict(fig: KeyFigures) -> dict:
         "exhaustion_date": _iso(fig.exhaustion_date),
         # The 10th-90th percentile exhaustion range from the spread of daily spend (only while spending).
         "exhaustion_range": outlook.range_dict(
-            *(outlook.key_range(fig.key, fig.last_success.remaining, timezone.now()) if fig.days_left else (None, None))
+            *(
+                outlook.key_range(fig.key, fig.last_success.remaining, timezone.now(), fold=False)
+                if fig.days_left
+                else (None, None)
+            )
         ),
         "last_check": _iso(latest.timestamp if latest else None),
         "last_check_ok": latest.ok if latest else None,
