@@ -28,6 +28,8 @@ logger = logging.getLogger("monitoring")
 
 WATCH_SCHEDULE_NAME = "watch-openrouter-spend"
 WATCH_TASK_FUNC = "monitoring.tasks.watch_job"
+# A pace this many times the burn rate that brings the end under the horizon is a runaway too.
+HORIZON_FACTOR = 2.0
 # One kept-alive connection for the frequent watches: no new TCP and TLS handshake every few minutes.
 SESSION = requests.Session()
 
@@ -142,7 +144,9 @@ def measure(key: ApiKey, snapshot: KeySnapshot, now: datetime, runaway_open: boo
 
 
 def is_runaway(pace: Pace, already: bool = False) -> bool:
-    """Enough spent, many times the burn rate (or no rate known yet), and at that pace out within the horizon.
+    """Enough spent (WATCH_MIN_USD in the window), at that pace out within the forecast horizon, and either
+    many times the burn rate (WATCH_FACTOR; any pace while no rate is known) or, at HORIZON_FACTOR times it,
+    under the horizon that the scheduled forecast (at the burn rate) does not see yet.
 
     An open runaway stays open at half the bars: the burn rate itself climbs while the runaway lasts.
     """
@@ -152,7 +156,11 @@ def is_runaway(pace: Pace, already: bool = False) -> bool:
     days = pace.days_left
     if days is None or days >= settings.FORECAST_WARNING_DAYS:
         return False
-    return not pace.baseline or pace.baseline <= 0 or pace.rate >= share * settings.WATCH_FACTOR * pace.baseline
+    if not pace.baseline or pace.baseline <= 0 or pace.rate >= share * settings.WATCH_FACTOR * pace.baseline:
+        return True
+    scheduled = forecast.days_until_exhaustion(pace.remaining, pace.baseline)
+    unseen = scheduled is None or scheduled >= settings.FORECAST_WARNING_DAYS
+    return unseen and pace.rate >= share * HORIZON_FACTOR * pace.baseline
 
 
 # --- what drove it ----------------------------------------------------------------------------

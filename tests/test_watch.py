@@ -206,3 +206,20 @@ def test_the_worker_alerts_a_runaway_within_two_watch_intervals(world, webhook_r
     task = Task.objects.filter(func="monitoring.tasks.watch_job", success=True).first()
     assert task is not None and task.result.startswith("runaway: Production Key")
     assert PROD_KEY not in log
+
+
+@pytest.mark.parametrize(
+    ("spent", "baseline", "remaining", "runaway"),
+    [
+        (2.5, 3.0, 45.0, True),  # $60/day against $3: 20x, 18 hours left
+        (0.5, 0.1, 45.0, False),  # 120x, but 50 cents: noise, not a runaway
+        (2.5, 3.0, 5000.0, False),  # 20x, but at that pace the money lasts 83 days
+        (2.5, 20.0, 200.0, True),  # 3x: 3.3 days left, while the scheduled forecast says 10
+        (2.5, 20.0, 100.0, False),  # 3x, and the scheduled forecast already says 5 days: its alert tells it
+        (1.5, 20.0, 200.0, False),  # 1.8x: an ordinary busy hour
+        (2.5, None, 45.0, True),  # no burn rate yet: the pace alone
+    ],
+)
+def test_what_counts_as_a_runaway(spent, baseline, remaining, runaway):
+    pace = watch.Pace(key=None, snapshot=None, spent=spent, minutes=60, baseline=baseline, remaining=remaining)
+    assert watch.is_runaway(pace) is runaway
