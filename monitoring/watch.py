@@ -153,10 +153,13 @@ def is_runaway(pace: Pace, already: bool = False) -> bool:
     share = 0.5 if already else 1.0
     if pace.spent < share * settings.WATCH_MIN_USD or pace.rate is None:
         return False
+    many_times = not pace.baseline or pace.baseline <= 0 or pace.rate >= share * settings.WATCH_FACTOR * pace.baseline
+    if pace.remaining is None:
+        return many_times and bool(pace.baseline)  # no balance to measure the horizon against: the ratio alone
     days = pace.days_left
     if days is None or days >= settings.FORECAST_WARNING_DAYS:
         return False
-    if not pace.baseline or pace.baseline <= 0 or pace.rate >= share * settings.WATCH_FACTOR * pace.baseline:
+    if many_times:
         return True
     scheduled = forecast.days_until_exhaustion(pace.remaining, pace.baseline)
     unseen = scheduled is None or scheduled >= settings.FORECAST_WARNING_DAYS
@@ -171,16 +174,20 @@ def runaway_condition(pace: Pace, paces: list[Pace], now: datetime) -> alerts.Co
     if not pace.runaway:
         message = f"Spend back to {money(pace.rate or 0.0)}/day over the last {pace.minutes:.0f} min"
         return alerts.Condition(pace.key, Alert.RUNAWAY, Level.OK, message, pace.rate)
-    days = pace.days_left or 0.0
-    level = Level.CRITICAL if days < settings.FORECAST_CRITICAL_DAYS else Level.WARNING
     times = f", {pace.rate / pace.baseline:.0f}x the {money(pace.baseline)}/day burn rate" if pace.baseline else ""
     lately = f", lately {money(pace.pace)}/day" if pace.pace > 1.2 * pace.rate else ""
-    left = f"{days * 24:.1f} hours" if days < 2 else f"{days:.1f} days"
-    when = forecast.exhaustion_date(now, days)
+    days = pace.days_left
+    if days is None:  # no cap and no account balance known
+        level, outlook = Level.WARNING, "the balance is unknown (no cap; OPENROUTER_MANAGEMENT_KEY reads the account)"
+    else:
+        level = Level.CRITICAL if days < settings.FORECAST_CRITICAL_DAYS else Level.WARNING
+        left = f"{days * 24:.1f} hours" if days < 2 else f"{days:.1f} days"
+        when = forecast.exhaustion_date(now, days)
+        outlook = f"{money(pace.remaining)} left lasts {left} at this pace: may run out as early as "
+        outlook += f"{when:%a %-d %b %H:%M} UTC"
     rises = [(p.key.display_name, p.rise, f"in {p.minutes:.0f} min") for p in paces]
     message = (
-        f"Runaway: {money(pace.spent)} in {pace.minutes:.0f} min = {money(pace.rate)}/day{times}{lately}; "
-        f"{money(pace.remaining)} left lasts {left} at this pace: may run out as early as {when:%a %-d %b %H:%M} UTC. "
+        f"Runaway: {money(pace.spent)} in {pace.minutes:.0f} min = {money(pace.rate)}/day{times}{lately}; {outlook}. "
         f"Behind it: {drivers.key_drivers(rises) or 'keys: unknown'}; {drivers.model_drivers(pace.key)}"
     )
     return alerts.Condition(pace.key, Alert.RUNAWAY, level, message, pace.rate)
@@ -202,9 +209,9 @@ def run_watch(now: datetime | None = None) -> list[Pace]:
         key = known.get(watched.hash)
         if key is None:
             continue  # never checked yet: the scheduled check introduces it
-        client = Client.from_settings(watched.token)
-        client.session = SESSION
         try:
+            client = Client.from_settings(watched.token)
+            client.session = SESSION
             snapshot = client.get_key()
         except OpenRouterError as exc:  # a failed check is the scheduled check's story; the watch stays light
             logger.info("Spend watch: GET /key for %s failed: %s", key.display_name, exc.message)

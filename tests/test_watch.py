@@ -218,6 +218,8 @@ def test_the_worker_alerts_a_runaway_within_two_watch_intervals(world, webhook_r
         (2.5, 20.0, 100.0, False),  # 3x, and the scheduled forecast already says 5 days: its alert tells it
         (1.5, 20.0, 200.0, False),  # 1.8x: an ordinary busy hour
         (2.5, None, 45.0, True),  # no burn rate yet: the pace alone
+        (2.5, 3.0, None, True),  # 20x with no balance known (no cap, no management key): the ratio alone
+        (2.5, None, None, False),  # neither a rate nor a balance: nothing to compare with
     ],
 )
 def test_what_counts_as_a_runaway(spent, baseline, remaining, runaway):
