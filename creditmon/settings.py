@@ -276,6 +276,13 @@ AUTO_TOPUP_EXPECTED = envbool("AUTO_TOPUP_EXPECTED", "False")
 
 # --- Monitoring loop -------------------------------------------------------------------------
 CHECK_INTERVAL_MINUTES = envint("CHECK_INTERVAL_MINUTES", 360, minimum=1)
+# The light spend watch between checks (one GET /key per key): how often, 0 = off.
+WATCH_INTERVAL_MINUTES = envint("WATCH_INTERVAL_MINUTES", 10, minimum=0)
+# A runaway: over the last WATCH_WINDOW_MINUTES at least WATCH_MIN_USD spent, WATCH_FACTOR x the burn rate,
+# and at that pace the money runs out within FORECAST_WARNING_DAYS.
+WATCH_WINDOW_MINUTES = envint("WATCH_WINDOW_MINUTES", 60, minimum=1)
+WATCH_FACTOR = envfloat("WATCH_FACTOR", 5.0, minimum=1)
+WATCH_MIN_USD = envfloat("WATCH_MIN_USD", 1.0, minimum=0)
 REMIND_INTERVAL_HOURS = envfloat("REMIND_INTERVAL_HOURS", 24, minimum=0.01)
 NOTIFY_URLS = env("NOTIFY_URLS", "")
 NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 5, minimum=1)

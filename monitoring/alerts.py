@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from . import forecast, notify, status
+from . import drivers, forecast, notify, status
 from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level, severity
 from .status import KeyStatus, Status, money
 
@@ -96,6 +96,10 @@ def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
     today = forecast.spend_today(samples, now, tz)
     if forecast.is_spike(today, average, settings.SPIKE_FACTOR, settings.SPIKE_MIN_USD):
         message = f"Spent {money(today)} today, over {settings.SPIKE_FACTOR:g}x the {money(average)}/day average"
+        rise = [(key_status.name, today - average * (now - midnight).total_seconds() / 86400, "today")]
+        message += (
+            f". Behind it: {drivers.key_drivers(rise) or 'keys: unknown'}; {drivers.model_drivers(key_status.key)}"
+        )
         return Condition(key_status.key, Alert.SPIKE, Level.WARNING, message, today)
     message = f"Spent {money(today)} today (average {money(average)}/day)"
     return Condition(key_status.key, Alert.SPIKE, Level.OK, message)
@@ -270,10 +274,13 @@ def topup_missed_condition() -> Condition:
 # --- the lifecycle --------------------------------------------------------------------------
 
 
-def evaluate(found: Status, now: datetime | None = None) -> list[AlertEvent]:
-    """Evaluate every condition for the watched keys and sync Alert rows. Returns the new events."""
+def evaluate(found: Status, now: datetime | None = None, extra=()) -> list[AlertEvent]:
+    """Evaluate every condition for the watched keys and sync Alert rows. Returns the new events.
+
+    `extra`: conditions evaluated by the caller (the spend watch's runaway), synced first.
+    """
     now = now or timezone.now()
-    conditions = conditions_for(found, now)
+    conditions = [*extra, *conditions_for(found, now)]
     Lease.objects.get_or_create(name=SYNC_LOCK, defaults={"expires_at": now})
     events: list[AlertEvent] = []
     with transaction.atomic():
@@ -381,12 +388,25 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
-    if notify.needs_notification(event):
+    if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now
             alert.save(update_fields=["last_notified_at"])
         notify.queue(event)
     return event
+
+
+def is_news(alert: Alert, kind: str, level: int, previous: int | None) -> bool:
+    """Whether a transition changes the level people were told for its subject (the key, or the account):
+    opened or escalated above every other open alert of it, or eased or resolved from the top after being
+    told. The rest is recorded and shown, not sent: one story, a few notifications."""
+    if kind not in (AlertEvent.OPENED, AlertEvent.ESCALATED, AlertEvent.DEESCALATED, AlertEvent.RESOLVED):
+        return True
+    others = Alert.objects.open().exclude(pk=alert.pk).filter(key_id=alert.key_id)
+    top = max((severity(value) for value in others.values_list("level", flat=True)), default=0)
+    if kind in (AlertEvent.OPENED, AlertEvent.ESCALATED):
+        return severity(level) > top
+    return alert.last_notified_at is not None and previous is not None and severity(previous) > top
 
 
 # --- people acting on alerts ----------------------------------------------------------------

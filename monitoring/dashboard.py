@@ -405,6 +405,8 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
         "next_check": found.next_check,
     }
     ctx["key_data"] = key_financials(key_status, start, kind, tz) if key_status is not None else None
+    if ctx["key_data"]:  # the 10th-90th percentile exhaustion range, from the status
+        ctx["key_data"]["exhaustion_range"] = key_status.exhaustion_range
     ctx["account"] = account_financials(found, start, kind, tz)
     ctx["breakdown"] = spend_breakdown(start, tz)
     ctx["chart"] = {

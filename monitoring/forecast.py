@@ -11,6 +11,7 @@ import calendar
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta, tzinfo
 from itertools import pairwise
+from statistics import NormalDist
 
 Sample = tuple[datetime, float]  # (when, cumulative usage in USD)
 
@@ -136,3 +137,78 @@ def topup_missed(readings: Sequence[tuple[float, float]], threshold: float, chec
     falling = all(after < before for (before, _), (after, _) in zip(last, last[1:], strict=False))
     flat = all(abs(after - before) < 0.005 for (_, before), (_, after) in zip(last, last[1:], strict=False))
     return below and falling and flat
+
+
+# --- the exhaustion range: how sure the forecast is ------------------------------------------
+
+MIN_RANGE_DAYS = 3  # completed days of spend needed before a range is given
+WEEKDAY_MIN_WEEKS = 2  # each weekday seen this often before the weekday pattern is used
+
+
+def weekday_means(daily: dict[date, float]) -> dict[int, float]:
+    """Mean spend per weekday (0 = Monday), when every weekday was seen WEEKDAY_MIN_WEEKS times;
+    otherwise the overall mean for every weekday (too little history for a pattern)."""
+    overall = sum(daily.values()) / len(daily) if daily else 0.0
+    by_day: dict[int, list[float]] = {}
+    for day, amount in daily.items():
+        by_day.setdefault(day.weekday(), []).append(amount)
+    if len(by_day) < 7 or min(len(v) for v in by_day.values()) < WEEKDAY_MIN_WEEKS:
+        return dict.fromkeys(range(7), overall)
+    return {weekday: sum(v) / len(v) for weekday, v in by_day.items()}
+
+
+def daily_spread(daily: dict[date, float], means: dict[int, float]) -> float:
+    """Standard deviation of a day's spend around its weekday's mean."""
+    residuals = [amount - means[day.weekday()] for day, amount in daily.items()]
+    if len(residuals) < 2:
+        return 0.0
+    return (sum(r * r for r in residuals) / (len(residuals) - 1)) ** 0.5
+
+
+def exhaustion_range(
+    remaining: float | None,
+    daily: dict[date, float],
+    now: datetime,
+    tz: tzinfo,
+    low: float = 0.1,
+    high: float = 0.9,
+    max_days: float = 365,
+) -> tuple[datetime | None, datetime | None] | None:
+    """The `low`..`high` percentile range of the exhaustion time, earliest first, from completed days' spend.
+
+    Each future hour spends its weekday's mean (weekday_means) per day; the days' spread around those
+    means adds up as independent noise (variance grows with n days) plus the uncertainty of the means
+    themselves (they come from k days: variance grows with n^2/k). The earliest end is when the
+    cumulative spend at its `high` percentile reaches `remaining`; the latest when its `low` percentile
+    does. None without a balance or with fewer than MIN_RANGE_DAYS days; an end beyond `max_days` is None.
+    """
+    if remaining is None or len(daily) < MIN_RANGE_DAYS:
+        return None
+    if remaining <= 0:
+        return now, now
+    means = weekday_means(daily)
+    sigma = daily_spread(daily, means)
+    k = len(daily)
+    z_high, z_low = NormalDist().inv_cdf(high), NormalDist().inv_cdf(low)
+    mean_total = variance_days = elapsed = 0.0
+    earliest = latest = None
+    step = timedelta(hours=1)
+    when = now
+    while elapsed < max_days and latest is None:
+        fraction = step.total_seconds() / SECONDS_PER_DAY
+        mean_total += means[when.astimezone(tz).weekday()] * fraction
+        elapsed += fraction
+        variance_days += fraction
+        when += step
+        spread = sigma * (variance_days + elapsed * elapsed / k) ** 0.5
+        if earliest is None and mean_total + z_high * spread >= remaining - 1e-9:  # hourly sums round off
+            earliest = when
+        if mean_total + z_low * spread >= remaining - 1e-9:
+            latest = when
+    return earliest, latest
+
+
+def day_label(when: datetime, tz: tzinfo) -> str:
+    """'Tue 3 Dec' in the reporting zone: the words a warning uses."""
+    local = when.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b}"

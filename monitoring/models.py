@@ -770,6 +770,7 @@ class Alert(models.Model):
     EXPIRY = "expiry"
     MODEL_SPIKE = "model_spike"
     TOPUP_MISSED = "topup_missed"
+    RUNAWAY = "runaway"
     CONDITION_CHOICES = [
         (BALANCE, "Balance low"),
         (FORECAST, "Running out soon"),
@@ -781,6 +782,7 @@ class Alert(models.Model):
         (EXPIRY, "Key expiring"),
         (MODEL_SPIKE, "Model spend spike"),
         (TOPUP_MISSED, "Auto top-up missing"),
+        (RUNAWAY, "Runaway spend"),
     ]
 
     key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
@@ -901,3 +903,14 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder} until {self.expires_at}"
+
+
+class WatchState(models.Model):
+    """The spend watch's recent GET /key readings of one key, rewritten in place (never one row per watch)."""
+
+    key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, related_name="watch_state")
+    readings = models.JSONField(default=list, help_text="[[ISO time, cumulative usage], ...] of the last hour")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.key_id}: {len(self.readings)} watch readings"

@@ -137,6 +137,7 @@ ACTIONS = {
     Alert.KEY_LIMIT: "Raise the key's limit ({keys}) or wait for its reset.",
     Alert.BUDGET: "Review this month's spending against the budget; top up if needed: {topup}",
     Alert.EXPIRY: "Create a new key before this one expires: {keys}",
+    Alert.RUNAWAY: "Stop what is spending (the keys and models named above), or top up if it must go on: {topup}",
 }
 
 

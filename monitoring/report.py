@@ -67,6 +67,10 @@ def key_block(key_status: KeyStatus, verbose: bool = False, next_check=None) -> 
     lines.append(days_left_line(key_status))
     if verbose and key_status.exhaustion_date:
         lines.append(f"Runs Out: {key_status.exhaustion_date:%Y-%m-%d %H:%M} UTC (projected)")
+        earliest, latest = key_status.exhaustion_range
+        if earliest is not None:
+            late = f"{latest:%Y-%m-%d}" if latest else "beyond a year"
+            lines.append(f"Runs Out Range: {earliest:%Y-%m-%d} to {late} (10th-90th percentile of daily spend)")
     if key_status.log is not None and key_status.log is not log:
         lines.append(f"Last Success: {log.timestamp:%Y-%m-%d %H:%M} UTC (the newest check failed)")
     lines.append("")

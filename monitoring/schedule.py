@@ -47,9 +47,12 @@ class Declared:
 
 SCHEDULE_NAME = "monitor-openrouter-credits"
 TASK_FUNC = "monitoring.tasks.monitor_job"
+WATCH_SCHEDULE_NAME = "watch-openrouter-spend"  # the light spend watch between the scheduled checks
+WATCH_LEASE = "watch"
 # One entry per schedule; a setting at 0 (or below) means no such schedule.
 SCHEDULES: list[Declared] = [
     Declared(SCHEDULE_NAME, TASK_FUNC, "CHECK_INTERVAL_MINUTES"),
+    Declared(WATCH_SCHEDULE_NAME, "monitoring.tasks.watch_job", "WATCH_INTERVAL_MINUTES"),
 ]
 # The migration that first declared a schedule: before it (or migrated back past it) nothing is synced.
 DECLARING_MIGRATION = ("monitoring", "0002_monitor_schedule")

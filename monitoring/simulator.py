@@ -199,6 +199,7 @@ class SimKey:
     last_used_at: str | None = None
     external_user: str | None = None
     is_management: bool = False
+    spend_by_day: dict[date, float] | None = None  # a replayed trace's exact spend per UTC day, for /activity
 
     @property
     def hash(self) -> str:
@@ -458,6 +459,17 @@ class Simulator:
                 del self.keys[token]  # all or nothing
                 raise
 
+    def remove_key(self, token: str) -> None:
+        """Forget a key (a replay watches one key only)."""
+        with self._lock:
+            self._materialize(self.now())
+            self.keys.pop(token, None)
+
+    def set_daily_spend(self, token: str, spend_by_day: dict[date, float] | None) -> None:
+        """Serve exactly this spend per UTC day in /activity for the key (None: back to its rate)."""
+        with self._lock:
+            self.keys[token].spend_by_day = dict(spend_by_day) if spend_by_day is not None else None
+
     def set_account(self, total_credits: float, total_usage: float) -> None:
         with self._lock:
             self._materialize(self.now())
@@ -581,10 +593,12 @@ class Simulator:
 
     def activity_rows(self, k: SimKey, day: date) -> list[dict[str, Any]]:
         """Deterministic per-model rows for one key and one UTC day (same inputs, same numbers)."""
-        rate = k.history_rate()
-        if rate <= 0:
+        if k.spend_by_day is not None:
+            total = k.spend_by_day.get(day, 0.0)
+        else:
+            total = k.history_rate() * (0.85 + 0.3 * _unit("day", k.hash, day))  # within 15% of the rate
+        if total <= 0:
             return []
-        total = rate * (0.85 + 0.3 * _unit("day", k.hash, day))  # the day's spend, within 15% of the rate
         picked = [m for m in MODELS if m[0] != MODELS[-1][0] or _unit("skip", k.hash, day) > 0.3]
         weights = [m[3] * (0.6 + 0.8 * _unit(day, m[0], k.hash)) for m in picked]
         rows = []
@@ -866,6 +880,7 @@ _HOSTILE = {"hostile-strings": _hostile, "bad-hash": _bad_hash}
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive like the real API; every reply has a Content-Length
+    disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart (delayed ACK)
     server_version = "openrouter-sim/1.0"
     sys_version = ""
 

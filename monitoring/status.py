@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django_q.models import Schedule
 
-from . import forecast
+from . import forecast, outlook
 from .models import Activity, Alert, ApiKey, CreditLog, Level, severity, window_annotations, worst_level
 from .schedule import SCHEDULE_NAME
 
@@ -434,6 +435,26 @@ class KeyStatus:
             self.days_left, self.binding = cap_days, "key"
             self.binding_text = "the key's own limit runs out first"
 
+    @cached_property
+    def exhaustion_range(self) -> tuple[datetime | None, datetime | None]:
+        """(earliest, latest): the 10th-90th percentile of the exhaustion time from the spread of the key's
+        daily spend (weekday-aware), for the money that binds; (None, None) while there is no forecast."""
+        if self.key is None or self.days_left is None:
+            return None, None
+        money_left, scale = self.key_money, 1.0
+        if self.binding == "account":  # the account drains at its own rate: the key's spread, scaled to it
+            money_left = self.account.balance
+            scale = self.account.burn.rate / self.burn.rate if self.burn.rate and self.account.burn.rate else 0.0
+        if money_left is None or scale <= 0:
+            return None, None
+        daily = {day: spent * scale for day, spent in outlook.key_daily_spend(self.key, self.now, fold=False).items()}
+        found = forecast.exhaustion_range(money_left, daily, self.now, reporting_zone(), outlook.LOW, outlook.HIGH)
+        return found if found is not None else (None, None)
+
+    @property
+    def range_text(self) -> str:
+        return outlook.range_text(*self.exhaustion_range)
+
     # -- level
 
     def evaluate(self) -> None:
@@ -464,6 +485,8 @@ class KeyStatus:
                     message = f"Runs out in {self.days_left:.1f} days at {money(rate)}/day ({money(money_left)} left)"
                     if self.binding == "account":
                         message += ": the account balance, shared by all keys"
+                    if level != Level.OK and self.range_text:  # warnings quote the pessimistic end
+                        message += f"; {self.range_text}"
                 found["forecast"] = (level, message)
             age = self.now - self.success.timestamp
         else:
@@ -525,6 +548,7 @@ class KeyStatus:
             "binding": self.binding or None,
             "binding_text": self.binding_text or None,
             "exhaustion_date": _iso(self.exhaustion_date),
+            "exhaustion_range": outlook.range_dict(*self.exhaustion_range) if self.days_left is not None else None,
             "conditions": {name: Level(level).label for name, (level, _) in self.conditions.items()},
             "last_check": _iso(log.timestamp if log else None),
             "last_check_ok": log.ok if log else None,

@@ -13,10 +13,20 @@ from django.conf import settings
 from .models import Level
 from .monitor import overall_level, run_monitor
 from .retention import prune_credit_log
-from .schedule import LEASE_NAME, SCHEDULE_NAME, GuardedRun, RunInProgress, acquire_lease, release_lease
+from .schedule import (
+    LEASE_NAME,
+    SCHEDULE_NAME,
+    WATCH_LEASE,
+    WATCH_SCHEDULE_NAME,
+    GuardedRun,
+    RunInProgress,
+    acquire_lease,
+    release_lease,
+)
 from .status import Status
 
 __all__ = ["LEASE_NAME", "RunInProgress", "acquire_lease", "release_lease", "monitor_job", "run_job"]
+from .watch import run_watch
 
 logger = logging.getLogger("monitoring")
 
@@ -85,3 +95,13 @@ def prune_daily() -> None:
         logger.exception("Credit-log retention failed")
         return
     logger.info("Retention: %s old credit-log rows thinned", result.deleted)
+
+
+def watch_job(now: datetime | None = None) -> str:
+    """Run by the `watch-openrouter-spend` schedule: the light spend watch, under its own crash-safe lease."""
+    if settings.WATCH_INTERVAL_MINUTES <= 0:
+        return "watch off (WATCH_INTERVAL_MINUTES=0)"
+    with GuardedRun(WATCH_LEASE, WATCH_SCHEDULE_NAME):
+        paces = run_watch(now)
+    runaways = [p.key.display_name for p in paces if p.runaway]
+    return f"runaway: {', '.join(runaways)}" if runaways else f"watched {len(paces)} keys: no runaway"

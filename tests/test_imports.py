@@ -22,6 +22,8 @@ RANKS = {
     "models": 1,
     "rollups": 2,
     "openrouter": 2,
+    "outlook": 2,
+    "drivers": 2,
     "schedule": 2,
     "checks": 2,
     "retention": 3,
@@ -33,6 +35,8 @@ RANKS = {
     "monitor": 7,
     "dashboard": 8,  # what the pages show, read from status and the rollups
     "demo": 8,
+    "watch": 8,
+    "backtest": 8,
     "management": 8,  # the commands' shared base (management/base.py)
     "api": 9,  # its range parsing is shared with the CSV exports
     "urls": 11,
