@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Subquery, Sum
 
 from . import account as account_sync
+from . import alerts as alert_rules
 from . import forecast, monitor
 from .models import (
     SEVERITY,
@@ -37,6 +38,8 @@ WEEKLY_AFTER_DAYS = 200  # "all" switches to weekly buckets past this span, to s
 BURN_WINDOWS = (("24 h", 1), ("7 days", 7), ("30 days", 30))
 
 LEVEL_CSS = {Level.OK: "ok", Level.WARNING: "warning", Level.CRITICAL: "critical", Level.UNKNOWN: "unknown"}
+WORST_FIRST = sorted(Level, key=lambda level: SEVERITY[level], reverse=True)  # CRITICAL, UNKNOWN, WARNING, OK
+OVERDUE_AFTER = timedelta(minutes=5)  # the scheduler looks every 30 s: minutes late means no worker runs it
 
 
 def reporting_tz() -> tzinfo:
@@ -220,7 +223,13 @@ def key_states(keys, now: datetime, burn_for: int = MAX_CARDS) -> list[KeyState]
     latest_ok = CreditLog.objects.successful().latest_by_key(ids)
     open_alerts = Alert.objects.open().filter(key__in=ids).by_key()
     states = [KeyState(k, latest.get(k.pk), latest_ok.get(k.pk), open_alerts.get(k.pk, []), now=now) for k in keys]
-    with_burn = [s for s in states[:burn_for] if s.ok_log is not None]
+    add_burn_rates(states[:burn_for], now)
+    return states
+
+
+def add_burn_rates(states: list[KeyState], now: datetime) -> None:
+    """The burn rate of each of these states (those with a successful check)."""
+    with_burn = [s for s in states if s.ok_log is not None]
     if with_burn:
         # One query of index look-ups for every card (running totals), the stored activity where it falls short.
         days = settings.BURN_RATE_WINDOW_DAYS
@@ -238,15 +247,58 @@ def key_states(keys, now: datetime, burn_for: int = MAX_CARDS) -> list[KeyState]
         for state in with_burn:
             state.burn_rate = with_activity(state.key, {days: rates[state.key.pk]["w"]}, now)[days]
             state.samples = counts.get(state.key.pk, 0) if state.key in unknown else 2
-    return states
+
+
+# --- every page: the state at a glance ------------------------------------------------------
+
+
+def by_severity(states: list[KeyState]) -> list[KeyState]:
+    """Worst first (CRITICAL, UNKNOWN, WARNING, OK), the keys' own order within a level."""
+    return sorted(states, key=lambda s: SEVERITY[Level(s.level)], reverse=True)
+
+
+def check_overdue_since(now: datetime) -> datetime | None:
+    """When the scheduled check was due, if it is more than a few minutes late (no worker running it)."""
+    due = monitor.next_check_time()
+    return due if due is not None and now - due > OVERDUE_AFTER else None
+
+
+def at_a_glance(now: datetime, states: list[KeyState] | None = None) -> dict:
+    """The one verdict every page shows (tab title, favicon, brand dot, Health's verdict line).
+
+    The level of each key comes from key_states(), the pages' existing level (`states`: every key's,
+    when the view already has them); this is the one place that turns it into the account's worst level.
+    """
+    if states is None:
+        states = key_states(ApiKey.objects.all(), now, burn_for=0)
+    open_alerts = list(Alert.objects.open().values_list("key_id", "level"))
+    levels = [s.level for s in states] + [level for key_id, level in open_alerts if key_id is None]
+    counts = {level: 0 for level in WORST_FIRST}
+    for state in states:
+        counts[Level(state.level)] += 1
+    worst = Level(worst_level(levels)) if levels else None
+    return {
+        "worst_level": worst,
+        "worst_level_name": worst.label if worst is not None else "",
+        "worst_level_css": LEVEL_CSS[worst] if worst is not None else "none",
+        "level_counts": [
+            {"level": level, "name": level.label, "css": LEVEL_CSS[level], "count": counts[level]}
+            for level in WORST_FIRST
+            if counts[level]
+        ],
+        "key_count": len(states),
+        "open_alert_count": len(open_alerts),
+        "check_overdue_since": check_overdue_since(now),
+    }
 
 
 # --- System Health ---------------------------------------------------------------------------
 
 
 def health(now: datetime) -> dict:
-    keys = list(ApiKey.objects.all())
-    states = key_states(keys, now)
+    # Worst first, then the burn rates of the keys shown as cards.
+    states = by_severity(key_states(ApiKey.objects.all(), now, burn_for=0))
+    add_burn_rates(states[:MAX_CARDS], now)
     last_log = CreditLog.objects.select_related("key").order_by("-timestamp", "-id").first()
     account_log = CreditLog.objects.successful().filter(account_balance__isnull=False).order_by("-timestamp").first()
     unattached = Alert.objects.open().filter(key__isnull=True).order_by("-level", "-opened_at")
@@ -262,6 +314,7 @@ def health(now: datetime) -> dict:
         "account_alerts": list(unattached),
         "next_check": monitor.next_check_time(),
         "threshold": settings.OPENROUTER_CREDIT_THRESHOLD,
+        "topup_url": settings.OPENROUTER_TOPUP_URL,
     }
 
 
@@ -585,6 +638,27 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
 
 
 # --- Alerts ----------------------------------------------------------------------------------
+
+
+def explain_quiet(states: list[KeyState]) -> list[KeyState]:
+    """Why a key that is not OK has no open alert yet (`quiet_reason`), e.g. "1 of 3 failed checks"."""
+    needed = max(settings.FAILURES_BEFORE_UNKNOWN, 1)
+    for state in states:
+        state.quiet_reason = ""
+        if state.level == Level.OK or state.alerts:
+            continue
+        if state.log is None:
+            state.quiet_reason = "No alert yet: the key has not been checked."
+        elif not state.log.ok:
+            failed, _ = alert_rules.consecutive_failures(state.key, needed)
+            state.quiet_reason = (
+                f"No alert yet: {failed} of {needed} failed check{'s' if needed != 1 else ''} before an alert."
+            )
+        elif state.remaining is None:
+            state.quiet_reason = "No alert: an unknown balance cannot cross a threshold."
+        else:
+            state.quiet_reason = "No alert yet: the next scheduled check evaluates the alert rules."
+    return states
 
 
 def thresholds() -> list[tuple[str, str]]:

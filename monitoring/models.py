@@ -52,6 +52,7 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-is_primary", "name", "id"]
+        verbose_name = "API key"
 
     def __str__(self) -> str:
         return self.display_name
@@ -327,6 +328,8 @@ class CreditLog(models.Model):
 
     class Meta:
         db_table = "openrouter_credit_log"
+        verbose_name = "credit log entry"
+        verbose_name_plural = "credit log"
         ordering = ["-timestamp", "-id"]
         indexes = [
             models.Index(fields=["key", "timestamp"], name="creditlog_key_time"),
@@ -697,10 +700,10 @@ class Activity(models.Model):
 
     class Meta:
         ordering = ["-date", "model"]
+        verbose_name = "activity row"
+        verbose_name_plural = "activity rows"
         constraints = [
-            models.UniqueConstraint(
-                fields=["date", "api_key_hash", "endpoint_id", "model"], name="activity_unique_row"
-            )
+            models.UniqueConstraint(fields=["date", "api_key_hash", "endpoint_id", "model"], name="activity_unique_row")
         ]
         # Per key or account-wide, by day: covering what the Financial page sums (a year is 28,000 rows).
         indexes = [
@@ -806,6 +809,8 @@ class AlertEvent(models.Model):
     REMINDER = "reminder"
     ACKNOWLEDGED = "acknowledged"
     SNOOZED = "snoozed"
+    UNACKNOWLEDGED = "unacknowledged"
+    UNSNOOZED = "unsnoozed"
     TEST = "test"
     KIND_CHOICES = [
         (OPENED, "opened"),
@@ -815,6 +820,8 @@ class AlertEvent(models.Model):
         (REMINDER, "reminder"),
         (ACKNOWLEDGED, "acknowledged"),
         (SNOOZED, "snoozed"),
+        (UNACKNOWLEDGED, "acknowledgement withdrawn"),
+        (UNSNOOZED, "snooze ended"),
         (TEST, "test notification"),
     ]
     NOTIFYING_KINDS = {OPENED, ESCALATED, DEESCALATED, RESOLVED, REMINDER, TEST}
@@ -829,6 +836,7 @@ class AlertEvent(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        verbose_name = "alert event"
 
     def __str__(self) -> str:
         return f"{self.created:%Y-%m-%d %H:%M} {self.kind}: {self.message}"

@@ -127,11 +127,22 @@ def mask_secrets(text: str, channel: Channel) -> str:
 # --- what is said ---------------------------------------------------------------------------
 
 
+def held_back(event: AlertEvent, now: datetime) -> bool:
+    """Silenced by an acknowledgement or a snooze. These stop reminders, not escalations: a worse level
+    is held back only by an acknowledgement given after it happened."""
+    alert = event.alert
+    if alert is None or not alert.is_silenced(now):
+        return False
+    if event.kind == AlertEvent.ESCALATED:
+        return alert.acknowledged_at is not None and alert.acknowledged_at > event.created
+    return True
+
+
 def needs_notification(event: AlertEvent) -> bool:
-    """Transitions and reminders notify, never for an acknowledged or snoozed alert."""
+    """Transitions and reminders notify; for an acknowledged or snoozed alert, only an escalation."""
     if event.kind not in AlertEvent.NOTIFYING_KINDS:
         return False
-    return event.alert is None or not event.alert.is_silenced(event.created)
+    return not held_back(event, event.created)
 
 
 ACTIONS = {
@@ -244,7 +255,7 @@ def attempt(delivery: Delivery, channel: Channel | None, now: datetime) -> Deliv
     if channel is None:
         ok, error, ms = False, "channel no longer in NOTIFY_URLS: not retried", 0
         delivery.attempts = max(delivery.attempts, settings.NOTIFY_MAX_ATTEMPTS)
-    elif event.alert is not None and event.alert.is_silenced(now):
+    elif held_back(event, now):
         ok, error, ms = False, "not sent: the alert was acknowledged or snoozed before delivery", 0
         delivery.attempts = max(delivery.attempts, settings.NOTIFY_MAX_ATTEMPTS)
     else:
@@ -288,7 +299,11 @@ def send_test(user, now: datetime | None = None) -> list[Delivery]:
         return []
     who = _username(user)
     event = AlertEvent.objects.create(
-        alert=None, created=now, kind=AlertEvent.TEST, level=Level.OK, message=f"Test notification sent by {who}",
+        alert=None,
+        created=now,
+        kind=AlertEvent.TEST,
+        level=Level.OK,
+        message=f"Test notification sent by {who}",
         user=who,
     )
     logger.info("Test notification requested by %s for %d channels", who, len(targets))

@@ -14,9 +14,11 @@ from django_q.tasks import async_task
 
 from . import alerts as alert_rules
 from . import dashboard, monitor, notify
-from .models import Alert, AlertEvent, ApiKey, Level
+from .models import SEVERITY, Alert, AlertEvent, ApiKey, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
+# A flash message takes the colour of the level the key's card shows.
+FLASH = {Level.OK: messages.SUCCESS, Level.WARNING: messages.WARNING, Level.UNKNOWN: messages.WARNING}
 EVENTS_PER_PAGE = 25
 
 
@@ -34,6 +36,7 @@ def in_reporting_zone(view):
 @in_reporting_zone
 def health(request):
     ctx = {"page": "health", **dashboard.health(timezone.now())}
+    request.key_states = ctx["states"]  # the context processor's verdict reads them instead of querying again
     return render(request, "monitoring/health.html", ctx)
 
 
@@ -53,7 +56,8 @@ def check_now(request):
             remaining = "unknown" if status.remaining is None else f"${status.remaining:,.2f}"
             messages.success(request, f"{text} ({remaining} remaining)")
         else:
-            messages.warning(request, text)
+            level = FLASH.get(status.level, messages.ERROR)
+            messages.add_message(request, level, f"{Level(status.level).label}: {text}")
     return redirect("monitoring-health")
 
 
@@ -87,11 +91,17 @@ def alerts(request):
     keys = list(ApiKey.objects.all())
     events = AlertEvent.objects.select_related("alert__key").prefetch_related("deliveries")
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+    states = dashboard.key_states(keys, now, burn_for=0)
+    request.key_states = states
+    open_alerts = list(Alert.objects.open().select_related("key").order_by("-level", "-opened_at"))
+    open_alerts.sort(key=lambda a: SEVERITY[Level(a.level)], reverse=True)  # CRITICAL, UNKNOWN, WARNING
+    for alert in open_alerts:
+        alert.snoozed_now = alert.snoozed_until is not None and alert.snoozed_until > now
     ctx = {
         "page": "alerts",
         "configured": dashboard.is_configured(),
-        "states": dashboard.key_states(keys, now, burn_for=0),
-        "open_alerts": list(Alert.objects.open().select_related("key").order_by("-level", "-opened_at")),
+        "states": dashboard.explain_quiet(dashboard.by_severity(states)),
+        "open_alerts": open_alerts,
         "thresholds": dashboard.thresholds(),
         "events": page,
         "snooze_choices": SNOOZE_CHOICES,
@@ -112,7 +122,44 @@ def alert_acknowledge(request, alert_id):
     if event is None:
         messages.info(request, f"Already acknowledged: {alert.message}")
     else:
-        messages.success(request, f"Acknowledged: {alert.message}. No reminders until it resolves.")
+        messages.add_message(
+            request,
+            FLASH.get(alert.level, messages.ERROR),
+            f"Acknowledged: {alert.message}. No reminders until it resolves; a worse level still notifies.",
+        )
+    return redirect("monitoring-alerts")
+
+
+@require_POST
+def alert_unacknowledge(request, alert_id):
+    alert = get_object_or_404(Alert, pk=alert_id)
+    try:
+        event = alert_rules.unacknowledge(alert, request.user)
+    except ValueError as exc:
+        messages.warning(request, f"Nothing to undo: {exc}")
+        return redirect("monitoring-alerts")
+    if event is None:
+        messages.info(request, f"Not acknowledged: {alert.message}")
+    else:
+        level = FLASH.get(alert.level, messages.ERROR)
+        messages.add_message(request, level, f"Acknowledgement withdrawn: {alert.message}. Reminders resume.")
+    return redirect("monitoring-alerts")
+
+
+@require_POST
+def alert_unsnooze(request, alert_id):
+    alert = get_object_or_404(Alert, pk=alert_id)
+    try:
+        event = alert_rules.unsnooze(alert, request.user)
+    except ValueError as exc:
+        messages.warning(request, f"Nothing to undo: {exc}")
+        return redirect("monitoring-alerts")
+    if event is None:
+        messages.info(request, f"Not snoozed: {alert.message}")
+    else:
+        messages.add_message(
+            request, FLASH.get(alert.level, messages.ERROR), f"Snooze ended: {alert.message}. Reminders resume."
+        )
     return redirect("monitoring-alerts")
 
 
@@ -135,7 +182,9 @@ def alert_snooze(request, alert_id):
         return redirect("monitoring-alerts")
     with timezone.override(dashboard.reporting_tz()):
         when = timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z")
-    messages.success(request, f"Snoozed for {hours[chosen]} (until {when}): {alert.message}")
+    messages.add_message(
+        request, FLASH.get(alert.level, messages.ERROR), f"Snoozed for {hours[chosen]} (until {when}): {alert.message}"
+    )
     return redirect("monitoring-alerts")
 
 
