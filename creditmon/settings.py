@@ -133,11 +133,7 @@ STATICFILES_DIRS = [
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": env(
-            "STATICFILES_BACKEND", "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        )
-    },
+    "staticfiles": {"BACKEND": env("STATICFILES_BACKEND", "whitenoise.storage.CompressedManifestStaticFilesStorage")},
 }
 
 # --- Security (production values come from the environment) ---------------------------------
@@ -166,6 +162,8 @@ OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
 OPENROUTER_HTTP_REFERER = env("OPENROUTER_HTTP_REFERER", "https://github.com/creditmon/creditmon")
 OPENROUTER_X_TITLE = env("OPENROUTER_X_TITLE", "creditmon")
 OPENROUTER_TOPUP_URL = env("OPENROUTER_TOPUP_URL", "https://openrouter.ai/settings/credits")
+# The dashboard's public address (e.g. https://creditmon.example.com): notifications link back to it.
+SITE_URL = env("SITE_URL", "").rstrip("/")
 OPENROUTER_KEYS_URL = "https://openrouter.ai/keys"
 
 # --- Thresholds and forecasting --------------------------------------------------------------

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 
 from .logredact import redact
@@ -172,6 +173,16 @@ def _figures(alert: Alert, when: datetime) -> list[str]:
     return [balance, burn_rate_line(status), days_left_line(status), f"Last check: {log.timestamp:%Y-%m-%d %H:%M} UTC"]
 
 
+def links(alert: Alert) -> list[str]:
+    """Links back to the dashboard (the Alerts page, the key's Financial page) when SITE_URL is set."""
+    if not settings.SITE_URL:
+        return []
+    found = [f"Alerts: {settings.SITE_URL}{reverse('monitoring-alerts')}#alert-{alert.pk}"]
+    if alert.key is not None:
+        found.append(f"Financial: {settings.SITE_URL}{reverse('monitoring-financial')}?key={alert.key.pk}")
+    return ["", *found]
+
+
 def render(event: AlertEvent) -> tuple[str, str, str]:
     """Title, body and Apprise notify type for one event."""
     if event.kind == AlertEvent.TEST:
@@ -204,6 +215,7 @@ def render(event: AlertEvent) -> tuple[str, str, str]:
         urls = {"topup": settings.OPENROUTER_TOPUP_URL, "keys": settings.OPENROUTER_KEYS_URL}
         lines.append("What to do: " + action.format(**urls))
         lines.append("Acknowledge or snooze it on the Alerts page to stop reminders.")
+    lines += links(alert)
     notify_type = NOTIFY_TYPES[Level.OK] if event.kind == AlertEvent.RESOLVED else NOTIFY_TYPES[Level(event.level)]
     return f"[{tag}] {who}: {what}", "\n".join(lines).strip(), notify_type
 
