@@ -122,6 +122,8 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 # Daily buckets and the dates shown on pages use this zone (OpenRouter's own buckets are UTC).
 CREDITMON_TIME_ZONE = env("CREDITMON_TIME_ZONE", "UTC")
+# ISO 8601 dates wherever Django formats one by default (the admin's detail pages, filters).
+FORMAT_MODULE_PATH = ["creditmon.formats"]
 
 # --- Static files: whitenoise, compressed and hashed ----------------------------------------
 STATIC_URL = "static/"
@@ -130,6 +132,8 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Chart.js comes from the npm registry (package.json + lock), never from a CDN nor committed.
     ("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+    # axe-core (the accessibility checker the browser tests run in each page), from npm the same way.
+    ("vendor/axe-core", BASE_DIR / "node_modules" / "axe-core"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
