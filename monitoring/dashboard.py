@@ -618,9 +618,13 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
         span = (now - first).days + 1 if first else 1
         kind = "week" if span > WEEKLY_AFTER_DAYS else "day"
         days = span
+    today = now.astimezone(tz).date()
     ctx = {
         "configured": is_configured(),
         "range_days": days or 1,
+        # The exports cover the same calendar days as the page (whole days in the reporting zone).
+        "export_start": start.date() if start else today - timedelta(days=(days or 1) - 1),
+        "export_end": today,
         "bucket": kind,
         "budget": settings.MONTHLY_BUDGET or None,
         "next_check": monitor.next_check_time(),
