@@ -463,7 +463,11 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
         "days": days,
         "topups": [{"when": datetime.fromtimestamp(p["x"] / 1000, UTC), "amount": p["amount"]} for p in topup_points],
         "chart": {
-            "spend": {"labels": [d["label"] for d in days], "values": [round(d["spend"], 4) for d in days]},
+            "spend": {
+                "labels": [d["label"] for d in days],
+                "values": [round(d["spend"], 4) for d in days],
+                "bucket": kind,
+            },
             "balance": {
                 "points": [{"x": ms(when), "y": round(value, 4)} for when, value in balance],
                 "forecast": [
@@ -540,10 +544,16 @@ def account_financials(now: datetime, start: datetime | None, kind: str, tz: tzi
     }
 
 
-def spend_breakdown(start: datetime | None, tz: tzinfo) -> dict:
-    """Spend by model and by key from the stored /activity rows (UTC days, as OpenRouter buckets them)."""
+def spend_breakdown(start: datetime | None, tz: tzinfo, activity_since: date | None = None) -> dict:
+    """Spend by model and by key from the stored /activity rows (UTC days, as OpenRouter buckets them).
+
+    /activity holds completed UTC days only: a range of N days shows the last N completed days
+    (`activity_since` on), so a 7-day chart has 7 days, as its CSV export does.
+    """
     activity = Activity.objects.all()
-    if start is not None:
+    if activity_since is not None:
+        activity = activity.filter(date__gte=activity_since)
+    elif start is not None:
         activity = activity.filter(date__gte=start.astimezone(tz).date())
     by_model = activity.account_wide()
     model_totals = by_model.totals_by("model", limit=10)
@@ -631,12 +641,17 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
     }
     ctx["key_data"] = key_financials(key, now, start, kind, tz) if key is not None else None
     ctx["account"] = account_financials(now, start, kind, tz)
-    ctx["breakdown"] = spend_breakdown(start, tz)
+    utc_today = now.astimezone(UTC).date()
+    activity_since = utc_today - timedelta(days=RANGES[range_name]) if RANGES[range_name] else None
+    ctx["activity_start"] = activity_since or ctx["export_start"]
+    ctx["activity_end"] = utc_today - timedelta(days=1)
+    ctx["breakdown"] = spend_breakdown(start, tz, activity_since)
     ctx["chart"] = {
         **(ctx["key_data"]["chart"] if key is not None else {}),
         "account": ctx["account"]["chart"],
         **ctx["breakdown"]["chart"],
         "tz": settings.CREDITMON_TIME_ZONE,
+        "keys_source": ctx["breakdown"]["keys_source"],
     }
     return ctx
 
