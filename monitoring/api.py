@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET
 
 from . import forecast
 from .models import (
+    KEY_HASH_LENGTH,
     Alert,
     ApiKey,
     CreditLog,
@@ -35,7 +36,7 @@ from .models import (
 
 # The burn-rate windows shown on the pages, as (label, days).
 WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
-HASH_PREFIX = 12  # enough to tell keys apart, useless for anything else
+HASH_PREFIX = KEY_HASH_LENGTH  # enough to tell keys apart, useless for anything else
 MAX_RANGE_DAYS = 3660
 HOURLY_MAX_DAYS = 14  # a month per hour is 720 points a key: more than a chart can show
 RAW_MAX_DAYS = 7  # /api/history returns every check up to this range, buckets beyond it

@@ -25,6 +25,9 @@ class Level(models.IntegerChoices):
     UNKNOWN = 3, "UNKNOWN"
 
 
+# The key hash shown anywhere (pages, API, CSV, CLI): enough to tell keys apart, useless for anything else.
+KEY_HASH_LENGTH = 12
+
 # Severity for escalation: UNKNOWN (monitor blind) ranks between WARNING and CRITICAL.
 SEVERITY = {Level.OK: 0, Level.WARNING: 1, Level.UNKNOWN: 2, Level.CRITICAL: 3}
 
@@ -59,7 +62,7 @@ class ApiKey(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.name or self.label or self.hash[:12]
+        return self.name or self.label or self.hash[:KEY_HASH_LENGTH]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from . import forecast
 from .logredact import redact
-from .models import ApiKey, CreditLog, Level
+from .models import KEY_HASH_LENGTH, ApiKey, CreditLog, Level
 from .openrouter import AccountCredits, Client, KeySnapshot, OpenRouterError, key_hash
 from .schedule import SCHEDULE_NAME
 
@@ -70,7 +70,7 @@ class KeyStatus:
         log = self.log
         return {
             "key": self.name,
-            "key_hash": self.key.hash if self.key else None,
+            "key_hash": self.key.hash[:KEY_HASH_LENGTH] if self.key else None,  # as the API and the CSV
             "ok": log.ok,
             "status": Level(self.level).label,
             "message": self.message,

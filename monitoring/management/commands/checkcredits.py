@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
 from monitoring import monitor
+from monitoring.logredact import console_logging
 from monitoring.models import Level
 from monitoring.report import format_report
 
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object for scripts")
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         try:
             statuses = monitor.check_all(options["threshold"])
             next_check = monitor.next_check_time()
