@@ -134,6 +134,21 @@ class TestBalanceLifecycle:
         run(loop, 27)
         assert titles(webhook_receiver)[1].startswith("[REMINDER WARNING]")
 
+    def test_notifications_link_back_to_the_alerts_page_and_the_keys_financial_page(
+        self, loop, webhook_receiver, settings
+    ):
+        settings.SITE_URL = "https://creditmon.example.com"
+        run(loop, 0, remaining=8)
+        body = webhook_receiver.received[0]["body"]["message"]
+        alert = balance_alert()
+        assert f"Alerts: https://creditmon.example.com/alerts/#alert-{alert.pk}" in body
+        assert f"Financial: https://creditmon.example.com/financial/?key={alert.key.pk}" in body
+
+    def test_without_site_url_there_is_no_link(self, loop, webhook_receiver, settings):
+        settings.SITE_URL = ""
+        run(loop, 0, remaining=8)
+        assert "https://creditmon" not in webhook_receiver.received[0]["body"]["message"]
+
     def test_acknowledging_twice_records_it_once(self, loop, django_user_model):
         run(loop, 0, remaining=8)
         user = django_user_model.objects.create_user("ops")

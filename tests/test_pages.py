@@ -472,6 +472,41 @@ def test_an_alert_can_be_snoozed_for_a_chosen_time(logged_in, configured, open_a
 
 
 @pytest.mark.django_db
+def test_an_acknowledgement_and_a_snooze_can_be_undone(logged_in, configured, open_alert):
+    logged_in.post(f"/alerts/{open_alert.pk}/acknowledge/")
+    logged_in.post(f"/alerts/{open_alert.pk}/snooze/", {"hours": "8"})
+    page = logged_in.get("/alerts/").text
+    assert "is-acknowledged" in page and "is-snoozed" in page  # they look different from an open alert
+    assert f'action="/alerts/{open_alert.pk}/unacknowledge/"' in page
+    assert f'action="/alerts/{open_alert.pk}/unsnooze/"' in page
+
+    response = logged_in.post(f"/alerts/{open_alert.pk}/unacknowledge/", follow=True)
+    message = list(response.context["messages"])[0]
+    assert "Acknowledgement withdrawn" in str(message) and message.level_tag == "warning"  # the alert's WARNING
+    response = logged_in.post(f"/alerts/{open_alert.pk}/unsnooze/", follow=True)
+    assert "Snooze ended" in str(list(response.context["messages"])[0])
+    open_alert.refresh_from_db()
+    assert open_alert.acknowledged_at is None and open_alert.snoozed_until is None
+    kinds = list(AlertEvent.objects.filter(alert=open_alert).values_list("kind", flat=True))
+    assert kinds == [AlertEvent.UNSNOOZED, AlertEvent.UNACKNOWLEDGED, AlertEvent.SNOOZED, AlertEvent.ACKNOWLEDGED]
+    assert "is-acknowledged" not in response.text and "is-snoozed" not in response.text
+    again = logged_in.post(f"/alerts/{open_alert.pk}/unsnooze/", follow=True)
+    assert "Not snoozed" in str(list(again.context["messages"])[0])
+    assert logged_in.get(f"/alerts/{open_alert.pk}/unacknowledge/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_an_unknown_key_without_an_alert_says_why(logged_in, configured, settings):
+    settings.FAILURES_BEFORE_UNKNOWN = 3
+    key = make_key()
+    seed(key, 2)
+    CreditLog.objects.create(key=key, ok=False, error="OpenRouter API error (502)", http_status=502)
+    page = logged_in.get("/alerts/").text
+    assert "1 of 3 failed checks before an alert" in page
+    assert "every condition is within its threshold" not in page
+
+
+@pytest.mark.django_db
 def test_a_bad_snooze_time_is_refused_with_a_message(logged_in, configured, open_alert):
     response = logged_in.post(f"/alerts/{open_alert.pk}/snooze/", {"hours": "5"}, follow=True)
     open_alert.refresh_from_db()
