@@ -30,6 +30,7 @@ def money_column(field: str, title: str):
 
     show.short_description = title
     show.admin_order_field = field
+    show.__name__ = field  # the column's CSS class: field-<name>
     return show
 
 
@@ -39,11 +40,15 @@ def time_column(field: str, title: str):
 
     show.short_description = title
     show.admin_order_field = field
+    show.__name__ = field
     return show
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """The log is evidence: inspect it, never add, edit or delete it by hand (deletes would cascade)."""
+
+    class Media:
+        css = {"all": ["css/admin.css"]}  # times and amounts on one line, so the columns fit at 1366 px
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -332,7 +332,7 @@ class CreditLog(models.Model):
     class Meta:
         db_table = "openrouter_credit_log"
         verbose_name = "credit log entry"
-        verbose_name_plural = "credit log"
+        verbose_name_plural = "credit log entries"
         ordering = ["-timestamp", "-id"]
         indexes = [
             models.Index(fields=["key", "timestamp"], name="creditlog_key_time"),

@@ -77,7 +77,7 @@ def test_the_admin_is_an_inspector_with_creditmons_name_money_and_utc_times(admi
     assert "69.44963372999999" in detail  # the stored value itself on the detail page
     assert row.timestamp.strftime("%Y-%m-%d %H:%M:%S") in detail
     index = admin_client.get("/admin/").content.decode()
-    assert "Activity rows" in index and "Activitys" not in index and "Credit log" in index
+    assert "Activity rows" in index and "Activitys" not in index and "Credit log entries" in index
 
 
 def test_nothing_can_be_deleted_from_the_log_or_the_keys(admin_client, logs):
