@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import zoneinfo
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import pytest
 from django.utils import timezone
@@ -254,7 +254,10 @@ def test_financial_shows_spend_by_model_and_by_key_from_activity(logged_in, conf
     assert drivers[0]["share"] == pytest.approx(15.0 / 27.5 * 100)
     assert "&lt;b&gt;Dev&lt;/b&gt;" in response.text
     assert "<b>Dev</b>" not in response.text.replace('"<b>Dev</b>"', "")  # only inside the JSON string
-    assert 'href="/export/spend-by-model.csv?days=30"' in response.text
+    # The last 30 completed UTC days, as the chart above it draws them.
+    yesterday = timezone.now().astimezone(UTC).date() - timedelta(days=1)
+    days = f"start={yesterday - timedelta(days=29)}&amp;end={yesterday}"
+    assert f'href="/export/spend-by-model.csv?{days}"' in response.text
 
 
 @pytest.mark.django_db
