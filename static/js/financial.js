@@ -114,7 +114,7 @@
           legend: { display: false },
           tooltip: { callbacks: { label: function (c) { return "Spend: " + money.format(c.parsed.y); } } },
         },
-        scales: { x: dayAxis(), y: moneyAxis(null, "Spend per " + (data.spend.bucket || "day") + " (USD)") },
+        scales: { x: dayAxis(), y: moneyAxis(null, "Spend (USD/" + (data.spend.bucket || "day") + ")") },
       },
     });
   }
@@ -168,7 +168,7 @@
       data: { datasets: accountSets },
       options: {
         plugins: { tooltip: timeTooltips(), legend: legendBelow },
-        scales: { x: timeAxis(data.account.points), y: moneyAxis(null, "Account balance (USD)") },
+        scales: { x: timeAxis(data.account.points), y: moneyAxis(null, "Balance (USD)") },
       },
     });
   }
@@ -189,7 +189,7 @@
           legend: { position: "bottom", labels: { boxWidth: 12, padding: 14 } },
           tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + money.format(c.parsed.y); } } },
         },
-        scales: { x: dayAxis({ stacked: true }, dayTitle), y: moneyAxis({ stacked: true }, "Spend per day (USD)") },
+        scales: { x: dayAxis({ stacked: true }, dayTitle), y: moneyAxis({ stacked: true }, "Spend (USD/day)") },
       },
     });
   }

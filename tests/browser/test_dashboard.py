@@ -11,8 +11,7 @@ from monitoring import demo
 from monitoring.models import Activity, Alert, ApiKey, CreditLog, Level
 from tests.test_pages import make_key, seed
 
-from .conftest import points, screenshot, series
-from .test_glance import OVERFLOW_JS
+from .conftest import OVERFLOW_JS, points, screenshot, series
 
 pytestmark = pytest.mark.browser
 

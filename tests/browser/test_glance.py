@@ -15,7 +15,8 @@ from monitoring.models import CreditLog
 from monitoring.schedule import SCHEDULE_NAME, TASK_FUNC
 from tests.test_pages import make_key, seed
 
-from .conftest import ARTIFACTS, PASSWORD
+from .conftest import ARTIFACTS, OVERFLOW_JS, PASSWORD, points
+from .test_dashboard import seed_activity
 
 pytestmark = pytest.mark.browser
 
@@ -24,34 +25,6 @@ DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 PAGES = [("health", "/health/"), ("financial", "/financial/"), ("alerts", "/alerts/")]
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-
-# Everything that needs sideways scrolling: the document, any scrolling box, anything sticking out of its card.
-OVERFLOW_JS = """() => {
-  const bad = [];
-  const name = (el) => (el.parentElement && el.parentElement.id ? el.parentElement.id + ' > ' : '') +
-    el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
-    (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
-  const root = document.documentElement;
-  if (root.scrollWidth > window.innerWidth) bad.push('document is ' + root.scrollWidth + ' px wide');
-  for (const el of document.querySelectorAll('body *')) {
-    const style = getComputedStyle(el);
-    if (['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1) {
-      bad.push('scrolls sideways: ' + name(el));
-    }
-  }
-  for (const box of document.querySelectorAll('.panel, .card, .tile, .state, .verdict, .alert-row, .login')) {
-    const edge = box.getBoundingClientRect();
-    for (const el of box.querySelectorAll('*')) {
-      const r = el.getBoundingClientRect();
-      if (r.width > 1 && (r.right > edge.right + 1 || r.left < edge.left - 1)) {
-        bad.push(name(el) + ' (' + Math.round(r.left) + '..' + Math.round(r.right) + ') sticks out of ' + name(box) +
-                 ' (' + Math.round(edge.left) + '..' + Math.round(edge.right) + ')');
-        break;
-      }
-    }
-  }
-  return bad;
-}"""
 
 AXE_JS = """async () => {
   const result = await axe.run(document, {resultTypes: ['violations']});
@@ -187,8 +160,10 @@ def test_a_key_at_one_and_a_half_days_is_critical_everywhere_and_a_dead_worker_i
 
 def test_an_ok_account_says_so_and_pages_fit_a_phone(admin_page, quiet, console_errors):
     now = timezone.now()
-    seed(make_key("Production Key", limit=100.0), 29, usage=10.0, spend=0.5, end=now)
-    seed(make_key("Dev Key", primary=False, limit=20.0), 29, usage=1.0, spend=0.05, limit=20.0, end=now)
+    prod, dev = make_key("Production Key", limit=100.0), make_key("Dev Key", primary=False, limit=20.0)
+    seed(prod, 29, usage=10.0, spend=0.5, end=now)
+    seed(dev, 29, usage=1.0, spend=0.05, limit=20.0, end=now)
+    seed_activity([(prod, 2.0), (dev, 0.2)], days=10)  # spend by model and by key: their tables on a phone too
     evaluate_alerts(now)
     schedule_next_run(now + timedelta(hours=5))  # a worker keeps it on time
     page = admin_page("/health/")
@@ -196,5 +171,11 @@ def test_an_ok_account_says_so_and_pages_fit_a_phone(admin_page, quiet, console_
     assert "brand-ok" in page.locator("#brand-dot").get_attribute("class")
     assert "2 keys ok" in page.locator("#verdict").inner_text()
     assert page.locator("#check-overdue").count() == 0
+    page = admin_page("/financial/?range=7")
+    assert points(page, "model-chart") == 7  # seven completed days, as the export of the same range
+    assert points(page, "key-chart") == 7
+    assert "Spend (USD/day)" in page.evaluate(
+        "() => Chart.getChart(document.querySelector('#model-chart')).options.scales.y.title.text"
+    )
     every_page(admin_page, "ok", axe=False)
     assert console_errors == []
