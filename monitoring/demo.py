@@ -21,7 +21,7 @@ DEMO_PASSWORD = "creditmon-demo"
 
 # (token, name, usage now, spend per day, limit now, limit before the top-up, primary)
 DEMO_KEYS = [
-    (PROD_KEY, "Production Key", 54.77, 3.2, 100.0, 25.0, True),
+    (PROD_KEY, "Production Key", 54.77, 3.2, 100.0, 35.0, True),
     (DEV_KEY, "Dev Key", 3.10, 0.4, 20.0, 20.0, False),
 ]
 TOPUP_DAYS_AGO = 12
@@ -76,26 +76,28 @@ def deliver(event: AlertEvent, when: datetime) -> None:
 
 
 def seed_alerts(now: datetime, primary: ApiKey) -> None:
-    """A past alert with its history (the forecast before the top-up) and the real alert rules run on today."""
-    opened, resolved = now - timedelta(days=TOPUP_DAYS_AGO + 1), now - timedelta(days=TOPUP_DAYS_AGO)
-    before = CreditLog.objects.filter(key=primary, timestamp__lte=opened).order_by("-timestamp").first()
-    after = CreditLog.objects.filter(key=primary, timestamp__gte=resolved).order_by("timestamp").first()
-    per_day = DEMO_KEYS[0][3]
-    past = Alert.objects.create(
-        key=primary, condition=Alert.FORECAST, level=Level.WARNING, opened_at=opened, updated_at=resolved,
-        resolved_at=resolved, last_notified_at=opened,
-        message=f"{after.remaining / per_day:.1f} days left at the current rate",
-    )  # fmt: skip
-    warned = f"Runs out in {before.remaining / per_day:.1f} days at ${per_day:.2f}/day (${before.remaining:.2f} left)"
-    history = [
-        (opened, AlertEvent.OPENED, Level.WARNING, None, warned),
-        (resolved, AlertEvent.RESOLVED, Level.OK, Level.WARNING, past.message + " (after a top-up)"),
-    ]
-    for when, kind, level, previous, message in history:
-        event = AlertEvent.objects.create(
-            alert=past, created=when, kind=kind, level=level, previous_level=previous, message=message
-        )
-        deliver(event, when)
+    """A past alert with its history (the balance low before the top-up) and the real alert rules on today."""
+    topup_at = now - timedelta(days=TOPUP_DAYS_AGO)
+    logs = CreditLog.objects.filter(key=primary, timestamp__lt=topup_at)
+    low = logs.filter(remaining__lt=settings.OPENROUTER_CREDIT_THRESHOLD).order_by("timestamp").first()
+    after = CreditLog.objects.filter(key=primary, timestamp__gte=topup_at).order_by("timestamp").first()
+    if low is not None and after is not None:
+        opened, resolved = low.timestamp, after.timestamp
+        level, warned = monitor.threshold_level(low.remaining)
+        past = Alert.objects.create(
+            key=primary, condition=Alert.BALANCE, level=level, opened_at=opened, updated_at=resolved,
+            resolved_at=resolved, last_notified_at=opened, value=after.remaining,
+            message=f"{monitor.threshold_level(after.remaining)[1]}: ${after.remaining:.2f} after a top-up",
+        )  # fmt: skip
+        history = [
+            (opened, AlertEvent.OPENED, level, None, warned),
+            (resolved, AlertEvent.RESOLVED, Level.OK, level, past.message),
+        ]
+        for when, kind, event_level, previous, message in history:
+            event = AlertEvent.objects.create(
+                alert=past, created=when, kind=kind, level=event_level, previous_level=previous, message=message
+            )
+            deliver(event, when)
     # Today: the alert rules themselves, on the seeded checks (the spend spike opens).
     statuses = [monitor.status_for(log.key, log, now) for log in CreditLog.objects.filter(timestamp=now)]
     for event in alerts.evaluate(statuses, now):
@@ -120,9 +122,12 @@ def seed(now: datetime, days: int = 30, step: timedelta = timedelta(hours=6)) ->
                 "first_seen": now - timedelta(days=days),
             },
         )
-        series = usage_series(now, usage_now, per_day, days, step)
-        if primary:
-            series = with_spike(series, now, SPIKE_USD)
+        spike = SPIKE_USD if primary else 0.0
+        # The simulator's usage now is all there is: a month at the full rate would start below zero.
+        history_per_day = min(per_day, (usage_now - spike) / days * 0.95)
+        series = usage_series(now, usage_now - spike, history_per_day, days, step)
+        if spike:
+            series = with_spike([(when, usage + spike) for when, usage in series], now, spike)
         for when, usage in series:
             limit = limit_now if when >= topup_at else limit_before
             credits = ACCOUNT_CREDITS_NOW if when >= topup_at else ACCOUNT_CREDITS_BEFORE
