@@ -37,6 +37,11 @@ run: setup
 # The demo against the simulated OpenRouter, in its own database, even when .env has a key.
 demo: setup
 	$(PY) manage.py runapp --demo --port $(PORT)
+# The first login, on a fresh clone too: set-up and the tables first, then Django's createsuperuser.
+.PHONY: user
+user: setup
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py createsuperuser $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -7,9 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "creditmon.settings")
-    from django.core.management import execute_from_command_line
+    from monitoring.management.base import execute_cleanly
 
-    execute_from_command_line(sys.argv)
+    execute_cleanly(sys.argv)
 
 
 if __name__ == "__main__":

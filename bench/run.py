@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,7 @@ def main() -> int:
                 "DATABASE_URL": url,
                 "REDIS_URL": "",
                 "DJANGO_DEBUG": "false",
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),  # DEBUG off refuses the development key
                 "DJANGO_ALLOWED_HOSTS": "testserver localhost",
                 "DJANGO_SECURE_COOKIES": "false",
                 "STATICFILES_BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",

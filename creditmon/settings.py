@@ -4,8 +4,13 @@ Every setting has a development-safe default so the app runs with no environment
 `.env.example` lists each one with a comment.
 """
 
+import math
 import os
+import sys
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from dotenv import load_dotenv
@@ -21,16 +26,70 @@ def env(name: str, default: str = "") -> str:
     return os.environ.get(name, "").strip() or default
 
 
+# Bad values are collected here and reported together, one line each, at the end of this file.
+_problems: list[str] = []
+
+
+def _bad(name: str, expected: str) -> None:
+    shown = os.environ.get(name, "").strip()
+    shown = repr(shown if len(shown) <= 40 else shown[:40] + "...")
+    _problems.append(f"{name}={shown} is not valid: expected {expected}")
+
+
 def envbool(name: str, default: str = "False") -> bool:
-    return env(name, default).lower() in ("1", "true", "yes", "on")
+    value = env(name, default).lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        _bad(name, "true or false")
+        value = default.lower()
+    return value in ("1", "true", "yes", "on")
 
 
-def envint(name: str, default: int) -> int:
-    return int(env(name) or default)
+def envint(name: str, default: int, minimum: int | None = None) -> int:
+    text = env(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        _bad(name, f"a whole number, e.g. {default}")
+        return default
+    if minimum is not None and value < minimum:
+        _bad(name, f"a whole number of at least {minimum}")
+        return default
+    return value
 
 
-def envfloat(name: str, default: float) -> float:
-    return float(env(name) or default)
+def envfloat(name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
+    text = env(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        _bad(name, f"a plain number, e.g. {default:g}")
+        return default
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"of at least {minimum:g}"
+        _bad(name, f"a number {bounds}")
+        return default
+    return value
+
+
+def envurl(name: str, default: str = "", example: str = "", schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """A URL with one of the schemes and a host; a bad one is reported without its (possibly secret) parts."""
+    value = env(name, default)
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in schemes and bool(parts.hostname or parts.scheme == "unix" and parts.path)
+    except ValueError:
+        valid = False
+    if value and not valid:
+        expected = f"a URL ({' or '.join(schemes)}) with a host, e.g. {example or default}"
+        _problems.append(f"{name} is not valid: expected {expected}")
+        return default
+    return value
 
 
 def envlist(name: str, default: str = "") -> list[str]:
@@ -39,7 +98,14 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 # --- Django core -----------------------------------------------------------------------------
 DEBUG = envbool("DJANGO_DEBUG", "True")
-SECRET_KEY = env("DJANGO_SECRET_KEY") or "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+# Published in the repository: fine on a laptop, refused with DEBUG off (and an error for `check --deploy`).
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = env("DJANGO_SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+if not DEBUG and not env("DJANGO_SECRET_KEY"):
+    _problems.append(
+        "DJANGO_SECRET_KEY is not set and DJANGO_DEBUG is false: refusing to run on the development key; set it to "
+        'a long random value: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+    )
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "localhost 127.0.0.1 [::1]")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -52,6 +118,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
     "monitoring",
 ]
 
@@ -67,6 +134,9 @@ MIDDLEWARE = [
     # Every view requires a login unless marked @login_not_required (login page, probes, token APIs).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "monitoring.middleware.ContentSecurityPolicyMiddleware",
+    "monitoring.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the "too many attempts" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "creditmon.urls"
@@ -91,12 +161,19 @@ TEMPLATES = [
 # --- Database --------------------------------------------------------------------------------
 # SQLite by default; DATABASE_URL (postgres://...) switches engines. SQLite is opened so that a web
 # process and a worker never see "database is locked": IMMEDIATE transactions, a busy timeout, WAL.
-DATABASES = {
-    "default": dj_database_url.parse(
-        env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+            conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        )
+    }
+except ValueError:  # its message repeats the URL, password included: name the scheme only
+    _problems.append(
+        f"DATABASE_URL with scheme {urlsplit(env('DATABASE_URL')).scheme or '(none)'!r} is not valid: expected "
+        "sqlite:///path/to/db.sqlite3 or postgres://user:password@host:5432/name"
     )
-}
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
@@ -113,6 +190,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Login throttling (django-axes), on the site and admin logins alike: after LOGIN_FAILURE_LIMIT wrong passwords for
+# one username from one address, that pair is refused for LOGIN_COOLOFF_MINUTES (each new try restarts the wait).
+AUTHENTICATION_BACKENDS = ["monitoring.auth.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envfloat("LOGIN_COOLOFF_MINUTES", 15, minimum=0.1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "monitoring.auth.locked_out"
+AXES_CLIENT_IP_CALLABLE = "monitoring.auth.client_address"
 LOGIN_REDIRECT_URL = "monitoring-health"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -124,6 +210,11 @@ TIME_ZONE = "UTC"
 CREDITMON_TIME_ZONE = env("CREDITMON_TIME_ZONE", "UTC")
 # ISO 8601 dates wherever Django formats one by default (the admin's detail pages, filters).
 FORMAT_MODULE_PATH = ["creditmon.formats"]
+try:
+    ZoneInfo(CREDITMON_TIME_ZONE)
+except (ValueError, ZoneInfoNotFoundError):
+    _bad("CREDITMON_TIME_ZONE", "a time zone name such as UTC or Europe/Paris")
+    CREDITMON_TIME_ZONE = "UTC"
 
 # --- Static files: whitenoise, compressed and hashed ----------------------------------------
 STATIC_URL = "static/"
@@ -144,7 +235,7 @@ STORAGES = {
 SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", "False")
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", str(not DEBUG))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0)
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -160,9 +251,9 @@ OPENROUTER_API_KEYS = env("OPENROUTER_API_KEYS", "")
 OPENROUTER_MANAGEMENT_KEY = env("OPENROUTER_MANAGEMENT_KEY", "")
 # With the management key, also list (and log) disabled and expired keys found by GET /keys.
 OPENROUTER_LIST_DISABLED_KEYS = envbool("OPENROUTER_LIST_DISABLED_KEYS", "False")
-OPENROUTER_BASE_URL = env("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1").rstrip("/")
-OPENROUTER_TIMEOUT = envfloat("OPENROUTER_TIMEOUT", 30.0)
-OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
+OPENROUTER_BASE_URL = envurl("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1").rstrip("/")
+OPENROUTER_TIMEOUT = envfloat("OPENROUTER_TIMEOUT", 30.0, minimum=0.1)
+OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2, minimum=0)
 OPENROUTER_HTTP_REFERER = env("OPENROUTER_HTTP_REFERER", "https://github.com/creditmon/creditmon")
 OPENROUTER_X_TITLE = env("OPENROUTER_X_TITLE", "creditmon")
 OPENROUTER_TOPUP_URL = env("OPENROUTER_TOPUP_URL", "https://openrouter.ai/settings/credits")
@@ -171,29 +262,31 @@ SITE_URL = env("SITE_URL", "").rstrip("/")
 OPENROUTER_KEYS_URL = "https://openrouter.ai/keys"
 
 # --- Thresholds and forecasting --------------------------------------------------------------
-OPENROUTER_CREDIT_THRESHOLD = envfloat("OPENROUTER_CREDIT_THRESHOLD", 10.0)
+OPENROUTER_CREDIT_THRESHOLD = envfloat("OPENROUTER_CREDIT_THRESHOLD", 10.0, minimum=0)
 OPENROUTER_MIN_BALANCE = envfloat("OPENROUTER_MIN_BALANCE", 0.0)
-BURN_RATE_WINDOW_DAYS = envint("BURN_RATE_WINDOW_DAYS", 7)
-FORECAST_WARNING_DAYS = envfloat("FORECAST_WARNING_DAYS", 7)
-FORECAST_CRITICAL_DAYS = envfloat("FORECAST_CRITICAL_DAYS", 2)
-SPIKE_FACTOR = envfloat("SPIKE_FACTOR", 3.0)
-SPIKE_MIN_USD = envfloat("SPIKE_MIN_USD", 5.0)
-FAILURES_BEFORE_UNKNOWN = envint("FAILURES_BEFORE_UNKNOWN", 3)
-ALERT_HYSTERESIS = envfloat("ALERT_HYSTERESIS", 0.05)
-KEY_LIMIT_WARNING_PERCENT = envfloat("KEY_LIMIT_WARNING_PERCENT", 80)
-KEY_LIMIT_CRITICAL_PERCENT = envfloat("KEY_LIMIT_CRITICAL_PERCENT", 95)
-KEY_EXPIRY_WARNING_DAYS = envfloat("KEY_EXPIRY_WARNING_DAYS", 7)
-MONTHLY_BUDGET = envfloat("MONTHLY_BUDGET", 0.0)  # 0 = no budget
+BURN_RATE_WINDOW_DAYS = envint("BURN_RATE_WINDOW_DAYS", 7, minimum=1)
+# Readings must span at least this long before a burn rate is shown (two checks 30 s apart say nothing).
+BURN_RATE_MIN_SPAN_MINUTES = envint("BURN_RATE_MIN_SPAN_MINUTES", 60, minimum=1)
+FORECAST_WARNING_DAYS = envfloat("FORECAST_WARNING_DAYS", 7, minimum=0)
+FORECAST_CRITICAL_DAYS = envfloat("FORECAST_CRITICAL_DAYS", 2, minimum=0)
+SPIKE_FACTOR = envfloat("SPIKE_FACTOR", 3.0, minimum=1)
+SPIKE_MIN_USD = envfloat("SPIKE_MIN_USD", 5.0, minimum=0)
+FAILURES_BEFORE_UNKNOWN = envint("FAILURES_BEFORE_UNKNOWN", 3, minimum=1)
+ALERT_HYSTERESIS = envfloat("ALERT_HYSTERESIS", 0.05, minimum=0, maximum=1)
+KEY_LIMIT_WARNING_PERCENT = envfloat("KEY_LIMIT_WARNING_PERCENT", 80, minimum=0, maximum=100)
+KEY_LIMIT_CRITICAL_PERCENT = envfloat("KEY_LIMIT_CRITICAL_PERCENT", 95, minimum=0, maximum=100)
+KEY_EXPIRY_WARNING_DAYS = envfloat("KEY_EXPIRY_WARNING_DAYS", 7, minimum=0)
+MONTHLY_BUDGET = envfloat("MONTHLY_BUDGET", 0.0, minimum=0)  # 0 = no budget
 # Auto top-up is on in OpenRouter: warn when the balance falls through the threshold and no credits arrive.
 AUTO_TOPUP_EXPECTED = envbool("AUTO_TOPUP_EXPECTED", "False")
 
 # --- Monitoring loop -------------------------------------------------------------------------
-CHECK_INTERVAL_MINUTES = envint("CHECK_INTERVAL_MINUTES", 360)
-REMIND_INTERVAL_HOURS = envfloat("REMIND_INTERVAL_HOURS", 24)
+CHECK_INTERVAL_MINUTES = envint("CHECK_INTERVAL_MINUTES", 360, minimum=1)
+REMIND_INTERVAL_HOURS = envfloat("REMIND_INTERVAL_HOURS", 24, minimum=0.01)
 NOTIFY_URLS = env("NOTIFY_URLS", "")
-NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 5)
-HEARTBEAT_URL = env("HEARTBEAT_URL", "")
-RETENTION_DAYS = envint("RETENTION_DAYS", 0)  # 0 = keep every raw row
+NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+HEARTBEAT_URL = envurl("HEARTBEAT_URL", example="https://hc-ping.com/<uuid>")
+RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw row
 
 # --- Machine access --------------------------------------------------------------------------
 METRICS_TOKEN = env("METRICS_TOKEN", "")
@@ -203,10 +296,10 @@ API_TOKEN = env("API_TOKEN", "")
 CREDITMON_DEMO = envbool("CREDITMON_DEMO", "False")
 
 # --- django-q2 -------------------------------------------------------------------------------
-REDIS_URL = env("REDIS_URL", "")
+REDIS_URL = envurl("REDIS_URL", example="redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
 Q_CLUSTER = {
     "name": "creditmon",
-    "workers": envint("Q_WORKERS", 4 if REDIS_URL else 1),
+    "workers": envint("Q_WORKERS", 4 if REDIS_URL else 1, minimum=1),
     # A check takes seconds; a task running longer than this is killed...
     "timeout": 300,
     # ...and only retried after this (must stay above timeout, or django-q2 warns and double-runs).
@@ -226,26 +319,40 @@ else:
 
 # --- Logging: console plus a rotating file; API keys are scrubbed from every record ---------
 LOG_DIR = Path(env("CREDITMON_LOG_DIR") or BASE_DIR / "logs")
-LOG_LEVEL = env("CREDITMON_LOG_LEVEL", "INFO")
+LOG_LEVEL = env("CREDITMON_LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    _bad("CREDITMON_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    LOG_LEVEL = "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "monitoring.logredact.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "monitoring.logredact.RedactSecretsFilter"},
+        "escape": {"()": "monitoring.logredact.EscapeControlsFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact", "escape"]},
         "file": {
             "class": "monitoring.logredact.SafeRotatingFileHandler",
             "filename": str(LOG_DIR / "creditmon.log"),
             "maxBytes": 5 * 1024 * 1024,
             "backupCount": 5,
             "formatter": "plain",
-            "filters": ["redact"],
+            "filters": ["redact", "escape"],
         },
     },
     "root": {"handlers": ["console", "file"], "level": "WARNING"},
     "loggers": {
         "monitoring": {"handlers": ["console", "file"], "level": LOG_LEVEL, "propagate": False},
         "django-q": {"handlers": ["console", "file"], "level": "INFO", "propagate": False},
+        # A cut or broken header block is the client's one-line failure; not urllib3's traceback as well.
+        "urllib3.connection": {"handlers": ["console", "file"], "level": "ERROR", "propagate": False},
     },
 }
+
+# --- Keep this last: every bad value above, one line each, then no start (no traceback) -----
+# Exit 3: UNKNOWN for a monitoring plugin, and gunicorn halts on it ("Worker failed to boot") instead of respawning.
+if _problems:
+    sys.stderr.write("".join(f"creditmon: {line}\n" for line in _problems))
+    sys.exit(3)

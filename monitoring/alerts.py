@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
-from . import forecast
-from .models import SEVERITY, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level
+from . import forecast, notify, status
+from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level, severity
+from .status import KeyStatus, Status, money
 
 logger = logging.getLogger("monitoring")
 
 # A row locked for the length of one sync, so two overlapping runs apply transitions one after the other.
 SYNC_LOCK = "alert-sync"
+TOPUP_CHECKS = 3  # consecutive checks below the threshold without a purchase before TOPUP_MISSED
 
 
 @dataclass
@@ -40,85 +42,53 @@ class Condition:
 
 
 def worse(a: int, b: int) -> int:
-    return a if SEVERITY[Level(a)] >= SEVERITY[Level(b)] else b
+    return a if severity(a) >= severity(b) else b
 
 
 def milder(a: int, b: int) -> int:
-    return a if SEVERITY[Level(a)] <= SEVERITY[Level(b)] else b
+    return a if severity(a) <= severity(b) else b
 
 
-def money(value: float) -> str:
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+# --- conditions per key: the status's own, with hysteresis ------------------------------------
 
 
-# --- conditions per key ---------------------------------------------------------------------
-
-
-def balance_level(remaining: float) -> int:
-    if remaining <= settings.OPENROUTER_MIN_BALANCE:
-        return Level.CRITICAL
-    if remaining < settings.OPENROUTER_CREDIT_THRESHOLD:
-        return Level.WARNING
-    return Level.OK
-
-
-def balance_condition(status, open_alert: Alert | None) -> Condition | None:
+def balance_condition(key_status: KeyStatus, open_alert: Alert | None) -> Condition | None:
     """Warning below the threshold, critical at or below the minimum; sticky by the hysteresis margin."""
-    from .monitor import threshold_level
-
-    remaining = status.remaining
+    remaining = key_status.remaining
     if remaining is None:
         return None  # unknown balance: nothing to say about it (the health page explains why)
-    level = raw = balance_level(remaining)
-    message = threshold_level(remaining, settings.OPENROUTER_CREDIT_THRESHOLD)[1]
-    if open_alert is not None and SEVERITY[Level(open_alert.level)] > SEVERITY[Level(raw)]:
+    level, message = raw, _ = status.balance_level(remaining)
+    if open_alert is not None and severity(open_alert.level) > severity(raw):
         # A balance hovering at a line must clear it by the margin before the alert eases.
         margin = settings.ALERT_HYSTERESIS * settings.OPENROUTER_CREDIT_THRESHOLD
-        level = worse(raw, milder(open_alert.level, balance_level(remaining - margin)))
+        level = worse(raw, milder(open_alert.level, status.balance_level(remaining - margin)[0]))
         if level != raw:
             line = settings.OPENROUTER_CREDIT_THRESHOLD if level == Level.WARNING else settings.OPENROUTER_MIN_BALANCE
             message = (
                 f"Credits {money(remaining)} remaining: not yet clear of the {money(line)} line "
                 f"(the alert eases above {money(line + margin)})"
             )
-    return Condition(status.key, Alert.BALANCE, level, message, remaining)
+    return Condition(key_status.key, Alert.BALANCE, level, message, remaining)
 
 
-def forecast_level(days_left: float | None) -> int:
-    if days_left is None:
-        return Level.OK  # not spending: never runs out at this rate
-    if days_left < settings.FORECAST_CRITICAL_DAYS:
-        return Level.CRITICAL
-    if days_left < settings.FORECAST_WARNING_DAYS:
-        return Level.WARNING
-    return Level.OK
-
-
-def forecast_condition(status, open_alert: Alert | None) -> Condition | None:
+def forecast_condition(key_status: KeyStatus, open_alert: Alert | None) -> Condition | None:
     """Days left below the horizons; sticky by the hysteresis margin (a share of the warning horizon)."""
-    if status.remaining is None or status.burn_rate is None:
-        return None  # not enough history to forecast
-    if status.remaining <= settings.OPENROUTER_MIN_BALANCE:
-        return None  # already out: the balance alert tells that story
-    days = status.days_left
-    level = raw = forecast_level(days)
-    if open_alert is not None and days is not None and SEVERITY[Level(open_alert.level)] > SEVERITY[Level(raw)]:
+    found = key_status.conditions.get("forecast")
+    if found is None or not key_status.burn.known and key_status.binding != "account":
+        return None  # not enough history to forecast, or already out (the balance alert tells that story)
+    level, message = raw, _ = found
+    days = key_status.days_left
+    if open_alert is not None and days is not None and severity(open_alert.level) > severity(raw):
         margin = settings.ALERT_HYSTERESIS * settings.FORECAST_WARNING_DAYS
-        level = worse(raw, milder(open_alert.level, forecast_level(days - margin)))
-    if days is None:
-        message = "Not running out: no spend in the burn-rate window"
-    elif level == Level.OK:
-        message = f"{days:.1f} days left at the current rate"
-    else:
-        message = f"Runs out in {days:.1f} days at {money(status.burn_rate)}/day ({money(status.remaining)} left)"
-    return Condition(status.key, Alert.FORECAST, level, message, days)
+        level = worse(raw, milder(open_alert.level, status.forecast_level(days - margin)))
+    return Condition(key_status.key, Alert.FORECAST, level, message, days)
 
 
-def spike_condition(status, now: datetime) -> Condition | None:
+def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
     """Today's spend far above the average of the days before today."""
     window = settings.BURN_RATE_WINDOW_DAYS
-    tz = ZoneInfo(settings.CREDITMON_TIME_ZONE)
-    samples = CreditLog.objects.usage_samples(status.key, now - timedelta(days=window + 1))
+    tz = status.reporting_zone()
+    samples = CreditLog.objects.usage_samples(key_status.key, now - timedelta(days=window + 1))
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
     average = forecast.burn_rate_per_day([s for s in samples if s[0] <= midnight], midnight, window)
     if average is None:
@@ -126,92 +96,184 @@ def spike_condition(status, now: datetime) -> Condition | None:
     today = forecast.spend_today(samples, now, tz)
     if forecast.is_spike(today, average, settings.SPIKE_FACTOR, settings.SPIKE_MIN_USD):
         message = f"Spent {money(today)} today, over {settings.SPIKE_FACTOR:g}x the {money(average)}/day average"
-        return Condition(status.key, Alert.SPIKE, Level.WARNING, message, today)
-    return Condition(status.key, Alert.SPIKE, Level.OK, f"Spent {money(today)} today (average {money(average)}/day)")
+        return Condition(key_status.key, Alert.SPIKE, Level.WARNING, message, today)
+    message = f"Spent {money(today)} today (average {money(average)}/day)"
+    return Condition(key_status.key, Alert.SPIKE, Level.OK, message)
 
 
-def consecutive_failures(key: ApiKey | None, limit: int) -> tuple[int, str]:
-    """How many of the latest checks failed in a row (looking at most `limit` back), and the last error."""
-    rows = list(CreditLog.objects.for_key(key).order_by("-timestamp", "-id").values_list("ok", "error")[:limit])
-    count = 0
-    for ok, _ in rows:
-        if ok:
-            break
-        count += 1
-    return count, rows[0][1] if rows and not rows[0][0] else ""
-
-
-def failures_condition(status) -> Condition | None:
-    needed = max(settings.FAILURES_BEFORE_UNKNOWN, 1)
-    count, error = consecutive_failures(status.key, needed)
-    if count >= needed:
-        message = f"The last {count} checks failed: {error}"
-        return Condition(status.key, Alert.FAILURES, Level.UNKNOWN, message, count)
-    if count == 0:
-        return Condition(status.key, Alert.FAILURES, Level.OK, "Checks succeed again")
+def failures_condition(key_status: KeyStatus) -> Condition | None:
+    """UNKNOWN after FAILURES_BEFORE_UNKNOWN failed checks in a row (401/402 are CRITICAL at once)."""
+    log = key_status.log
+    if log is not None and log.ok:
+        return Condition(key_status.key, Alert.FAILURES, Level.OK, "Checks succeed again")
+    level, message = key_status.conditions.get("check", (Level.UNKNOWN, ""))
+    if level == Level.CRITICAL:
+        return Condition(key_status.key, Alert.FAILURES, level, message, key_status.failures)
+    if key_status.failures >= max(settings.FAILURES_BEFORE_UNKNOWN, 1):
+        return Condition(key_status.key, Alert.FAILURES, Level.UNKNOWN, message, key_status.failures)
     return None  # a failure or two: wait before calling the monitor blind
 
 
-def stale_condition(status, now: datetime) -> Condition | None:
-    """UNKNOWN when no check of the key succeeded within two check intervals."""
-    limit = timedelta(minutes=2 * settings.CHECK_INTERVAL_MINUTES)
-    logs = CreditLog.objects.for_key(status.key)
-    last_ok = logs.successful().order_by("-timestamp").values_list("timestamp", flat=True).first()
-    since = last_ok or logs.order_by("timestamp").values_list("timestamp", flat=True).first()
-    if since is None or now - since <= limit:
-        return Condition(status.key, Alert.STALE, Level.OK, "A recent check succeeded")
-    hours = (now - since).total_seconds() / 3600
-    what = f"since {since:%Y-%m-%d %H:%M} UTC" if last_ok else "ever"
-    return Condition(status.key, Alert.STALE, Level.UNKNOWN, f"No successful check {what} ({hours:.0f} h)", hours)
+def stale_condition(key_status: KeyStatus) -> Condition:
+    """UNKNOWN when no check of the key succeeded within two of the schedule's intervals."""
+    level, message = key_status.conditions.get("stale", (Level.OK, "A recent check succeeded"))
+    return Condition(key_status.key, Alert.STALE, level, message)
 
 
-def key_conditions(status, now: datetime, open_alerts: dict) -> list[Condition]:
-    key_id = status.key.pk if status.key is not None else None
+def key_conditions(key_status: KeyStatus, now: datetime, open_alerts: dict) -> list[Condition]:
+    key_id = key_status.key.pk if key_status.key is not None else None
     found = []
-    if status.log.ok:
-        found.append(balance_condition(status, open_alerts.get((key_id, Alert.BALANCE, ""))))
-        found.append(forecast_condition(status, open_alerts.get((key_id, Alert.FORECAST, ""))))
-        found.append(spike_condition(status, now))
-    failures = failures_condition(status)
+    if key_status.log is not None and key_status.log.ok:
+        found.append(balance_condition(key_status, open_alerts.get((key_id, Alert.BALANCE, ""))))
+        found.append(forecast_condition(key_status, open_alerts.get((key_id, Alert.FORECAST, ""))))
+        found.append(spike_condition(key_status, now))
+    failures = failures_condition(key_status)
     found.append(failures)
     if failures is None or failures.level == Level.OK:
         # When the failures alert is up it already says the monitor is blind: one UNKNOWN, not two.
-        found.append(stale_condition(status, now))
+        found.append(stale_condition(key_status))
+    if key_status.key is not None:
+        if (
+            key_status.log is not None
+            and key_status.log.ok
+            and (settings.OPENROUTER_MANAGEMENT_KEY or key_status.log.limit_reset)
+        ):
+            # Without a management key, a cap that never resets is the balance itself: the balance alert covers it.
+            found.append(key_limit_condition(key_status.key, key_status.log))
+        found.append(expiry_condition(key_status.key, now))
     return [c for c in found if c is not None]
 
 
-def conditions_for(statuses, now: datetime) -> list[Condition]:
+def conditions_for(found: Status, now: datetime) -> list[Condition]:
     open_alerts = {(a.key_id, a.condition, a.subject): a for a in Alert.objects.open()}
     conditions = []
-    for status in statuses:
-        conditions += key_conditions(status, now, open_alerts)
+    for key_status in found.keys:
+        conditions += key_conditions(key_status, now, open_alerts)
     if settings.OPENROUTER_MANAGEMENT_KEY:
         try:
-            from .account import account_conditions
-
-            conditions += account_conditions(statuses, now)
+            conditions += account_conditions(found, now)
         except Exception:  # one broken account-wide evaluator must not stop the balance alerts
             logger.exception("Account-wide alert evaluation failed")
-    else:
-        # Keys given directly still report expiry and, for a cap that resets, its use through GET /key
-        # (a cap that never resets is the balance itself: the balance alert already covers it).
-        from .account import expiry_condition, key_limit_condition
-
-        for status in statuses:
-            if status.key is not None:
-                if status.log.ok and status.log.limit_reset:
-                    conditions.append(key_limit_condition(status.key, status.log))
-                conditions.append(expiry_condition(status.key, now))
     return conditions
+
+
+# --- account-wide conditions ------------------------------------------------------------------
+
+
+def account_conditions(found: Status, now: datetime) -> list[Condition]:
+    """Monthly budget, model spikes, missed top-ups: every evaluated one, OK ones too, so open alerts resolve."""
+    return [budget_condition(found, now), *model_spike_conditions(now), topup_missed_condition()]
+
+
+def key_limit_condition(key: ApiKey, log: CreditLog) -> Condition:
+    limit, left = log.credit_limit, log.limit_remaining
+    if not limit or limit <= 0 or left is None:
+        return Condition(key, Alert.KEY_LIMIT, Level.OK, f"{key.display_name} has no limit of its own")
+    used = (limit - left) / limit * 100
+    period = status.RESET_PERIODS.get(log.limit_reset or "")
+    window = f" this {period}" if period else ""
+    message = f"{key.display_name} used {used:.0f}% of its {money(limit)} limit{window} ({money(left)} left)"
+    if used >= settings.KEY_LIMIT_CRITICAL_PERCENT:
+        return Condition(key, Alert.KEY_LIMIT, Level.CRITICAL, message, used)
+    if used >= settings.KEY_LIMIT_WARNING_PERCENT:
+        return Condition(key, Alert.KEY_LIMIT, Level.WARNING, message, used)
+    return Condition(key, Alert.KEY_LIMIT, Level.OK, message, used)
+
+
+def expiry_condition(key: ApiKey, now: datetime) -> Condition:
+    if key.expires_at is None or key.disabled:
+        return Condition(key, Alert.EXPIRY, Level.OK, f"{key.display_name} does not expire")
+    days = (key.expires_at - now).total_seconds() / 86400
+    when = key.expires_at.astimezone(status.reporting_zone()).strftime("%Y-%m-%d %H:%M %Z")
+    if days <= 0:
+        return Condition(key, Alert.EXPIRY, Level.CRITICAL, f"{key.display_name} expired on {when}", days)
+    message = f"{key.display_name} expires on {when} (in {days:.1f} days)"
+    if days <= 1:
+        return Condition(key, Alert.EXPIRY, Level.CRITICAL, message, days)
+    if days <= settings.KEY_EXPIRY_WARNING_DAYS:
+        return Condition(key, Alert.EXPIRY, Level.WARNING, message, days)
+    return Condition(key, Alert.EXPIRY, Level.OK, message, days)
+
+
+def budget_condition(found: Status, now: datetime) -> Condition:
+    budget = settings.MONTHLY_BUDGET
+    if budget <= 0:
+        return Condition(None, Alert.BUDGET, Level.OK, "No monthly budget set")
+    spent = status.month_to_date_spend(now)
+    projected = forecast.projected_month_spend(spent, found.account.burn.rate, now, status.reporting_zone())
+    if spent > budget:
+        message = f"Monthly budget exceeded: {money(spent)} spent of {money(budget)}"
+        return Condition(None, Alert.BUDGET, Level.CRITICAL, message, spent)
+    if projected is not None and projected > budget:
+        message = (
+            f"Projected month-end spend {money(projected)} exceeds the {money(budget)} budget ({money(spent)} so far)"
+        )
+        return Condition(None, Alert.BUDGET, Level.WARNING, message, projected)
+    outlook = f", projected {money(projected)}" if projected is not None else ""
+    return Condition(
+        None, Alert.BUDGET, Level.OK, f"{money(spent)} of {money(budget)} spent this month{outlook}", projected
+    )
+
+
+def model_spike_conditions(now: datetime) -> list[Condition]:
+    """Yesterday's (last completed UTC day) spend per model against its average over the 7 days before."""
+    yesterday = now.astimezone(UTC).date() - timedelta(days=1)
+    week_start = yesterday - timedelta(days=7)
+    rows = (
+        Activity.objects.filter(api_key_hash=status.ACCOUNT_HASH)
+        .between(week_start, yesterday)
+        .values_list("model", "date")
+        .annotate(total=Sum("usage"))
+        .values_list("model", "date", "total")
+    )
+    spend: dict[str, dict] = {}
+    for model, day, total in rows:
+        spend.setdefault(model, {})[day] = total
+    open_subjects = Alert.objects.open().filter(condition=Alert.MODEL_SPIKE).values_list("subject", flat=True)
+    conditions = []
+    for model in sorted(set(spend) | set(open_subjects)):
+        days = spend.get(model, {})
+        last = days.get(yesterday, 0.0)
+        average = forecast.average_per_day(days, week_start, yesterday - timedelta(days=1))
+        if forecast.is_spike(last, average, settings.SPIKE_FACTOR, settings.SPIKE_MIN_USD):
+            message = f"{model} spent {money(last)} on {yesterday}, {last / max(average, 0.01):.1f}x its 7-day average"
+            message += f" of {money(average)}/day"
+            conditions.append(Condition(None, Alert.MODEL_SPIKE, Level.WARNING, message, last, subject=model))
+        else:
+            message = f"{model} spent {money(last)} on {yesterday} (7-day average {money(average)}/day)"
+            conditions.append(Condition(None, Alert.MODEL_SPIKE, Level.OK, message, last, subject=model))
+    return conditions
+
+
+def topup_missed_condition() -> Condition:
+    if not settings.AUTO_TOPUP_EXPECTED:  # without auto top-up a falling balance is the balance alert's job
+        return Condition(None, Alert.TOPUP_MISSED, Level.OK, "No auto top-up expected (AUTO_TOPUP_EXPECTED)")
+    threshold = settings.OPENROUTER_CREDIT_THRESHOLD
+    rows = (
+        CreditLog.objects.successful()
+        .exclude(account_balance=None)
+        .exclude(account_credits=None)
+        .values_list("timestamp", "account_balance", "account_credits")
+        .order_by("-timestamp")
+        .distinct()[:TOPUP_CHECKS]
+    )
+    readings = [(balance, credits) for _, balance, credits in reversed(rows)]
+    if forecast.topup_missed(readings, threshold, TOPUP_CHECKS):
+        message = (
+            f"No top-up: the account balance fell to {money(readings[-1][0])} over {TOPUP_CHECKS} checks below "
+            f"{money(threshold)} and no credits were added (is auto top-up on?)"
+        )
+        return Condition(None, Alert.TOPUP_MISSED, Level.WARNING, message, readings[-1][0])
+    return Condition(None, Alert.TOPUP_MISSED, Level.OK, "Account credits topped up or balance not falling")
 
 
 # --- the lifecycle --------------------------------------------------------------------------
 
 
-def evaluate(statuses, now: datetime | None = None) -> list[AlertEvent]:
-    """Evaluate every condition for the checked keys and sync Alert rows. Returns the new events."""
+def evaluate(found: Status, now: datetime | None = None) -> list[AlertEvent]:
+    """Evaluate every condition for the watched keys and sync Alert rows. Returns the new events."""
     now = now or timezone.now()
-    conditions = conditions_for(statuses, now)
+    conditions = conditions_for(found, now)
     Lease.objects.get_or_create(name=SYNC_LOCK, defaults={"expires_at": now})
     events: list[AlertEvent] = []
     with transaction.atomic():
@@ -270,9 +332,21 @@ def sync(condition: Condition, now: datetime) -> AlertEvent | None:
         return None
     alert.level = condition.level
     alert.save()
-    up = SEVERITY[Level(condition.level)] > SEVERITY[Level(previous)]
+    up = severity(condition.level) > severity(previous)
     kind = AlertEvent.ESCALATED if up else AlertEvent.DEESCALATED
     return record(alert, kind, condition.message, now, previous=previous)
+
+
+def resolve_for_key(key: ApiKey, reason: str, now: datetime) -> list[AlertEvent]:
+    """Resolve a key's open alerts with the reason (a retired key: nothing is watched any more)."""
+    events = []
+    with transaction.atomic():
+        for alert in Alert.objects.select_for_update().open().filter(key=key):
+            previous = alert.level
+            alert.message, alert.resolved_at, alert.updated_at = reason, now, now
+            alert.save(update_fields=["message", "resolved_at", "updated_at"])
+            events.append(record(alert, AlertEvent.RESOLVED, reason, now, level=Level.OK, previous=previous))
+    return events
 
 
 def remind(now: datetime, exclude: set | frozenset = frozenset()) -> list[AlertEvent]:
@@ -289,8 +363,6 @@ def record(
     alert: Alert, kind: str, message: str, now: datetime, level: int | None = None, previous: int | None = None
 ) -> AlertEvent:
     """Write the event, log it, and queue its notifications in the caller's transaction."""
-    from . import notify
-
     event = AlertEvent.objects.create(
         alert=alert,
         created=now,
@@ -319,20 +391,11 @@ def record(
 
 # --- people acting on alerts ----------------------------------------------------------------
 
-# Snooze lengths offered on the Alerts page: (hours, label).
-SNOOZE_CHOICES = [(1, "1 hour"), (4, "4 hours"), (24, "1 day"), (72, "3 days"), (168, "1 week")]
-
-
-def _username(user) -> str:
-    if hasattr(user, "get_username"):
-        return user.get_username()
-    return str(user or "")
-
 
 def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
     """Silence an open alert until it resolves; None when it already was acknowledged."""
     now = now or timezone.now()
-    who = _username(user)
+    who = notify.username(user)
     with transaction.atomic():
         locked = Alert.objects.select_for_update().get(pk=alert.pk)
         if not locked.is_open:
@@ -359,7 +422,7 @@ def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> 
     now = now or timezone.now()
     if until <= now:
         raise ValueError("Snooze until a time in the future.")
-    who = _username(user)
+    who = notify.username(user)
     with transaction.atomic():
         locked = Alert.objects.select_for_update().get(pk=alert.pk)
         if not locked.is_open:
@@ -382,7 +445,7 @@ def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> 
 def unacknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
     """Withdraw an acknowledgement: reminders resume. None when it was not acknowledged."""
     now = now or timezone.now()
-    who = _username(user)
+    who = notify.username(user)
     with transaction.atomic():
         locked = Alert.objects.select_for_update().get(pk=alert.pk)
         if not locked.is_open:
@@ -403,7 +466,7 @@ def unacknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent
 def unsnooze(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
     """End a snooze now: reminders resume. None when it was not snoozed."""
     now = now or timezone.now()
-    who = _username(user)
+    who = notify.username(user)
     with transaction.atomic():
         locked = Alert.objects.select_for_update().get(pk=alert.pk)
         if not locked.is_open:

@@ -8,207 +8,27 @@ so a year of five-minute checks costs what a week does.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.db.models import Count, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
-from . import forecast
-from .models import (
-    KEY_HASH_LENGTH,
-    Alert,
-    ApiKey,
-    CreditLog,
-    HourlyFigure,
-    Level,
-    hourly_aggregates,
-    rates_from_totals,
-    window_annotations,
-)
+from . import forecast, status
+from .models import ApiKey, CreditLog, HourlyFigure, hourly_aggregates
 
-# The burn-rate windows shown on the pages, as (label, days).
-WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
-HASH_PREFIX = KEY_HASH_LENGTH  # enough to tell keys apart, useless for anything else
+HASH_PREFIX = status.HASH_PREFIX
 MAX_RANGE_DAYS = 3660
+# Dates a range may name: beyond these a day's arithmetic overflows (9999-12-31 + 1 day) and nothing was logged.
+EARLIEST_DATE, LATEST_DATE = date(2000, 1, 1), date(2999, 12, 31)
 HOURLY_MAX_DAYS = 14  # a month per hour is 720 points a key: more than a chart can show
 RAW_MAX_DAYS = 7  # /api/history returns every check up to this range, buckets beyond it
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "since the last success" for a key that never had one
-
-
-# --- figures per key, shared by /metrics and /api/status/ -------------------------------------
-
-
-@dataclass
-class KeyFigures:
-    """What the database says about one key now: latest check, forecast, failures."""
-
-    key: ApiKey | None
-    latest: CreditLog | None
-    last_success: CreditLog | None
-    consecutive_failures: int
-    burn_rates: dict[str, float | None]
-    burn_rate: float | None  # over BURN_RATE_WINDOW_DAYS, the one days_left uses
-    days_left: float | None
-    exhaustion_date: datetime | None
-    level: int
-    message: str
-    alerts: list[Alert] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        if self.key is not None:
-            return self.key.display_name
-        return "(not set)"
-
-    @property
-    def hash_prefix(self) -> str:
-        return self.key.hash[:HASH_PREFIX] if self.key is not None else ""
-
-
-def burn_rates(key: ApiKey | None, now: datetime, windows: dict[str, float]) -> dict[str, float | None]:
-    """forecast.burn_rate_per_day for several windows: two index look-ups per window (running totals)."""
-    if key is None:
-        return dict.fromkeys(windows)
-    return CreditLog.objects.burn_rates([key], now, windows)[key.pk]
-
-
-def watched(now: datetime) -> list[ApiKey | None]:
-    """Keys that are not disabled; the key-less row only when a check failed before any key existed."""
-    keys: list[ApiKey | None] = list(ApiKey.objects.filter(disabled=False))
-    if not keys and CreditLog.objects.filter(key__isnull=True).exists():
-        keys.append(None)
-    return keys
-
-
-def figures_for(key: ApiKey | None, now: datetime, alerts: list[Alert]) -> KeyFigures:
-    """Four queries: latest check, latest success, failures since it, burn rates."""
-
-    latest = CreditLog.objects.latest_for(key)
-    last_success = CreditLog.objects.successful().for_key(key).order_by("-timestamp", "-id").first()
-    failures = CreditLog.objects.failed().for_key(key)
-    if last_success is not None:
-        failures = failures.filter(timestamp__gt=last_success.timestamp)
-    window = settings.BURN_RATE_WINDOW_DAYS
-    rates = burn_rates(key, now, {**dict(WINDOWS), "configured": window})
-    return build_figures(key, latest, last_success, failures.count(), rates, now, alerts)
-
-
-def build_figures(
-    key: ApiKey | None,
-    latest: CreditLog | None,
-    success: CreditLog | None,
-    failures: int,
-    rates: dict[str, float | None],
-    now: datetime,
-    alerts: list[Alert],
-) -> KeyFigures:
-    """One key's figures from its latest check, latest success and burn rates (no queries)."""
-    from .monitor import threshold_level
-
-    rates = dict(rates)
-    configured = rates.pop("configured")
-    remaining = success.remaining if success else None
-    days_left = forecast.days_until_exhaustion(remaining, configured)
-    if latest is None:
-        level, message = Level.UNKNOWN, "No check yet"
-    elif not latest.ok:
-        level, message = Level.UNKNOWN, latest.error
-    else:
-        level, message = threshold_level(remaining)
-    return KeyFigures(
-        key=key,
-        latest=latest,
-        last_success=success,
-        consecutive_failures=failures,
-        burn_rates=rates,
-        burn_rate=configured,
-        days_left=days_left,
-        exhaustion_date=forecast.exhaustion_date(now, days_left),
-        level=level,
-        message=message,
-        alerts=alerts,
-    )
-
-
-def annotated_keys(now: datetime, windows: dict[str, float]):
-    """Watched keys with, per key, the ids of its latest check and success, the failed checks since that
-    success, and the running spend totals at each window's first reading and at the last one: one query
-    whatever the number of keys, each part an index look-up."""
-    logs = CreditLog.objects.filter(key=OuterRef("pk"))
-    newest = ("-timestamp", "-id")
-    success = logs.successful().order_by(*newest)
-    success_at = CreditLog.objects.filter(key=OuterRef(OuterRef("pk")), ok=True).order_by(*newest)
-    failed_since = (
-        CreditLog.objects.failed()
-        .filter(key=OuterRef("pk"))
-        .filter(timestamp__gt=Coalesce(Subquery(success_at.values("timestamp")[:1]), Value(EPOCH)))
-        .order_by()
-        .values("key")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return ApiKey.objects.filter(disabled=False).annotate(
-        latest_id=Subquery(logs.order_by(*newest).values("id")[:1]),
-        success_id=Subquery(success.values("id")[:1]),
-        failures=Coalesce(Subquery(failed_since), 0),
-        **window_annotations(now, windows),
-    )
-
-
-def all_figures(now: datetime) -> tuple[list[KeyFigures], list[Alert]]:
-    """Figures for every watched key, and the open alerts that belong to no key (budget, top-up).
-
-    Three queries whatever the number of keys: open alerts, the annotated keys, their log rows (a fourth
-    sums the windows of keys whose rows were bulk-loaded without running totals).
-    """
-
-    open_alerts = list(Alert.objects.open().order_by("id"))
-    by_key: dict[int | None, list[Alert]] = {}
-    for alert in open_alerts:
-        by_key.setdefault(alert.key_id, []).append(alert)
-    window = settings.BURN_RATE_WINDOW_DAYS
-    windows = {**dict(WINDOWS), "configured": window}
-    keys = list(annotated_keys(now, windows))
-    if not keys:
-        if CreditLog.objects.filter(key__isnull=True).exists():
-            return [figures_for(None, now, by_key.get(None, []))], []
-        return [], by_key.get(None, [])
-    logs = CreditLog.objects.in_bulk([i for k in keys for i in (k.latest_id, k.success_id) if i is not None])
-    every_rate, rescan = {}, []
-    for key in keys:
-        every_rate[key.pk], missing = rates_from_totals(key, windows)
-        if missing:
-            rescan.append(key)
-    if rescan:  # rows bulk-loaded without running totals: the database sums those keys' windows
-        starts = {label: now - timedelta(days=days) for label, days in windows.items()}
-        summed = CreditLog.objects.spend_windows(rescan, now, starts)
-        for key in rescan:
-            found = summed.get(key.pk, {})
-            every_rate[key.pk] = {label: found[label].rate if found else None for label in windows}
-    figures = []
-    for key in keys:
-        latest, success = logs.get(key.latest_id), logs.get(key.success_id)
-        failures = key.failures if latest and not latest.ok else 0
-        figures.append(build_figures(key, latest, success, failures, every_rate[key.pk], now, by_key.get(key.pk, [])))
-    return figures, by_key.get(None, [])
-
-
-def latest_account_balance() -> CreditLog | None:
-    return (
-        CreditLog.objects.successful()
-        .filter(account_balance__isnull=False)
-        .only("timestamp", "account_balance", "account_credits", "account_usage")
-        .order_by("-timestamp", "-id")
-        .first()
-    )
 
 
 # --- authentication ---------------------------------------------------------------------------
@@ -258,6 +78,8 @@ def requested_range(params, now: datetime, default_days: int = 30) -> tuple[date
             raise ValueError("start and end must be dates written YYYY-MM-DD") from None
         if first is None:
             raise ValueError("start is required with end (YYYY-MM-DD)")
+        if not EARLIEST_DATE <= first <= LATEST_DATE or not EARLIEST_DATE <= last <= LATEST_DATE:
+            raise ValueError(f"start and end must be dates from {EARLIEST_DATE} to {LATEST_DATE}")
         if last < first:
             raise ValueError("end is before start")
         if (last - first).days > MAX_RANGE_DAYS:
@@ -277,9 +99,7 @@ def requested_range(params, now: datetime, default_days: int = 30) -> tuple[date
 
 
 def _zone():
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(settings.CREDITMON_TIME_ZONE)
+    return status.reporting_zone()
 
 
 # --- views ------------------------------------------------------------------------------------
@@ -303,8 +123,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format, built from the database on each scrape (no process-global state)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
     expected = settings.METRICS_TOKEN
     if not expected:
         return HttpResponse("set METRICS_TOKEN to enable /metrics\n", status=403, content_type="text/plain")
@@ -312,24 +130,18 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse("send Authorization: Bearer <METRICS_TOKEN>\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="creditmon"'
         return response
-    now = timezone.now()
-    figures, account_alerts = all_figures(now)
     registry = CollectorRegistry()
-    registry.register(CreditmonCollector(figures, account_alerts, latest_account_balance()))
+    registry.register(CreditmonCollector(status.build(timezone.now())))
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class CreditmonCollector:
-    """Yields gauges from figures already read; prometheus_client calls collect() once per scrape."""
+    """Yields gauges from the status already built; prometheus_client calls collect() once per scrape."""
 
-    def __init__(self, figures: list[KeyFigures], account_alerts: list[Alert], account: CreditLog | None):
-        self.figures = figures
-        self.account_alerts = account_alerts
-        self.account = account
+    def __init__(self, found: status.Status):
+        self.found = found
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-
         labels = ["key", "key_hash"]
 
         def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
@@ -339,19 +151,21 @@ class CreditmonCollector:
         usage = gauge("creditmon_key_usage_usd", "All-time spend of the key (USD), last success")
         limit = gauge("creditmon_key_limit_usd", "The key's own credit limit (USD); absent when uncapped")
         burn = gauge("creditmon_burn_rate_usd_per_day", "Average spend per day over the window", ("window",))
-        days_left = gauge("creditmon_days_left", "Days until the remaining credit is spent at the configured burn rate")
+        days_left = gauge("creditmon_days_left", "Days until the money that binds (key cap or account) runs out")
         last_success = gauge("creditmon_last_success_timestamp_seconds", "Unix time of the last successful check")
         last_check = gauge("creditmon_last_check_timestamp_seconds", "Unix time of the last check, failed or not")
         failures = gauge("creditmon_consecutive_failures", "Failed checks since the last successful one")
-        level = gauge("creditmon_check_level", "Verdict of the last check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+        level = gauge(
+            "creditmon_check_level", "Level of the key (worst condition): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+        )
         duration = gauge("creditmon_check_duration_seconds", "How long the last check's API call took")
         alert = gauge(
             "creditmon_alert_level", "Open alerts: 1 WARNING, 2 CRITICAL, 3 UNKNOWN", ("condition", "subject")
         )
-        for fig in self.figures:
-            values = [fig.name, fig.hash_prefix]
-            if fig.last_success is not None:
-                success = fig.last_success
+        for key_status in self.found.keys:
+            values = [key_status.name, key_status.hash_prefix]
+            success, latest = key_status.success, key_status.log
+            if success is not None:
                 if success.remaining is not None:
                     remaining.add_metric(values, success.remaining)
                 if success.usage is not None:
@@ -359,103 +173,52 @@ class CreditmonCollector:
                 if success.credit_limit is not None:
                     limit.add_metric(values, success.credit_limit)
                 last_success.add_metric(values, success.timestamp.timestamp())
-            for window, rate in fig.burn_rates.items():
-                if rate is not None:
-                    burn.add_metric([*values, window], rate)
-            if fig.days_left is not None:
-                days_left.add_metric(values, fig.days_left)
-            if fig.latest is not None:
-                last_check.add_metric(values, fig.latest.timestamp.timestamp())
-                if fig.latest.duration_ms is not None:
-                    duration.add_metric(values, fig.latest.duration_ms / 1000)
-            failures.add_metric(values, fig.consecutive_failures)
-            level.add_metric(values, fig.level)
-            for open_alert in fig.alerts:
+            for window, rate in key_status.rates.items():
+                if rate.known:
+                    burn.add_metric([*values, window], rate.rate)
+            if key_status.days_left is not None:
+                days_left.add_metric(values, key_status.days_left)
+            if latest is not None:
+                last_check.add_metric(values, latest.timestamp.timestamp())
+                if latest.duration_ms is not None:
+                    duration.add_metric(values, latest.duration_ms / 1000)
+            failures.add_metric(values, key_status.failures)
+            level.add_metric(values, key_status.level)
+            for open_alert in key_status.alerts:
                 alert.add_metric([*values, open_alert.condition, open_alert.subject], open_alert.level)
-        for open_alert in self.account_alerts:
+        for open_alert in self.found.unattached_alerts:
             alert.add_metric(["", "", open_alert.condition, open_alert.subject], open_alert.level)
         yield from (remaining, usage, limit, burn, days_left, last_success, last_check, failures, level, duration)
         yield alert
-        if self.account is not None:
+        account = self.found.account
+        if account.known:
             balance = GaugeMetricFamily("creditmon_account_balance_usd", "Account credits minus usage (/credits)")
-            balance.add_metric([], self.account.account_balance)
+            balance.add_metric([], account.balance)
             yield balance
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _alert_dict(alert: Alert) -> dict:
-    return {
-        "condition": alert.condition,
-        "subject": alert.subject or None,
-        "level": Level(alert.level).label,
-        "message": alert.message,
-        "opened_at": _iso(alert.opened_at),
-        "acknowledged": alert.acknowledged_at is not None,
-        "snoozed_until": _iso(alert.snoozed_until),
-    }
-
-
-def _status_dict(fig: KeyFigures) -> dict:
-    success, latest = fig.last_success, fig.latest
-    return {
-        "key": fig.name,
-        "key_hash": fig.hash_prefix or None,
-        "level": Level(fig.level).label,
-        "message": fig.message,
-        "remaining": _round(success.remaining if success else None),
-        "usage": _round(success.usage if success else None),
-        "limit": _round(success.credit_limit if success else None),
-        "limit_remaining": _round(success.limit_remaining if success else None),
-        "account_balance": _round(success.account_balance if success else None),
-        "burn_rate_per_day": {window: _round(rate) for window, rate in fig.burn_rates.items()},
-        "burn_rate_window_days": settings.BURN_RATE_WINDOW_DAYS,
-        "days_left": _round(fig.days_left, 1),
-        "exhaustion_date": _iso(fig.exhaustion_date),
-        "last_check": _iso(latest.timestamp if latest else None),
-        "last_check_ok": latest.ok if latest else None,
-        "last_success": _iso(success.timestamp if success else None),
-        "consecutive_failures": fig.consecutive_failures,
-        "open_alerts": [_alert_dict(alert) for alert in fig.alerts],
-    }
+            if account.burn.known:
+                rate = GaugeMetricFamily("creditmon_account_burn_rate_usd_per_day", "Account-wide spend per day")
+                rate.add_metric([], account.burn.rate)
+                yield rate
+            if account.days_left is not None:
+                left = GaugeMetricFamily("creditmon_account_days_left", "Days until the account balance runs out")
+                left.add_metric([], account.days_left)
+                yield left
+            account_level = GaugeMetricFamily("creditmon_account_level", "Level of the account balance and forecast")
+            account_level.add_metric([], account.level)
+            yield account_level
+        overall = GaugeMetricFamily("creditmon_level", "The worst level of every key and the account")
+        overall.add_metric([], self.found.level)
+        yield overall
 
 
 @login_not_required
 @require_GET
 @never_cache
-def status(request: HttpRequest) -> JsonResponse:
-    """Current status per key, with the account balance, burn rates and open alerts."""
-    from .monitor import next_check_time
-
+def status_view(request: HttpRequest) -> JsonResponse:
+    """Current status per key and for the account: levels, burn rates, days left, open alerts."""
     if (refused := api_auth_error(request)) is not None:
         return refused
-    now = timezone.now()
-    figures, account_alerts = all_figures(now)
-    account = latest_account_balance()
-    worst = max((f.level for f in figures), key=lambda lv: _severity(lv), default=Level.UNKNOWN)
-    return JsonResponse(
-        {
-            "generated_at": now.isoformat(),
-            "level": Level(worst).label,
-            "account_balance": _round(account.account_balance if account else None),
-            "account_balance_at": _iso(account.timestamp if account else None),
-            "next_check": _iso(next_check_time()),
-            "keys": [_status_dict(fig) for fig in figures],
-            "account_alerts": [_alert_dict(alert) for alert in account_alerts],
-        }
-    )
-
-
-def _severity(level: int) -> int:
-    from .models import SEVERITY
-
-    return SEVERITY[Level(level)]
+    return JsonResponse(status.build(timezone.now()).as_dict())
 
 
 def resolution_for(start: datetime, end: datetime, asked: str | None) -> str:

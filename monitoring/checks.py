@@ -1,7 +1,7 @@
 """Configuration mistakes surface as system checks with a hint, not as a traceback at 3 a.m."""
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register(Tags.security)
@@ -34,3 +34,18 @@ def check_configuration(app_configs, **kwargs):
     if settings.CHECK_INTERVAL_MINUTES < 1:
         problems.append(Warning("CHECK_INTERVAL_MINUTES must be at least 1.", id="monitoring.W004"))
     return problems
+
+
+@register(Tags.security, deploy=True)
+def check_secret_key(app_configs, **kwargs):
+    """The development key is published in the repository: sessions and django-q2's task signatures forgeable."""
+    if settings.SECRET_KEY != settings.DEVELOPMENT_SECRET_KEY:
+        return []
+    return [
+        Error(
+            "DJANGO_SECRET_KEY is the development key published in the repository.",
+            hint="Set DJANGO_SECRET_KEY to a long random value: "
+            'python -c "import secrets; print(secrets.token_urlsafe(50))"',
+            id="monitoring.E001",
+        )
+    ]

@@ -20,7 +20,7 @@ def creditmon(request):
             CreditLog.objects.successful().order_by("-timestamp").values_list("timestamp", flat=True).first()
         )
         # One verdict for the tab title, the favicon, the brand dot and Health's verdict line.
-        ctx.update(dashboard.at_a_glance(timezone.now(), getattr(request, "key_states", None)))
+        ctx.update(dashboard.at_a_glance(timezone.now(), getattr(request, "creditmon_status", None)))
     except DatabaseError:
         ctx["last_successful_check"] = None
     return ctx

@@ -8,25 +8,19 @@ call one function here and render.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, Min, OuterRef, Subquery, Sum
+from django.db.models import Min, OuterRef, Subquery
 
-from . import account as account_sync
-from . import alerts as alert_rules
-from . import forecast, monitor
+from . import forecast, status
 from .models import (
-    SEVERITY,
     Activity,
-    Alert,
     ApiKey,
     CreditLog,
     DailyFigure,
     Level,
-    rates_from_totals,
     window_annotations,
 )
 
@@ -35,10 +29,10 @@ RANGES = {"7": 7, "30": 30, "90": 90, "all": None}
 DEFAULT_RANGE = "30"
 TOP_N = 5  # series in a stacked chart before the rest is summed as "Other"
 WEEKLY_AFTER_DAYS = 200  # "all" switches to weekly buckets past this span, to stay a few hundred points
-BURN_WINDOWS = (("24 h", 1), ("7 days", 7), ("30 days", 30))
+BURN_WINDOWS = (("1d", "24 h"), ("7d", "7 days"), ("30d", "30 days"))
+WINDOW_DAYS = status.WINDOWS
 
-LEVEL_CSS = {Level.OK: "ok", Level.WARNING: "warning", Level.CRITICAL: "critical", Level.UNKNOWN: "unknown"}
-WORST_FIRST = sorted(Level, key=lambda level: SEVERITY[level], reverse=True)  # CRITICAL, UNKNOWN, WARNING, OK
+LEVEL_CSS = status.LEVEL_CSS
 OVERDUE_AFTER = timedelta(minutes=5)  # the scheduler looks every 30 s: minutes late means no worker runs it
 
 
@@ -46,13 +40,9 @@ def reporting_tz() -> tzinfo:
     return ZoneInfo(settings.CREDITMON_TIME_ZONE)
 
 
-def worst_level(levels) -> int:
-    return max(levels, key=lambda level: SEVERITY[Level(level)], default=Level.OK)
-
-
 def is_configured() -> bool:
-    """A key to check is set (the tokens themselves never leave monitor.py)."""
-    return bool(monitor.watched_keys() or settings.OPENROUTER_MANAGEMENT_KEY)
+    """A key to check is set (the tokens themselves never leave the check)."""
+    return bool(settings.OPENROUTER_API_KEY or settings.OPENROUTER_API_KEYS or settings.OPENROUTER_MANAGEMENT_KEY)
 
 
 def error_hint(log: CreditLog) -> str:
@@ -88,94 +78,28 @@ def ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-# --- one key's state -------------------------------------------------------------------------
+# --- System Health ---------------------------------------------------------------------------
 
 
-@dataclass
-class KeyState:
-    """One key as the pages show it: its newest check, its newest good figures and open alerts."""
-
-    key: ApiKey
-    log: CreditLog | None
-    ok_log: CreditLog | None
-    alerts: list[Alert] = field(default_factory=list)
-    burn_rate: float | None = None
-    samples: int = 0
-    now: datetime | None = None
-
-    @property
-    def name(self) -> str:
-        return self.key.display_name
-
-    @property
-    def checked_level(self) -> tuple[int, str]:
-        """The level and reason from the newest check alone."""
-        if self.log is None:
-            return Level.UNKNOWN, "Not checked yet: press Check now or wait for the next scheduled check."
-        if not self.log.ok:
-            return Level.UNKNOWN, f"Last check failed: {self.log.error}"
-        level, message = monitor.threshold_level(self.log.remaining)
-        if self.log.remaining is None and self.log.account_note and "management" not in self.log.account_note:
-            message = f"Balance unknown: {self.log.account_note}"
-        return level, message
-
-    @property
-    def level(self) -> int:
-        return worst_level([self.checked_level[0], *(a.level for a in self.alerts)])
-
-    @property
-    def reason(self) -> str:
-        level, message = self.checked_level
-        worst = max(self.alerts, key=lambda a: SEVERITY[Level(a.level)], default=None)
-        if worst is not None and SEVERITY[Level(worst.level)] > SEVERITY[Level(level)]:
-            return worst.message
-        return message
-
-    @property
-    def level_name(self) -> str:
-        return Level(self.level).label
-
-    @property
-    def level_css(self) -> str:
-        return LEVEL_CSS[Level(self.level)]
-
-    @property
-    def remaining(self) -> float | None:
-        return self.ok_log.remaining if self.ok_log else None
-
-    @property
-    def used_in_limit(self) -> float | None:
-        """Spent against the key's cap in its current window (all-time when it never resets)."""
-        log = self.ok_log
-        if log is None or log.credit_limit is None:
-            return None
-        if log.limit_remaining is not None:
-            return max(log.credit_limit - log.limit_remaining, 0.0)
-        return log.usage
-
-    @property
-    def used_percent(self) -> float | None:
-        log = self.ok_log
-        if log is None or not log.credit_limit or self.used_in_limit is None:
-            return None
-        return min(self.used_in_limit / log.credit_limit * 100, 100.0)
-
-    @property
-    def days_left(self) -> float | None:
-        return forecast.days_until_exhaustion(self.remaining, self.burn_rate)
-
-    @property
-    def exhaustion_date(self) -> datetime | None:
-        return forecast.exhaustion_date(self.now, self.days_left) if self.now else None
-
-    @property
-    def burn_note(self) -> str:
-        """Why the burn rate is unknown, in words."""
-        if self.burn_rate is not None:
-            return ""
-        if self.samples < 2:
-            return "unknown (need 2+ entries)"
-        return "unknown (no spend measured yet)"
+def health(now: datetime) -> dict:
+    found = status.build(now)
+    states = [s for s in found.keys if s.key is not None]  # a key-less failure shows as the last error
+    last_log = CreditLog.objects.select_related("key").order_by("-timestamp", "-id").first()
+    return {
+        "configured": is_configured(),
+        "status": found,
+        "states": states,
+        "cards": states[:MAX_CARDS],
+        "more_keys": len(states) > MAX_CARDS,
+        "overall_level": found.level_css if found.keys else "unknown",
+        "last_log": last_log,
+        "last_error_hint": hint_unless_said(last_log) if last_log and not last_log.ok else "",
+        "account": found.account,
+        "account_alerts": found.unattached_alerts,
+        "next_check": found.next_check,
+        "threshold": settings.OPENROUTER_CREDIT_THRESHOLD,
+        "topup_url": settings.OPENROUTER_TOPUP_URL,
+    }
 
 
 def hourly_samples(logs, since: datetime, value: str = "usage") -> list[tuple[datetime, float]]:
@@ -184,137 +108,27 @@ def hourly_samples(logs, since: datetime, value: str = "usage") -> list[tuple[da
     return [(row["last_at"], row["high"]) for row in rows]
 
 
-def activity_rates(key: ApiKey, now: datetime, windows: list[float]) -> dict[float, float | None]:
-    """Burn rates from the key's stored /activity (completed UTC days), as account.activity_burn_rate
-    computes them, for several windows in one query: the rate is known before the log has two entries."""
-    today = now.astimezone(UTC).date()
-    first = today - timedelta(days=max(1, int(max(windows))))
-    totals = dict(
-        Activity.objects.filter(api_key_hash=key.hash, date__gte=first, date__lt=today)
-        .order_by()
-        .values_list("date")
-        .annotate(total=Sum("usage"))
-        .values_list("date", "total")
-    )
-    if not totals:
-        return dict.fromkeys(windows)
-    rates = {}
-    for days in windows:
-        start = today - timedelta(days=max(1, int(days)))
-        if key.created_at is not None:
-            start = max(start, key.created_at.astimezone(UTC).date())  # a new key has fewer days of spend
-        rates[days] = forecast.average_per_day(totals, start, today - timedelta(days=1))
-    return rates
-
-
-def with_activity(key: ApiKey, rates: dict[float, float | None], now: datetime) -> dict[float, float | None]:
-    """Burn rates from the logged checks, falling back to stored activity where they are too few."""
-    missing = [days for days, rate in rates.items() if rate is None]
-    if missing:
-        rates.update(activity_rates(key, now, missing))
-    return rates
-
-
-def key_states(keys, now: datetime, burn_for: int = MAX_CARDS) -> list[KeyState]:
-    """The state of each key (in the keys' order); the burn rate for the first `burn_for` only."""
-    keys = list(keys)
-    ids = ApiKey.objects.filter(pk__in=[k.pk for k in keys])
-    latest = CreditLog.objects.latest_by_key(ids)
-    latest_ok = CreditLog.objects.successful().latest_by_key(ids)
-    open_alerts = Alert.objects.open().filter(key__in=ids).by_key()
-    states = [KeyState(k, latest.get(k.pk), latest_ok.get(k.pk), open_alerts.get(k.pk, []), now=now) for k in keys]
-    add_burn_rates(states[:burn_for], now)
-    return states
-
-
-def add_burn_rates(states: list[KeyState], now: datetime) -> None:
-    """The burn rate of each of these states (those with a successful check)."""
-    with_burn = [s for s in states if s.ok_log is not None]
-    if with_burn:
-        # One query of index look-ups for every card (running totals), the stored activity where it falls short.
-        days = settings.BURN_RATE_WINDOW_DAYS
-        rates = CreditLog.objects.burn_rates([s.key for s in with_burn], now, {"w": days})
-        unknown = [s.key for s in with_burn if rates[s.key.pk]["w"] is None]
-        counts = dict(
-            CreditLog.objects.successful()
-            .filter(key__in=unknown, usage__isnull=False, timestamp__gte=now - timedelta(days=days), timestamp__lte=now)
-            .order_by()
-            .values_list("key")
-            .annotate(n=Count("id"))
-            if unknown
-            else []
-        )
-        for state in with_burn:
-            state.burn_rate = with_activity(state.key, {days: rates[state.key.pk]["w"]}, now)[days]
-            state.samples = counts.get(state.key.pk, 0) if state.key in unknown else 2
-
-
 # --- every page: the state at a glance ------------------------------------------------------
 
 
-def by_severity(states: list[KeyState]) -> list[KeyState]:
-    """Worst first (CRITICAL, UNKNOWN, WARNING, OK), the keys' own order within a level."""
-    return sorted(states, key=lambda s: SEVERITY[Level(s.level)], reverse=True)
-
-
-def check_overdue_since(now: datetime) -> datetime | None:
+def check_overdue_since(now: datetime, next_check: datetime | None) -> datetime | None:
     """When the scheduled check was due, if it is more than a few minutes late (no worker running it)."""
-    due = monitor.next_check_time()
-    return due if due is not None and now - due > OVERDUE_AFTER else None
+    return next_check if next_check is not None and now - next_check > OVERDUE_AFTER else None
 
 
-def at_a_glance(now: datetime, states: list[KeyState] | None = None) -> dict:
-    """The one verdict every page shows (tab title, favicon, brand dot, Health's verdict line).
-
-    The level of each key comes from key_states(), the pages' existing level (`states`: every key's,
-    when the view already has them); this is the one place that turns it into the account's worst level.
-    """
-    if states is None:
-        states = key_states(ApiKey.objects.all(), now, burn_for=0)
-    open_alerts = list(Alert.objects.open().values_list("key_id", "level"))
-    levels = [s.level for s in states] + [level for key_id, level in open_alerts if key_id is None]
-    counts = {level: 0 for level in WORST_FIRST}
-    for state in states:
-        counts[Level(state.level)] += 1
-    worst = Level(worst_level(levels)) if levels else None
+def at_a_glance(now: datetime, found: status.Status | None = None) -> dict:
+    """The one verdict every page shows (tab title, favicon, brand dot, Health's verdict line), read from
+    status.build() (`found`: when the view already has it)."""
+    found = found if found is not None else status.build(now)
+    known = bool(found.keys)
     return {
-        "worst_level": worst,
-        "worst_level_name": worst.label if worst is not None else "",
-        "worst_level_css": LEVEL_CSS[worst] if worst is not None else "none",
-        "level_counts": [
-            {"level": level, "name": level.label, "css": LEVEL_CSS[level], "count": counts[level]}
-            for level in WORST_FIRST
-            if counts[level]
-        ],
-        "key_count": len(states),
-        "open_alert_count": len(open_alerts),
-        "check_overdue_since": check_overdue_since(now),
-    }
-
-
-# --- System Health ---------------------------------------------------------------------------
-
-
-def health(now: datetime) -> dict:
-    # Worst first, then the burn rates of the keys shown as cards.
-    states = by_severity(key_states(ApiKey.objects.all(), now, burn_for=0))
-    add_burn_rates(states[:MAX_CARDS], now)
-    last_log = CreditLog.objects.select_related("key").order_by("-timestamp", "-id").first()
-    account_log = CreditLog.objects.successful().filter(account_balance__isnull=False).order_by("-timestamp").first()
-    unattached = Alert.objects.open().filter(key__isnull=True).order_by("-level", "-opened_at")
-    return {
-        "configured": is_configured(),
-        "states": states,
-        "cards": states[:MAX_CARDS],
-        "more_keys": len(states) > MAX_CARDS,
-        "overall_level": LEVEL_CSS[Level(worst_level(s.level for s in states))] if states else "unknown",
-        "last_log": last_log,
-        "last_error_hint": hint_unless_said(last_log) if last_log and not last_log.ok else "",
-        "account_log": account_log,
-        "account_alerts": list(unattached),
-        "next_check": monitor.next_check_time(),
-        "threshold": settings.OPENROUTER_CREDIT_THRESHOLD,
-        "topup_url": settings.OPENROUTER_TOPUP_URL,
+        "worst_level": found.level if known else None,
+        "worst_level_name": found.level_name if known else "",
+        "worst_level_css": found.level_css if known else "none",
+        "level_counts": [{"name": name, "css": name.lower(), "count": n} for name, n in found.counts.items()],
+        "key_count": len(found.keys),
+        "open_alert_count": found.open_alerts,
+        "check_overdue_since": check_overdue_since(now, found.next_check),
     }
 
 
@@ -385,8 +199,9 @@ def drivers(totals: list[dict], field: str, names: dict) -> list[dict]:
     ]
 
 
-def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str, tz: tzinfo) -> dict:
+def key_financials(key_status: status.KeyStatus, start: datetime | None, kind: str, tz: tzinfo) -> dict:
     """One key's burn rates, forecast, daily spend bars and remaining-balance line."""
+    key, now = key_status.key, key_status.now
     logs = CreditLog.objects.successful().for_key(key)
     # The daily rows (one per key per local day), never the raw log: a year is 365 rows, not 100,000.
     since = (start - timedelta(days=1)).date() if start else None
@@ -403,46 +218,35 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
             balance.append((row.timestamp, row.remaining))
         limits.append((row.timestamp, row.credit_limit, row.account_credits, row.remaining))
 
-    # Burn rates and month to date from running spend totals: index look-ups, whatever the history.
+    # Month to date from running spend totals: index look-ups, whatever the history.
     month_start, _ = forecast.month_bounds(now, tz)
-    window = settings.BURN_RATE_WINDOW_DAYS
-    windows = {str(d): d for d in sorted({d for _, d in BURN_WINDOWS} | {window})}
-    since = min(now - timedelta(days=max(30, window)), month_start - timedelta(hours=1))
-    month = {"month": (now - month_start).total_seconds() / forecast.SECONDS_PER_DAY}
+    since = month_start - timedelta(days=max(30, settings.BURN_RATE_WINDOW_DAYS))
     readings = CreditLog.objects.filter(key=OuterRef("pk"), ok=True, usage__isnull=False)
     before = readings.filter(timestamp__gte=since, timestamp__lt=month_start).order_by("-timestamp", "-usage", "-id")
+    month = {"month": (now - month_start).total_seconds() / forecast.SECONDS_PER_DAY}
     row = (
         ApiKey.objects.filter(pk=key.pk)
-        .annotate(**window_annotations(now, windows | month), s_before=Subquery(before.values("spend_total")[:1]))
+        .annotate(**window_annotations(now, month), s_before=Subquery(before.values("spend_total")[:1]))
         .annotate(t_before=Subquery(before.values("timestamp")[:1]))
         .get()
     )
-    found, missing = rates_from_totals(row, windows)
     base = (row.t_before, row.s_before) if row.t_before is not None else (row.t_month, row.s_month)
     mtd = row.s_last - base[1] if base[0] is not None and None not in (row.s_last, base[1]) else 0.0
-    samples = 2 if any(rate is not None for rate in found.values()) else 0
-    if missing or (base[0] is not None and None in (row.s_last, base[1])):
+    if base[0] is not None and None in (row.s_last, base[1]):
         # Rows bulk-loaded without running totals: the database sums the readings instead.
-        summed = CreditLog.objects.spend_windows(
-            [key], now, {d: now - timedelta(days=days) for d, days in windows.items()} | {"m": month_start, "s": since}
-        ).get(key.pk, {})
-        found = {d: summed[d].rate if summed else None for d in windows}
+        summed = CreditLog.objects.spend_windows([key], now, {"m": month_start, "s": since}).get(key.pk, {})
         mtd = summed["m"].spent_after if summed else 0.0
-        samples = summed["s"].count if summed else 0
-    elif samples == 0:
-        samples = CreditLog.objects.successful().for_key(key).filter(usage__isnull=False, timestamp__gte=since).count()
-    by_window = with_activity(key, {int(d): rate for d, rate in found.items()}, now)
-    rates = [{"label": label, "days": d, "rate": by_window[d]} for label, d in BURN_WINDOWS]
-    burn = by_window[window]
-    latest = logs.order_by("-timestamp", "-id").first()
-    remaining = latest.remaining if latest else None
-    days_left = forecast.days_until_exhaustion(remaining, burn)
+    # Burn rates, days left and what binds: the key's status, as on every other surface.
+    rates = [{"label": label, "days": WINDOW_DAYS[name], "rate": key_status.rates[name].rate}
+             for name, label in BURN_WINDOWS]  # fmt: skip
+    burn = key_status.burn_rate
+    latest = key_status.success
+    remaining = key_status.remaining
+    days_left = key_status.days_left
+    line_rate = remaining / days_left if remaining and days_left else burn  # towards what really runs out
 
-    # Top-ups: the key's cap raised, or the account's purchased credits rising.
-    marks: dict[datetime, float] = {}
-    for column in (1, 2):
-        for when, amount in forecast.topups([(row[0], row[column]) for row in limits if row[column] is not None]):
-            marks[when] = marks.get(when, 0.0) + amount
+    # Top-ups of the key: its cap raised (a purchase for the account is marked on the account's chart).
+    marks = dict(forecast.topups([(row[0], row[1]) for row in limits if row[1] is not None]))
     remaining_at = {when: rem for when, _, _, rem in limits}
     topup_points = [
         {"x": ms(when), "y": remaining_at[when], "amount": round(amount, 2)}
@@ -454,8 +258,11 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
         "remaining": remaining,
         "rates": rates,
         "burn_rate": burn,
-        "burn_window": settings.BURN_RATE_WINDOW_DAYS,
-        "samples": samples,
+        "burn_window_text": key_status.burn.window_text,
+        "burn_note": key_status.burn_note,
+        "min_span": status.min_span_text(),
+        "binding": key_status.binding,
+        "binding_text": key_status.binding_text,
         "days_left": days_left,
         "exhaustion_date": forecast.exhaustion_date(now, days_left),
         "month_to_date": mtd,
@@ -472,7 +279,7 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
                 "points": [{"x": ms(when), "y": round(value, 4)} for when, value in balance],
                 "forecast": [
                     {"x": ms(when), "y": round(value, 4)}
-                    for when, value in forecast.forecast_line(now, remaining, burn)
+                    for when, value in forecast.forecast_line(now, remaining, line_rate)
                 ],
                 "topups": topup_points,
             },
@@ -480,8 +287,9 @@ def key_financials(key: ApiKey, now: datetime, start: datetime | None, kind: str
     }
 
 
-def account_financials(now: datetime, start: datetime | None, kind: str, tz: tzinfo) -> dict:
-    """The account balance line (top-ups marked), month to date and the month-end projection."""
+def account_financials(found: status.Status, start: datetime | None, kind: str, tz: tzinfo) -> dict:
+    """The account balance line (purchases marked), month to date and the month-end projection."""
+    now, account = found.now, found.account
     logs = CreditLog.objects.successful().filter(account_balance__isnull=False)
     buckets = DailyFigure.objects.buckets(kind, tz, start.date() if start else None, account=True)
     rows = logs.last_rows(buckets)
@@ -489,36 +297,28 @@ def account_financials(now: datetime, start: datetime | None, kind: str, tz: tzi
     topups = forecast.topups([(row.timestamp, row.account_credits) for row in series])
     balance_at = {row.timestamp: row.account_balance for row in series}
     month_start, month_end = forecast.month_bounds(now, tz)
-    since = min(now - timedelta(days=settings.BURN_RATE_WINDOW_DAYS), month_start - timedelta(hours=1))
     mtd, burn, source = None, None, ""
-    with_activity = Activity.objects.account_wide().exists()
-    samples = [] if with_activity else hourly_samples(logs, since, value="account_usage")
-    if with_activity:
-        # The same figures the budget alert uses: stored activity for past days, the checks for today.
-        mtd, burn, source = account_sync.month_to_date_spend(now), account_sync.account_burn_rate(now), "activity"
-    elif samples:
-        mtd = month_to_date(samples, month_start)
-        burn = forecast.burn_rate_per_day(samples, now, settings.BURN_RATE_WINDOW_DAYS)
-        source = "account"
+    if account.known:
+        burn, source = account.burn.rate, "account"
+        if Activity.objects.account_wide().exists():
+            # The same figures the budget alert uses: stored activity for past days, the checks for today.
+            mtd, source = status.month_to_date_spend(now), "activity"
+        else:
+            samples = hourly_samples(logs, month_start - timedelta(hours=1), value="account_usage")
+            mtd = month_to_date(samples, month_start)
     else:
-        # No account figures (no management key): add up the watched keys' own spend this month.
+        # No account figures (no management key): the watched keys' own spend this month, at their own rates.
         per_key = CreditLog.objects.successful().since(month_start - timedelta(days=1)).buckets("day", tz, by_key=True)
         grouped = defaultdict(list)
         for row in per_key:
             grouped[row["key_id"]].append(row)
         if grouped:
-            mtd, burn, source = 0.0, 0.0, "keys"
-            week_ago = now - timedelta(days=settings.BURN_RATE_WINDOW_DAYS)
+            mtd, source = 0.0, "keys"
             for key_rows in grouped.values():
                 spends = spend_per_bucket(key_rows)
                 mtd += sum(s for row, s in zip(key_rows, spends, strict=True) if row["bucket"] >= month_start)
-                rate = forecast.burn_rate_per_day(
-                    [(r["last_at"], r["high"]) for r in key_rows if r["high"] is not None],
-                    now,
-                    settings.BURN_RATE_WINDOW_DAYS,
-                )
-                burn += rate or 0.0
-            burn = burn if len(per_key) > 1 and any(r["last_at"] >= week_ago for r in per_key) else None
+            rates = [s.burn_rate for s in status.build(now).keys if s.key is not None]
+            burn = sum(r for r in rates if r is not None) if any(r is not None for r in rates) else None
     projected = forecast.projected_month_spend(mtd, burn, now, tz) if mtd is not None and burn is not None else None
     budget = settings.MONTHLY_BUDGET or None
     return {
@@ -528,6 +328,10 @@ def account_financials(now: datetime, start: datetime | None, kind: str, tz: tzi
         "month_end": month_end - timedelta(seconds=1),
         "month_to_date": mtd,
         "burn_rate": burn,
+        "burn_window_text": account.burn.window_text if account.known else "",
+        "days_left": account.days_left,
+        "exhaustion_date": account.exhaustion_date,
+        "known": account.known,
         "projected": projected,
         "source": source,
         "budget": budget,
@@ -629,6 +433,8 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
         kind = "week" if span > WEEKLY_AFTER_DAYS else "day"
         days = span
     today = now.astimezone(tz).date()
+    found = status.build(now, keys=[key] if key is not None else [])
+    key_status = found.for_key(key)
     ctx = {
         "configured": is_configured(),
         "range_days": days or 1,
@@ -637,10 +443,10 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
         "export_end": today,
         "bucket": kind,
         "budget": settings.MONTHLY_BUDGET or None,
-        "next_check": monitor.next_check_time(),
+        "next_check": found.next_check,
     }
-    ctx["key_data"] = key_financials(key, now, start, kind, tz) if key is not None else None
-    ctx["account"] = account_financials(now, start, kind, tz)
+    ctx["key_data"] = key_financials(key_status, start, kind, tz) if key_status is not None else None
+    ctx["account"] = account_financials(found, start, kind, tz)
     utc_today = now.astimezone(UTC).date()
     activity_since = utc_today - timedelta(days=RANGES[range_name]) if RANGES[range_name] else None
     ctx["activity_start"] = activity_since or ctx["export_start"]
@@ -659,7 +465,7 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
 # --- Alerts ----------------------------------------------------------------------------------
 
 
-def explain_quiet(states: list[KeyState]) -> list[KeyState]:
+def explain_quiet(states: list[status.KeyStatus]) -> list[status.KeyStatus]:
     """Why a key that is not OK has no open alert yet (`quiet_reason`), e.g. "1 of 3 failed checks"."""
     needed = max(settings.FAILURES_BEFORE_UNKNOWN, 1)
     for state in states:
@@ -669,10 +475,8 @@ def explain_quiet(states: list[KeyState]) -> list[KeyState]:
         if state.log is None:
             state.quiet_reason = "No alert yet: the key has not been checked."
         elif not state.log.ok:
-            failed, _ = alert_rules.consecutive_failures(state.key, needed)
-            state.quiet_reason = (
-                f"No alert yet: {failed} of {needed} failed check{'s' if needed != 1 else ''} before an alert."
-            )
+            if "before an alert" not in state.reason:  # the status says it already
+                state.quiet_reason = f"No alert yet: {state.failures} of {needed} failed checks before an alert."
         elif state.remaining is None:
             state.quiet_reason = "No alert: an unknown balance cannot cross a threshold."
         else:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from . import alerts, monitor
+from . import alerts, status
 from .models import Alert, AlertEvent, ApiKey, CreditLog, DailyFigure, Delivery, HourlyFigure, Level
 from .openrouter import key_hash
 from .simulator import DEV_KEY, PROD_KEY
@@ -83,11 +83,11 @@ def seed_alerts(now: datetime, primary: ApiKey) -> None:
     after = CreditLog.objects.filter(key=primary, timestamp__gte=topup_at).order_by("timestamp").first()
     if low is not None and after is not None:
         opened, resolved = low.timestamp, after.timestamp
-        level, warned = monitor.threshold_level(low.remaining)
+        level, warned = status.balance_level(low.remaining)
         past = Alert.objects.create(
             key=primary, condition=Alert.BALANCE, level=level, opened_at=opened, updated_at=resolved,
             resolved_at=resolved, last_notified_at=opened, value=after.remaining,
-            message=f"{monitor.threshold_level(after.remaining)[1]}: ${after.remaining:.2f} after a top-up",
+            message=f"{status.balance_level(after.remaining)[1]}: ${after.remaining:.2f} after a top-up",
         )  # fmt: skip
         history = [
             (opened, AlertEvent.OPENED, level, None, warned),
@@ -99,8 +99,7 @@ def seed_alerts(now: datetime, primary: ApiKey) -> None:
             )
             deliver(event, when)
     # Today: the alert rules themselves, on the seeded checks (the spend spike opens).
-    statuses = [monitor.status_for(log.key, log, now) for log in CreditLog.objects.filter(timestamp=now)]
-    for event in alerts.evaluate(statuses, now):
+    for event in alerts.evaluate(status.build(now), now):
         Delivery.objects.filter(event=event).delete()  # queued for any real channel: the demo sends nothing
         deliver(event, now)
 

@@ -1,4 +1,4 @@
-"""Logging helpers: no API key ever reaches a log line or file."""
+"""Logging helpers: no API key ever reaches a log line or file, and no value can forge a line."""
 
 import logging
 import logging.handlers
@@ -8,6 +8,12 @@ import re
 # Real keys are sk-or-v1-<64 hex>; masked labels (sk-or-v1-au7...890) stay readable. Bearer headers too.
 KEY_PATTERN = re.compile(r"sk-or-[A-Za-z0-9_-]{20,}")
 BEARER_PATTERN = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+# 64 hex digits standing alone: a key's secret part, or a SHA-256 (redacted only in upstream error text).
+HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+MIN_SECRET_BODY = 16  # a key's part after its last dash, redacted alone when at least this long
+# Control characters in a log message, escaped so a key or model name cannot start a new log line.
+LOG_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def configured_secrets() -> list[str]:
@@ -20,17 +26,36 @@ def configured_secrets() -> list[str]:
     return [s for s in secrets if s and len(s) >= 6]
 
 
-def redact(text: str, secrets: list[str] | None = None) -> str:
-    """Replace every configured secret and anything shaped like a key with a marker."""
+def secret_forms(secret: str) -> list[str]:
+    """The secret, and its body alone (sk-or-v1-<64 hex> -> the hex), as an upstream error may echo it."""
+    body = secret.rsplit("-", 1)[-1]
+    return [secret, body] if body != secret and len(body) >= MIN_SECRET_BODY else [secret]
+
+
+def redact(text: str, secrets: list[str] | None = None, also: list[str] | tuple = ()) -> str:
+    """Replace every configured secret (and `also`), with or without its prefix, in any letter case,
+    and anything shaped like a key, with a marker."""
     if secrets is None:
         try:
             secrets = configured_secrets()
         except Exception:  # settings not configured (e.g. a bare script): patterns still apply
             secrets = []
-    for secret in secrets:
-        text = text.replace(secret, "[redacted]")
+    for secret in [*secrets, *also]:
+        for form in secret_forms(secret):
+            if form.lower() in text.lower():
+                text = re.sub(re.escape(form), "[redacted]", text, flags=re.IGNORECASE)
     text = KEY_PATTERN.sub("[redacted-key]", text)
     return BEARER_PATTERN.sub(r"\1[redacted]", text)
+
+
+def redact_hex(text: str, also: list[str] | tuple = ()) -> str:
+    """Also every run of 64 hex digits: for text a server wrote (an error echoing a key we do not know)."""
+    return HEX_RUN.sub("[redacted-hex]", redact(text, also=also))
+
+
+def escape_controls(text: str) -> str:
+    """Newlines and other control characters as visible escapes (\\n, \\x1b): one record, one line."""
+    return LOG_CONTROL.sub(lambda m: ESCAPES.get(m.group()) or ascii(m.group())[1:-1], text)
 
 
 class RedactSecretsFilter(logging.Filter):
@@ -43,6 +68,17 @@ class RedactSecretsFilter(logging.Filter):
             # Formatting happens later; pre-render and scrub the traceback text too.
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        return True
+
+
+class EscapeControlsFilter(logging.Filter):
+    """Escape control characters in the rendered message (the traceback keeps its lines): a key label
+    or model name holding a newline cannot forge a separate log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if LOG_CONTROL.search(message):
+            record.msg, record.args = escape_controls(message), None
         return True
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import Case, Count, Max, Min, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Greatest, Substr, Trunc, TruncDate, TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
 
@@ -25,11 +25,25 @@ class Level(models.IntegerChoices):
     UNKNOWN = 3, "UNKNOWN"
 
 
-# The key hash shown anywhere (pages, API, CSV, CLI): enough to tell keys apart, useless for anything else.
-KEY_HASH_LENGTH = 12
-
-# Severity for escalation: UNKNOWN (monitor blind) ranks between WARNING and CRITICAL.
+# Severity for escalation and every listing: CRITICAL, UNKNOWN (monitor blind), WARNING, OK.
 SEVERITY = {Level.OK: 0, Level.WARNING: 1, Level.UNKNOWN: 2, Level.CRITICAL: 3}
+# The same order for the database, so lists sort worst first without reading every row.
+SEVERITY_ORDER = Case(*(When(level=level, then=Value(rank)) for level, rank in SEVERITY.items()), default=Value(0))
+
+
+def worst_level(levels, default: int = Level.OK) -> int:
+    """The most severe of `levels` (CRITICAL > UNKNOWN > WARNING > OK)."""
+    return max(levels, key=lambda level: SEVERITY[Level(level)], default=default)
+
+
+def severity(level: int) -> int:
+    return SEVERITY[Level(level)]
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def watched(self) -> ApiKeyQuerySet:
+        """Keys on the surfaces: not retired (still configured, or listed by the management key)."""
+        return self.filter(retired_at__isnull=True)
 
 
 class ApiKey(models.Model):
@@ -52,6 +66,12 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(
+        null=True, blank=True, help_text="No longer configured nor listed: off the surfaces, history kept"
+    )
+    retired_reason = models.CharField(max_length=200, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-is_primary", "name", "id"]
@@ -62,7 +82,7 @@ class ApiKey(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.name or self.label or self.hash[:KEY_HASH_LENGTH]
+        return self.name or self.label or self.hash[:12]
 
 
 @dataclass(frozen=True)
@@ -721,13 +741,15 @@ class AlertQuerySet(models.QuerySet):
     def open(self) -> AlertQuerySet:
         return self.filter(resolved_at__isnull=True)
 
+    def worst_first(self) -> AlertQuerySet:
+        """CRITICAL, UNKNOWN, WARNING, OK; the newest first within a level."""
+        return self.annotate(severity=SEVERITY_ORDER).order_by("-severity", "-opened_at", "-id")
+
     def by_key(self) -> dict[int | None, list[Alert]]:
         """These alerts grouped by key id (None: account-wide), worst first, in one query."""
         grouped: dict[int | None, list[Alert]] = {}
-        for alert in self.select_related("key").order_by("-level", "-opened_at"):
+        for alert in self.select_related("key").worst_first():
             grouped.setdefault(alert.key_id, []).append(alert)
-        for alerts in grouped.values():
-            alerts.sort(key=lambda a: SEVERITY[Level(a.level)], reverse=True)
         return grouped
 
 

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from . import forecast
+from . import account as account_room
+from . import alerts, forecast, notify, status
 from .logredact import redact
-from .models import KEY_HASH_LENGTH, ApiKey, CreditLog, Level
-from .openrouter import AccountCredits, Client, KeySnapshot, OpenRouterError, key_hash
-from .schedule import SCHEDULE_NAME
+from .models import ApiKey, CreditLog, Level, chain_total
+from .openrouter import AccountCredits, Client, KeySnapshot, ListedKey, OpenRouterError, key_hash
+from .report import format_report
 
 logger = logging.getLogger("monitoring")
 
-NO_BALANCE_HINT = "the key has no limit: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
+LISTING_LABEL = "all keys (management)"
 
 
 @dataclass
@@ -37,61 +40,6 @@ class WatchedKey:
     @property
     def hash(self) -> str:
         return key_hash(self.token)
-
-
-@dataclass
-class KeyStatus:
-    """What one check found for one key, with the forecast and the threshold verdict."""
-
-    key: ApiKey | None
-    log: CreditLog
-    level: int
-    message: str
-    remaining: float | None = None
-    burn_rate: float | None = None
-    days_left: float | None = None
-    exhaustion_date: datetime | None = None
-    snapshot: KeySnapshot | None = None
-    notes: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        if self.key is not None:
-            return self.key.display_name
-        return self.log.label or "(not set)"
-
-    @property
-    def alert(self) -> dict | None:
-        if self.level == Level.OK:
-            return None
-        return {"level": Level(self.level).label.lower(), "message": self.message}
-
-    def as_dict(self) -> dict:
-        log = self.log
-        return {
-            "key": self.name,
-            "key_hash": self.key.hash[:KEY_HASH_LENGTH] if self.key else None,  # as the API and the CSV
-            "ok": log.ok,
-            "status": Level(self.level).label,
-            "message": self.message,
-            "remaining": _round(self.remaining),
-            "usage": _round(log.usage),
-            "limit": _round(log.credit_limit),
-            "limit_remaining": _round(log.limit_remaining),
-            "limit_reset": log.limit_reset or None,
-            "account_balance": _round(log.account_balance),
-            "account_note": log.account_note or None,
-            "burn_rate_per_day": _round(self.burn_rate, 4),
-            "days_left": _round(self.days_left, 1),
-            "exhaustion_date": self.exhaustion_date.isoformat() if self.exhaustion_date else None,
-            "checked_at": log.timestamp.isoformat(),
-            "error": log.error or None,
-            "http_status": log.http_status,
-        }
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -113,10 +61,7 @@ def watched_keys() -> list[WatchedKey]:
 
 def next_check_time() -> datetime | None:
     """When the scheduler will run the next check, if a schedule exists."""
-    from django_q.models import Schedule
-
-    schedule = Schedule.objects.filter(name=SCHEDULE_NAME).only("next_run").first()
-    return schedule.next_run if schedule else None
+    return status.schedule_figures()[0]
 
 
 # --- the seed's functions --------------------------------------------------------------------
@@ -135,31 +80,21 @@ def get_remaining_credits(info: KeySnapshot, account: AccountCredits | None = No
 
 def check_threshold(remaining: float | None, threshold: float | None = None) -> dict | None:
     """Warning below the threshold, critical at or below the minimum balance, None when fine."""
-    level, message = threshold_level(remaining, threshold)
+    level, message = status.balance_level(remaining, threshold)
     if level == Level.OK:
         return None
     return {"level": Level(level).label.lower(), "message": message}
-
-
-def threshold_level(remaining: float | None, threshold: float | None = None) -> tuple[int, str]:
-    threshold = settings.OPENROUTER_CREDIT_THRESHOLD if threshold is None else threshold
-    minimum = settings.OPENROUTER_MIN_BALANCE
-    if remaining is None:
-        return Level.UNKNOWN, f"Balance unknown: {NO_BALANCE_HINT}"
-    if remaining <= minimum:
-        if minimum > 0:
-            return Level.CRITICAL, f"Credits at or below the minimum balance: ${remaining:.2f} (minimum ${minimum:.2f})"
-        return Level.CRITICAL, f"Credits exhausted: ${remaining:.2f} remaining"
-    if remaining < threshold:
-        return Level.WARNING, f"Credits low: ${remaining:.2f} remaining (threshold ${threshold:.2f})"
-    return Level.OK, "Credits OK"
 
 
 def get_daily_burn_rate(days: float = 7, key: ApiKey | None = None, now: datetime | None = None) -> float | None:
     """Average daily spend of a key (the primary by default) over the last `days`."""
     now = now or timezone.now()
     key = key if key is not None else primary_key()
-    return CreditLog.objects.burn_rate(key, now, days)  # forecast.burn_rate_per_day, summed by the database
+    if key is None:
+        return None
+    return status.key_rates(
+        status.annotated_keys(ApiKey.objects.filter(pk=key.pk), now, {"w": days}), now, {"w": days}
+    )[key.pk]["w"].rate
 
 
 def get_days_until_exhaustion(remaining: float | None, days: float = 7, key: ApiKey | None = None) -> float | None:
@@ -175,13 +110,13 @@ def get_credit_history(days: float = 30, key: ApiKey | None = None) -> list[Cred
 
 
 def primary_key() -> ApiKey | None:
-    return ApiKey.objects.filter(is_primary=True).first()
+    return ApiKey.objects.watched().filter(is_primary=True).first()
 
 
-# --- the check itself ------------------------------------------------------------------------
+# --- recording a check -----------------------------------------------------------------------
 
 
-def fetch_account(now: datetime) -> tuple[AccountCredits | None, str]:
+def fetch_account() -> tuple[AccountCredits | None, str]:
     """The account balance, or None with the reason it is unavailable."""
     token = settings.OPENROUTER_MANAGEMENT_KEY or settings.OPENROUTER_API_KEY
     if not token:
@@ -202,6 +137,7 @@ def _upsert_key(watched: WatchedKey, now: datetime, snapshot: KeySnapshot | None
     key, _ = ApiKey.objects.get_or_create(hash=watched.hash, defaults={"first_seen": now})
     key.last_seen = now
     key.is_primary = watched.is_primary
+    key.retired_at, key.retired_reason = None, ""
     if watched.name:
         key.name = watched.name
     if snapshot is not None:
@@ -214,15 +150,36 @@ def _upsert_key(watched: WatchedKey, now: datetime, snapshot: KeySnapshot | None
     return key
 
 
-def _raw(payload: dict) -> str:
+def raw_json(payload: dict) -> str:
     return redact(json.dumps(payload, sort_keys=True))[:20000]
+
+
+def previous_reading(key: ApiKey) -> tuple | None:
+    """(timestamp, usage, spend_total) of the key's newest reading."""
+    rows = CreditLog.objects.filter(key=key, ok=True, usage__isnull=False)
+    return rows.order_by("-timestamp", "-usage", "-id").values_list("timestamp", "usage", "spend_total").first()
+
+
+def in_order(when: datetime, previous: tuple | None, key: ApiKey | None) -> datetime:
+    """A reading is never stored before the key's newest one (the clock stepped back): it is placed just
+    after it, so a later reading can never look like a counter reset or a spike."""
+    if previous is None or previous[0] < when:
+        return when
+    logger.warning(
+        "The clock is behind %s's newest reading by %.0f s: the reading is stored just after it",
+        key.display_name if key else "the key",
+        (previous[0] - when).total_seconds(),
+    )
+    return previous[0] + timedelta(microseconds=1)
 
 
 def record_snapshot(
     key: ApiKey, snapshot: KeySnapshot, account: AccountCredits | None, account_note: str, now: datetime, ms: int
 ) -> CreditLog:
+    previous = previous_reading(key)
+    when = in_order(now, previous, key)
     return CreditLog.objects.create(
-        timestamp=now,
+        timestamp=when,
         key=key,
         ok=True,
         label=snapshot.label,
@@ -231,7 +188,7 @@ def record_snapshot(
         remaining=get_remaining_credits(snapshot, account),
         is_free_tier=snapshot.is_free_tier,
         rate_limit=json.dumps(snapshot.rate_limit) if snapshot.rate_limit else "",
-        raw_response=_raw(snapshot.raw),
+        raw_response=raw_json(snapshot.raw),
         limit_remaining=snapshot.limit_remaining,
         limit_reset=snapshot.limit_reset or "",
         usage_daily=snapshot.usage_daily,
@@ -244,58 +201,115 @@ def record_snapshot(
         account_balance=account.balance if account else None,
         account_note="" if account else account_note[:200],
         duration_ms=ms,
-        spend_total=CreditLog.objects.next_spend_total(key, now, snapshot.usage),
+        spend_total=chain_total(previous, when, snapshot.usage),
     )
 
 
-def record_failure(key: ApiKey | None, error: OpenRouterError, now: datetime, ms: int | None = None) -> CreditLog:
+def record_failure(
+    key: ApiKey | None, error: OpenRouterError, now: datetime, ms: int | None = None, label: str = ""
+) -> CreditLog:
     return CreditLog.objects.create(
         timestamp=now,
         key=key,
         ok=False,
-        label=key.display_name if key else "",
+        label=label or (key.display_name if key else ""),
         error=redact(error.message)[:1000],
         http_status=error.status,
         duration_ms=ms,
     )
 
 
-def status_for(key: ApiKey | None, log: CreditLog, now: datetime, threshold: float | None = None) -> KeyStatus:
-    """Forecast and threshold verdict for one logged check."""
-    if not log.ok:
-        return KeyStatus(key, log, Level.UNKNOWN, log.error)
-    window = settings.BURN_RATE_WINDOW_DAYS
-    from .account import activity_burn_rate
+def record_listed_keys(now: datetime, checked: set[str], account: AccountCredits | None, account_note: str) -> set:
+    """List every key with the management key, upsert and log each one; returns the hashes listed.
 
-    # Running spend totals at the window's ends: two index look-ups, never the window's 2,016 rows.
-    burn_rate = CreditLog.objects.burn_rate(key, now, window, newest=log)
-    if burn_rate is None:  # too few logged checks: the stored activity, as burn_rate_with_backfill does
-        burn_rate = activity_burn_rate(key, now, window)
-    days_left = forecast.days_until_exhaustion(log.remaining, burn_rate)
-    level, message = threshold_level(log.remaining, threshold)
-    if log.remaining is None and log.account_note and "management" not in log.account_note:
-        message = f"Balance unknown: {log.account_note}"
-    return KeyStatus(
-        key,
-        log,
-        level,
-        message,
-        remaining=log.remaining,
-        burn_rate=burn_rate,
-        days_left=days_left,
-        exhaustion_date=forecast.exhaustion_date(now, days_left),
+    Keys in `checked` were already checked and logged directly this run: they only get their name from
+    the listing. A failed listing is one failed row (no key) and returns None: nothing is retired then.
+    """
+    started = time.monotonic()
+    include = settings.OPENROUTER_LIST_DISABLED_KEYS
+    try:
+        listed = Client.from_settings(settings.OPENROUTER_MANAGEMENT_KEY).list_keys(
+            include_disabled=include, include_expired=include
+        )
+    except OpenRouterError as exc:
+        logger.error("Listing keys with the management key failed: %s", exc.message)
+        record_failure(None, exc, now, int((time.monotonic() - started) * 1000), label=LISTING_LABEL)
+        return None
+    management_hash = key_hash(settings.OPENROUTER_MANAGEMENT_KEY)
+    listed = [item for item in listed if item.hash != management_hash]
+    with transaction.atomic():
+        keys = account_room.upsert_listed(listed, checked, now)
+        # Each key's previous reading, in one query, to chain the running spend totals burn rates read.
+        readings = CreditLog.objects.filter(ok=True, usage__isnull=False)
+        fresh = [item for item in listed if item.hash not in checked]
+        previous = {
+            key_id: (log.timestamp, log.usage, log.spend_total)
+            for key_id, log in readings.latest_by_key(
+                ApiKey.objects.filter(pk__in=[keys[item.hash].pk for item in fresh])
+            ).items()
+        }
+        CreditLog.objects.bulk_create(
+            [listed_log(keys[item.hash], item, account, account_note, now, previous) for item in fresh]
+        )
+    return {item.hash for item in listed}
+
+
+def listed_log(key: ApiKey, item: ListedKey, account, account_note: str, now: datetime, previous: dict) -> CreditLog:
+    prev = previous.get(key.pk)
+    when = in_order(now, prev, key)
+    limit_left = item.limit_remaining
+    balance = account.balance if account else None
+    known = [v for v in (limit_left, balance) if v is not None]
+    return CreditLog(
+        timestamp=when,
+        key=key,
+        ok=True,
+        label=item.label or item.name,
+        usage=item.usage,
+        credit_limit=item.limit,
+        remaining=min(known) if known else None,
+        raw_response=raw_json(item.raw),
+        limit_remaining=limit_left,
+        limit_reset=item.limit_reset or "",
+        usage_daily=item.usage_daily,
+        usage_weekly=item.usage_weekly,
+        usage_monthly=item.usage_monthly,
+        byok_usage=item.byok_usage,
+        is_management_key=False,
+        account_credits=account.total_credits if account else None,
+        account_usage=account.total_usage if account else None,
+        account_balance=balance,
+        account_note="" if account else account_note[:200],
+        spend_total=chain_total(prev, when, item.usage) if item.usage is not None else None,
     )
 
 
-def check_all(threshold: float | None = None, now: datetime | None = None) -> list[KeyStatus]:
-    """Check every watched key now, log each result (failures too), and forecast."""
-    now = now or timezone.now()
+def retire_missing(now: datetime, configured: set[str], listed: set[str] | None) -> list[ApiKey]:
+    """Keys no longer configured (nor listed by the management key) leave every surface; their open
+    alerts resolve with the reason; their history stays (the admin shows it)."""
+    present = configured | (listed or set())
+    candidates = ApiKey.objects.filter(retired_at__isnull=True).exclude(hash__in=present)
+    if listed is None and settings.OPENROUTER_MANAGEMENT_KEY:  # the listing failed: listed keys stay as they were
+        candidates = candidates.exclude(source=ApiKey.SOURCE_LISTED)
+    retired = list(candidates)
+    for key in retired:
+        was = "listed by the management key" if key.source == ApiKey.SOURCE_LISTED else "configured"
+        key.retired_at, key.is_primary = now, False
+        key.retired_reason = f"no longer {was}"
+        key.save(update_fields=["retired_at", "is_primary", "retired_reason"])
+        alerts.resolve_for_key(key, f"{key.display_name} is no longer watched ({key.retired_reason})", now)
+        logger.info("Key %s retired: %s", key.display_name, key.retired_reason)
+    return retired
+
+
+def record_checks(now: datetime) -> None:
+    """Check every watched key now and log each result, failures too; retire keys no longer watched."""
     keys = watched_keys()
     if not keys and not settings.OPENROUTER_MANAGEMENT_KEY:
         error = OpenRouterError("OPENROUTER_API_KEY not set: add it to .env (see .env.example) or the environment")
-        return [KeyStatus(None, record_failure(None, error, now), Level.UNKNOWN, error.message)]
-    account, account_note = fetch_account(now)
-    statuses = []
+        record_failure(None, error, now)
+        return
+    account, account_note = fetch_account()
     for watched in keys:
         started = time.monotonic()
         try:
@@ -304,32 +318,29 @@ def check_all(threshold: float | None = None, now: datetime | None = None) -> li
             ms = int((time.monotonic() - started) * 1000)
             key = _upsert_key(watched, now)
             logger.error("OpenRouter check failed for %s: %s", key.display_name, exc.message)
-            statuses.append(status_for(key, record_failure(key, exc, now, ms), now, threshold))
+            record_failure(key, exc, now, ms)
             continue
         ms = int((time.monotonic() - started) * 1000)
-        key = _upsert_key(watched, now, snapshot)
-        log = record_snapshot(key, snapshot, account, account_note, now, ms)
-        status = status_for(key, log, now, threshold)
-        status.snapshot = snapshot
-        statuses.append(status)
-    if settings.OPENROUTER_MANAGEMENT_KEY:
-        from .account import check_listed_keys
-
-        statuses += check_listed_keys(now, {w.hash for w in keys}, account, account_note, threshold)
-        for status in statuses:  # the listing may have just named a key checked directly
-            if status.key is not None and not status.key.name:
-                status.key.refresh_from_db(fields=["name"])
-    for status in statuses:
-        log_level = logging.INFO if status.level == Level.OK else logging.WARNING
-        logger.log(log_level, "%s: %s", status.name, status.message)
-    return statuses
+        record_snapshot(_upsert_key(watched, now, snapshot), snapshot, account, account_note, now, ms)
+    configured = {w.hash for w in keys}
+    listed = record_listed_keys(now, configured, account, account_note) if settings.OPENROUTER_MANAGEMENT_KEY else None
+    retire_missing(now, configured, listed)
 
 
-def overall_level(statuses: list[KeyStatus]) -> int:
-    """The worst level: CRITICAL > UNKNOWN > WARNING > OK for display, as a plugin exit code."""
-    from .models import SEVERITY
+def check_all(threshold: float | None = None, now: datetime | None = None) -> status.Status:
+    """Check every watched key now, log each result (failures too), and return the status of them all."""
+    now = now or timezone.now()
+    record_checks(now)
+    found = status.build(now, threshold=threshold)
+    for key_status in found.keys:
+        log_level = logging.INFO if key_status.level == Level.OK else logging.WARNING
+        logger.log(log_level, "%s: %s", key_status.name, key_status.message)
+    return found
 
-    return max((s.level for s in statuses), key=lambda level: SEVERITY[Level(level)], default=Level.UNKNOWN)
+
+def overall_level(found: status.Status) -> int:
+    """The worst level: CRITICAL > UNKNOWN > WARNING > OK, as a plugin exit code."""
+    return found.level
 
 
 def monitor_credits(threshold: float | None = None, now: datetime | None = None) -> dict:
@@ -337,45 +348,40 @@ def monitor_credits(threshold: float | None = None, now: datetime | None = None)
     return seed_summary(check_all(threshold, now))
 
 
-def seed_summary(statuses: list[KeyStatus]) -> dict:
+def seed_summary(found: status.Status) -> dict:
     """The seed's return value (remaining, alert, burn rate, days left, key info), plus every key."""
-    main = statuses[0]
+    main = found.primary
     return {
-        "remaining": main.remaining,
-        "alert": main.alert,
-        "burn_rate": main.burn_rate,
-        "days_left": main.days_left,
-        "key_info": main.as_dict(),
-        "keys": [s.as_dict() for s in statuses],
-        "status": Level(overall_level(statuses)).label,
+        "remaining": main.remaining if main else None,
+        "alert": main.alert if main else None,
+        "burn_rate": main.burn_rate if main else None,
+        "days_left": main.days_left if main else None,
+        "key_info": main.as_dict() if main else None,
+        "keys": [s.as_dict() for s in found.keys],
+        "account": found.account.as_dict(),
+        "status": found.level_name,
     }
 
 
-def run_monitor(now: datetime | None = None) -> list[KeyStatus]:
+def run_monitor(now: datetime | None = None) -> status.Status:
     """The scheduled job: check and log every key, sync activity, evaluate alerts, notify.
 
     OpenRouter and notification failures are logged and recorded, never raised: a failed check is a
     row (and, repeated, an alert), a failed delivery is a row retried next run.
     """
-    from . import alerts, notify
-
     now = now or timezone.now()
-    statuses = check_all(now=now)
+    record_checks(now)
     if settings.OPENROUTER_MANAGEMENT_KEY:
-        from .account import sync_activity
-
         try:
-            sync_activity(now)
+            account_room.sync_activity(now)
         except OpenRouterError as exc:
             logger.error("Activity sync failed: %s", exc.message)
         except Exception:
             logger.exception("Activity sync failed")
-        from .account import backfill_forecasts
-
-        backfill_forecasts(statuses, now)  # the first run forecasts from the activity just synced
+    found = status.build(now)  # after the sync, so even the first run forecasts from the activity
     evaluation_error = None
     try:
-        alerts.evaluate(statuses, now)
+        alerts.evaluate(found, now)
     except Exception as exc:  # still deliver what is pending, then let the task show the failure
         logger.exception("Alert evaluation failed")
         evaluation_error = exc
@@ -385,15 +391,11 @@ def run_monitor(now: datetime | None = None) -> list[KeyStatus]:
         logger.exception("Notification delivery failed")
     if evaluation_error is not None:
         raise evaluation_error
-    return statuses
+    return found
 
 
-def display_credits(threshold: float | None = None, verbose: bool = False, stdout=None) -> dict:
+def display_credits(threshold: float | None = None, verbose: bool = False, stdout=None, show_all: bool = False) -> dict:
     """Check, log, and print the seed's report; returns what monitor_credits returns."""
-    import sys
-
-    from .report import format_report
-
-    statuses = check_all(threshold)
-    (stdout or sys.stdout).write(format_report(statuses, verbose, next_check_time()))
-    return seed_summary(statuses)
+    found = check_all(threshold)
+    (stdout or sys.stdout).write(format_report(found, verbose, show_all))
+    return seed_summary(found)

@@ -22,8 +22,9 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from . import report, status
 from .logredact import redact
-from .models import Alert, AlertEvent, CreditLog, Delivery, Level
+from .models import Alert, AlertEvent, Delivery, Level
 
 logger = logging.getLogger("monitoring")
 
@@ -31,6 +32,11 @@ LEVEL_TAGS = ("ok", "warning", "critical", "unknown")
 # "critical,warning=" before a URL's scheme; a URL's own "=" (in its query) comes after "://".
 TAG_PREFIX = re.compile(r"^(?P<tags>[A-Za-z0-9_,-]+)=(?P<url>[A-Za-z][A-Za-z0-9+.-]*://.*)$")
 NOTIFY_TYPES = {Level.OK: "success", Level.WARNING: "warning", Level.CRITICAL: "failure", Level.UNKNOWN: "warning"}
+# Chat mentions a key label or message could carry: @everyone/@here/@channel/@room/@all (Discord, Slack,
+# Matrix, Mattermost), <@123>, <@&role>, <#chan>, <!channel>, <!subteam^id> (Discord, Slack markup).
+# An address such as ops@here.example is left alone: the @ of a mention does not follow a word.
+MENTIONS = re.compile(r"(?<![\w.])@(?=(?:everyone|here|channel|room|all)\b)|<(?=[@!#])", re.IGNORECASE)
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 @dataclass(frozen=True)
@@ -102,18 +108,6 @@ def channels() -> list[Channel]:
     return parse_urls(settings.NOTIFY_URLS)
 
 
-def channel_summaries() -> list[dict]:
-    """For the pages: each channel masked, the levels it receives, a problem if any, and its latest delivery."""
-    found = channels()
-    latest: dict[str, Delivery] = {}
-    for delivery in Delivery.objects.filter(channel_id__in=[c.id for c in found]).order_by("-created", "-id")[:500]:
-        latest.setdefault(delivery.channel_id, delivery)
-    return [
-        {"masked": c.masked, "id": c.id, "levels": c.levels, "error": c.error, "last_delivery": latest.get(c.id)}
-        for c in found
-    ]
-
-
 def mask_secrets(text: str, channel: Channel) -> str:
     """Hide the parts of the channel's URL that Apprise's privacy form hides, and any API key."""
     text = text.replace(channel.url, channel.masked)
@@ -159,18 +153,22 @@ ACTIONS = {
 
 
 def _figures(alert: Alert, when: datetime) -> list[str]:
-    """Balance, burn rate and days left as the key's last successful check before the event saw them."""
-    from .monitor import status_for
-    from .report import burn_rate_line, days_left_line
-
+    """Balance, burn rate and days left as the status saw them when the event happened."""
+    found = status.build(when, keys=[alert.key] if alert.key is not None else [])
     if alert.key is None:
-        return []
-    log = CreditLog.objects.successful().for_key(alert.key).filter(timestamp__lte=when).order_by("-timestamp").first()
+        return report.account_block(found) if found.account.known else []
+    key_status = found.for_key(alert.key)
+    log = key_status.success if key_status else None
     if log is None:
         return ["Balance: unknown (no successful check yet)"]
-    status = status_for(alert.key, log, when)
     balance = f"Balance: {log.remaining_text}" if log.remaining is not None else "Balance: unknown"
-    return [balance, burn_rate_line(status), days_left_line(status), f"Last check: {log.timestamp:%Y-%m-%d %H:%M} UTC"]
+    lines = [balance, report.burn_rate_line(key_status), report.days_left_line(key_status)]
+    return [*lines, f"Last check: {log.timestamp:%Y-%m-%d %H:%M} UTC"]
+
+
+def neutralise_mentions(text: str) -> str:
+    """A zero-width space after the @ or < of a chat mention: it reads the same and pings no one."""
+    return MENTIONS.sub(lambda m: m.group() + ZERO_WIDTH_SPACE, text)
 
 
 def links(alert: Alert) -> list[str]:
@@ -184,7 +182,12 @@ def links(alert: Alert) -> list[str]:
 
 
 def render(event: AlertEvent) -> tuple[str, str, str]:
-    """Title, body and Apprise notify type for one event."""
+    """Title, body and Apprise notify type for one event, mentions neutralised."""
+    title, body, notify_type = _render(event)
+    return neutralise_mentions(title), neutralise_mentions(body), notify_type
+
+
+def _render(event: AlertEvent) -> tuple[str, str, str]:
     if event.kind == AlertEvent.TEST:
         title = "creditmon test notification"
         body = (
@@ -301,15 +304,19 @@ def deliver_pending(now: datetime | None = None) -> list[Delivery]:
     return [attempt(delivery, by_id.get(delivery.channel_id), now) for delivery in todo]
 
 
+def username(user) -> str:
+    if hasattr(user, "get_username"):
+        return user.get_username()
+    return str(user or "")
+
+
 def send_test(user, now: datetime | None = None) -> list[Delivery]:
     """A test notification to every configured channel, sent now; the deliveries say how each went."""
-    from .alerts import _username
-
     now = now or timezone.now()
     targets = channels()
     if not targets:
         return []
-    who = _username(user)
+    who = username(user)
     event = AlertEvent.objects.create(
         alert=None,
         created=now,

@@ -2,6 +2,16 @@
 
 Knows HTTP and the API's schema, not the database. Every failure is an `OpenRouterError` whose
 message is one line a person can act on, and never contains the key.
+
+Hostile answers are stopped here:
+- Time: one deadline per request, connect to last byte (`OPENROUTER_TIMEOUT`), enforced by a
+  watchdog that shuts the socket down, so a server dripping one byte at a time cannot hold a
+  check; one call with its retries and their waits ends within TIMEOUT x (1 + MAX_RETRIES).
+- Redirects are never followed: a 3xx is a failed check naming the host it pointed to.
+- Numbers: finite, not negative, at most MAX_USD; a key's limit_remaining within
+  [-overspend tolerance, limit] (see `_plausible_remaining`). Anything else is a failed check.
+- Text: every string is stripped of NUL and control characters and cut to its column's length
+  (the *_LENGTH constants match monitoring/models.py), so SQLite and PostgreSQL store the same.
 """
 
 from __future__ import annotations
@@ -9,6 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,13 +29,63 @@ from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .logredact import redact
+from .logredact import redact, redact_hex
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # /keys pages and /activity stay far below this
 KEYS_PAGE_SIZE = 100
 MAX_RETRY_AFTER = 30.0  # seconds: longer waits are reported, not slept through
 KEYS_URL = "https://openrouter.ai/keys"
+
+# Plausibility: the largest money figure believed (USD). Real accounts are many orders below it.
+MAX_USD = 1e9
+# A key may overshoot its cap a little (requests in flight when it ran out): limit_remaining down to
+# -max(OVERSPEND_MIN_USD, OVERSPEND_SHARE x limit) is a reading, anything lower is a broken answer.
+OVERSPEND_MIN_USD = 1.0
+OVERSPEND_SHARE = 0.1
+FLOAT_NOISE = 1e-6  # -0.0000001 of usage is rounding, not a negative figure
+MAX_COUNT = 10**15  # tokens per day: beyond this is not a count
+MAX_REQUESTS = 2**31 - 1  # requests per day: Activity.requests is a 32-bit column on PostgreSQL
+
+# Column lengths of what is stored (monitoring/models.py; tests/test_faults_client.py keeps them equal).
+LABEL_LENGTH = 200  # ApiKey.name / ApiKey.label / CreditLog.label
+LIMIT_RESET_LENGTH = 20  # ApiKey.limit_reset / CreditLog.limit_reset
+MODEL_LENGTH = 200  # Activity.model / Activity.model_permaslug
+ENDPOINT_LENGTH = 100  # Activity.endpoint_id
+PROVIDER_LENGTH = 100  # Activity.provider_name
+HASH_PATTERN = re.compile(r"[0-9a-f]{64}")  # OpenRouter's key id: the SHA-256 hex of the key
+# NUL and every control character (C0, DEL, C1) plus the Unicode line/paragraph separators.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_JSON_DEPTH = 32  # deeper nesting in an answer is cut when cleaning (nothing we read is that deep)
+
+
+def clean_text(value: str, max_length: int | None = None) -> str:
+    """Text safe for any database column and log line: NUL dropped, other control characters become
+    spaces (a newline cannot forge a log line), then cut to the column."""
+    if CONTROL_CHARS.search(value):
+        value = CONTROL_CHARS.sub(" ", value.replace("\x00", ""))
+    return value if max_length is None else value[:max_length]
+
+
+def clean_json(value: Any, depth: int = 0) -> Any:
+    """A decoded answer with every string (keys too) cleaned, so raw JSON stores NUL-free everywhere."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if depth >= MAX_JSON_DEPTH and isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v, depth + 1) for v in value]
+    return value
+
+
+def _amount(value: float) -> str:
+    """A number for a one-line message: -1e+300, never 300 digits."""
+    return f"{value:.6g}"
 
 
 class OpenRouterError(Exception):
@@ -31,6 +94,7 @@ class OpenRouterError(Exception):
     def __init__(
         self, message: str, status: int | None = None, retry_after: float | None = None, retryable: bool = False
     ):
+        message = clean_text(message)  # stored, shown and logged: one line, whatever the server sent
         super().__init__(message)
         self.message = message
         self.status = status
@@ -96,9 +160,18 @@ class ListedKey:
     expires_at: datetime | None
     created_at: datetime | None
     raw: dict = field(default_factory=dict)
+    byok_usage: float | None = None
 
 
 # --- validation helpers: a hostile or broken body is rejected with a clear reason ---------------
+
+
+def _unexpected(reason: str) -> OpenRouterError:
+    return OpenRouterError(f"OpenRouter sent an unexpected response: {reason}")
+
+
+def _implausible(reason: str) -> OpenRouterError:
+    return OpenRouterError(f"OpenRouter sent an implausible answer, not recorded as a reading: {reason}")
 
 
 def _number(data: dict, name: str, nullable: bool = False, required: bool = True) -> float | None:
@@ -106,30 +179,75 @@ def _number(data: dict, name: str, nullable: bool = False, required: bool = True
     if value is None:
         if nullable or (not required and name not in data):
             return None
-        raise OpenRouterError(f"OpenRouter sent an unexpected response: `{name}` is missing")
+        raise _unexpected(f"`{name}` is missing")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OpenRouterError(
-            f"OpenRouter sent an unexpected response: `{name}` is {type(value).__name__}, not a number"
-        )
+        raise _unexpected(f"`{name}` is {type(value).__name__}, not a number")
+    try:
+        value = float(value)  # an integer of 400 digits is not a float either
+    except OverflowError:
+        raise _implausible(f"`{name}` is beyond ${MAX_USD:,.0f}") from None
     if not math.isfinite(value):
-        raise OpenRouterError(f"OpenRouter sent an unexpected response: `{name}` is not a finite number")
-    return float(value)
+        raise _unexpected(f"`{name}` is not a finite number")
+    return value
 
 
-def _text(data: dict, name: str, nullable: bool = True) -> str | None:
+def _money(data: dict, name: str, nullable: bool = False, required: bool = True) -> float | None:
+    """A dollar figure that cannot be negative: finite, >= 0 (rounding aside) and at most MAX_USD."""
+    value = _number(data, name, nullable, required)
+    if value is None:
+        return None
+    if value < -FLOAT_NOISE:
+        raise _implausible(f"`{name}` is {_amount(value)} (negative)")
+    if value > MAX_USD:
+        raise _implausible(f"`{name}` is {_amount(value)} (beyond ${MAX_USD:,.0f})")
+    return max(value, 0.0)
+
+
+def _count(data: dict, name: str, ceiling: int = MAX_COUNT) -> int:
+    """Tokens or requests: a whole number, not negative, not absurd."""
+    value = _number(data, name, required=False) or 0.0
+    if value < 0 or value > ceiling:
+        raise _implausible(f"`{name}` is {_amount(value)}")
+    return int(value)
+
+
+def _plausible_remaining(data: dict, limit: float | None) -> float | None:
+    """limit_remaining within [-tolerance, limit]: a small overshoot past the cap is real, -1e300 is not."""
+    value = _number(data, "limit_remaining", nullable=True)
+    if value is None:
+        return None
+    tolerance = max(OVERSPEND_MIN_USD, OVERSPEND_SHARE * (limit or 0.0))
+    if value < -tolerance:
+        raise _implausible(f"`limit_remaining` is {_amount(value)} (below the overspend tolerance of -{tolerance:g})")
+    ceiling = limit if limit is not None else MAX_USD
+    if value > ceiling + 0.01:
+        what = f"above the limit of {_amount(limit)}" if limit is not None else f"beyond ${MAX_USD:,.0f}"
+        raise _implausible(f"`limit_remaining` is {_amount(value)} ({what})")
+    return value
+
+
+def _text(data: dict, name: str, max_length: int, nullable: bool = True) -> str | None:
     value = data.get(name)
     if value is None and nullable:
         return None
     if not isinstance(value, str):
-        raise OpenRouterError(f"OpenRouter sent an unexpected response: `{name}` is not text")
-    return value[:200]
+        raise _unexpected(f"`{name}` is not text")
+    return clean_text(value, max_length)
+
+
+def _key_hash(data: dict) -> str:
+    value = data.get("hash")
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not HASH_PATTERN.fullmatch(text):
+        raise _unexpected("a listed key's `hash` is not 64 hex digits")
+    return text
 
 
 def _bool(data: dict, name: str) -> bool | None:
     value = data.get(name)
     if value is None or isinstance(value, bool):
         return value
-    raise OpenRouterError(f"OpenRouter sent an unexpected response: `{name}` is not true/false")
+    raise _unexpected(f"`{name}` is not true/false")
 
 
 def _datetime(data: dict, name: str) -> datetime | None:
@@ -137,17 +255,141 @@ def _datetime(data: dict, name: str) -> datetime | None:
     if value in (None, ""):
         return None
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return datetime.fromisoformat(str(value)[:40].replace("Z", "+00:00"))
     except ValueError:
-        raise OpenRouterError(f"OpenRouter sent an unexpected response: `{name}` is not a date") from None
+        raise _unexpected(f"`{name}` is not a date") from None
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _where(location: str) -> str:
+    """Where a redirect pointed, without its path or query (they may carry tokens)."""
+    try:
+        parts = urllib3.util.parse_url(clean_text(location))
+    except (ValueError, urllib3.exceptions.LocationParseError):
+        return "an unreadable address"
+    if not parts.host:
+        return "another path on the same host"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme or 'http'}://{clean_text(parts.host, 100)}{port}"
+
+
+# --- transport: one deadline per request, held by a watchdog -----------------------------------
+
+_exchange = threading.local()  # the watchdog of the request this thread is making, if any
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        # The plain socket's shutdown, also under TLS: the blocked read in the other thread then returns.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Watchdog:
+    """Shuts a request's sockets down at its deadline.
+
+    requests' own timeout is per socket operation: a server sending one header byte every 2 s never
+    trips it. Every socket the request uses is registered here; at the deadline a timer thread shuts
+    them down and the blocked read fails at once.
+    """
+
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        _exchange.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _exchange.watchdog = None
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self.fired
+        if fired:
+            _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _watch(sock: socket.socket | None) -> None:
+    watchdog = getattr(_exchange, "watchdog", None)
+    if watchdog is not None:
+        watchdog.watch(sock)
+
+
+class _WatchedConnection:
+    """Registers the connection's socket with the current watchdog: a new one as soon as it is
+    connected (before a TLS handshake), a kept-alive one before the response is read."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def getresponse(self, *args, **kwargs):
+        _watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class WatchedAdapter(HTTPAdapter):
+    """requests' adapter whose connections answer to the request's watchdog (proxied ones too)."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(WATCHED_POOLS)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if hasattr(manager, "pool_classes_by_scheme"):
+            manager.pool_classes_by_scheme = dict(WATCHED_POOLS)
+        return manager
+
+
 class Client:
-    """A small OpenRouter client: 30 s budget per call, short bounded retries on 429/5xx."""
+    """A small OpenRouter client.
+
+    Each request, connect to last byte, ends within `timeout` seconds; one call with its retries
+    (429/5xx/refused connections, after Retry-After or a short backoff) ends within
+    `timeout x (1 + max_retries)` (name resolution aside, which the system resolver bounds).
+    """
 
     def __init__(
         self,
@@ -166,6 +408,9 @@ class Client:
         self.timeout = timeout
         self.max_retries = max_retries
         self.session = session or requests.Session()
+        adapter = WatchedAdapter()
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self.headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         if referer:
             self.headers["HTTP-Referer"] = referer
@@ -185,82 +430,101 @@ class Client:
             title=settings.OPENROUTER_X_TITLE,
         )
 
+    @property
+    def total_timeout(self) -> float:
+        """The bound of one call, its retries and their waits included."""
+        return self.timeout * (1 + max(0, self.max_retries))
+
     # --- transport ---------------------------------------------------------------------------
 
     def get_json(self, path: str, params: dict | None = None) -> dict:
-        """GET a path, retrying transient failures, and return the decoded JSON object."""
+        """GET a path, retrying transient failures within total_timeout, and return the decoded JSON object."""
+        call_deadline = time.monotonic() + self.total_timeout
         attempt = 0
         while True:
             try:
-                return self._get_once(path, params)
+                budget = min(self.timeout, call_deadline - time.monotonic())
+                return self._get_once(path, params, budget)
             except OpenRouterError as exc:
                 wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
                 # Only 429/5xx and refused connections are worth a second try; a timeout already
                 # spent the whole budget and a malformed body will not fix itself in a second.
-                if not exc.retryable or attempt >= self.max_retries or wait > MAX_RETRY_AFTER:
+                # A retry that could not finish before the call's deadline is not started.
+                left = call_deadline - time.monotonic() - wait
+                if not exc.retryable or attempt >= self.max_retries or wait > MAX_RETRY_AFTER or left < 1.0:
                     raise
                 attempt += 1
                 time.sleep(wait)
 
-    def _get_once(self, path: str, params: dict | None) -> dict:
+    def _get_once(self, path: str, params: dict | None, budget: float | None = None) -> dict:
         url = f"{self.base_url}{path}"
-        deadline = time.monotonic() + self.timeout
-        try:
-            response = self.session.get(
-                url, headers=self.headers, params=params, timeout=(min(10.0, self.timeout), self.timeout), stream=True
+        budget = self.timeout if budget is None else budget
+        too_slow = f"OpenRouter did not answer within {self.timeout:g} s: retry in a few minutes"
+        deadline = time.monotonic() + budget
+        with _Watchdog(budget) as watchdog:
+            try:
+                response = self.session.get(
+                    url,
+                    headers=self.headers,
+                    params=params,
+                    timeout=(min(10.0, budget), budget),
+                    stream=True,
+                    allow_redirects=False,  # a redirect is reported, never followed (nor the key sent on)
+                )
+            except requests.Timeout:
+                raise OpenRouterError(too_slow) from None
+            except requests.RequestException as exc:
+                if watchdog.fired:
+                    raise OpenRouterError(too_slow) from None
+                reason = redact(type(exc).__name__)
+                raise OpenRouterError(
+                    f"Cannot reach OpenRouter at {self.base_url} ({reason}): check the network", retryable=True
+                ) from None
+            with response:
+                body = self._read_body(response, deadline)
+            if watchdog.fired:  # cut mid-headers, http.client takes the end of the stream for their end
+                raise OpenRouterError(
+                    too_slow.replace("did not answer", "did not finish answering") if body else too_slow
+                )
+        if 300 <= response.status_code < 400:
+            where = _where(response.headers.get("Location", ""))
+            raise OpenRouterError(
+                f"OpenRouter API error ({response.status_code}): a redirect to {where}, not followed; "
+                "check OPENROUTER_BASE_URL (a proxy or a moved API?)",
+                response.status_code,
             )
-        except requests.Timeout:
-            raise OpenRouterError(
-                f"OpenRouter did not answer within {self.timeout:g} s: retry in a few minutes"
-            ) from None
-        except requests.RequestException as exc:
-            reason = redact(type(exc).__name__)
-            raise OpenRouterError(
-                f"Cannot reach OpenRouter at {self.base_url} ({reason}): check the network", retryable=True
-            ) from None
-        with response:
-            body = self._read_body(response, deadline)
         if response.status_code != 200:
             raise self._http_error(response, body)
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
-            kind = content_type.split(";")[0] or "no content type"
-            raise OpenRouterError(
-                f"OpenRouter sent an unexpected response: {kind} instead of JSON (a proxy or outage page?)"
-            )
+            kind = clean_text(content_type.split(";")[0], 100) or "no content type"
+            raise _unexpected(f"{kind} instead of JSON (a proxy or outage page?)")
         try:
             decoded = json.loads(body, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             reason = str(exc).split(":")[0] if "not valid JSON" in str(exc) else "malformed JSON"
-            raise OpenRouterError(f"OpenRouter sent an unexpected response: {reason}") from None
+            raise _unexpected(reason) from None
         if not isinstance(decoded, dict):
-            raise OpenRouterError("OpenRouter sent an unexpected response: not a JSON object")
-        return decoded
+            raise _unexpected("not a JSON object")
+        return clean_json(decoded)
 
     def _read_body(self, response: requests.Response, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise OpenRouterError(
-                f"OpenRouter sent an unexpected response: body of {int(declared)} bytes exceeds {MAX_BODY_BYTES}"
-            )
+            raise _unexpected(f"body of {int(declared)} bytes exceeds {MAX_BODY_BYTES}")
         chunks, size = [], 0
+        too_slow = f"OpenRouter did not finish answering within {self.timeout:g} s: retry in a few minutes"
         try:
             # read1 returns what has arrived, so a body dripping byte by byte still meets the deadline.
             while chunk := response.raw.read1(65536, decode_content=True):
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
-                    raise OpenRouterError(
-                        f"OpenRouter sent an unexpected response: body larger than {MAX_BODY_BYTES} bytes"
-                    )
+                    raise _unexpected(f"body larger than {MAX_BODY_BYTES} bytes")
                 if time.monotonic() > deadline:
-                    raise OpenRouterError(
-                        f"OpenRouter did not finish answering within {self.timeout:g} s: retry in a few minutes"
-                    )
+                    raise OpenRouterError(too_slow)
                 chunks.append(chunk)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-            raise OpenRouterError(
-                f"OpenRouter did not finish answering within {self.timeout:g} s: retry in a few minutes"
-            ) from None
+            raise OpenRouterError(too_slow) from None
         return b"".join(chunks)
 
     def _http_error(self, response: requests.Response, body: bytes) -> OpenRouterError:
@@ -270,7 +534,8 @@ class Client:
             payload = json.loads(body, parse_constant=_reject_constant)
             message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
             if isinstance(message, str):
-                detail = redact(" ".join(message.split()))[:160]
+                # An upstream error may echo what it was sent: the key, with or without its prefix.
+                detail = redact_hex(" ".join(clean_text(message).split()), also=[self.api_key])[:160]
         except (ValueError, AttributeError, RecursionError):
             pass
         retry_after = None
@@ -278,6 +543,8 @@ class Client:
         try:
             retry_after = max(0.0, float(header)) if header else None
         except ValueError:
+            retry_after = None
+        if retry_after is not None and not math.isfinite(retry_after):
             retry_after = None
         advice = {
             401: f"the key is invalid or disabled: get a new one at {KEYS_URL}",
@@ -297,18 +564,20 @@ class Client:
         payload = self.get_json("/key")
         data = payload.get("data")
         if not isinstance(data, dict):
-            raise OpenRouterError("OpenRouter sent an unexpected response: no `data` object")
+            raise _unexpected("no `data` object")
         rate_limit = data.get("rate_limit")
+        usage = _money(data, "usage")
+        limit = _money(data, "limit", nullable=True)
         return KeySnapshot(
-            label=_text(data, "label") or "",
-            usage=_number(data, "usage"),
-            limit=_number(data, "limit", nullable=True),
-            limit_remaining=_number(data, "limit_remaining", nullable=True),
-            limit_reset=_text(data, "limit_reset"),
-            usage_daily=_number(data, "usage_daily", required=False),
-            usage_weekly=_number(data, "usage_weekly", required=False),
-            usage_monthly=_number(data, "usage_monthly", required=False),
-            byok_usage=_number(data, "byok_usage", required=False),
+            label=_text(data, "label", LABEL_LENGTH) or "",
+            usage=usage,
+            limit=limit,
+            limit_remaining=_plausible_remaining(data, limit),
+            limit_reset=_text(data, "limit_reset", LIMIT_RESET_LENGTH),
+            usage_daily=_money(data, "usage_daily", required=False),
+            usage_weekly=_money(data, "usage_weekly", required=False),
+            usage_monthly=_money(data, "usage_monthly", required=False),
+            byok_usage=_money(data, "byok_usage", required=False),
             is_free_tier=_bool(data, "is_free_tier"),
             is_management_key=bool(_bool(data, "is_management_key") or _bool(data, "is_provisioning_key")),
             expires_at=_datetime(data, "expires_at"),
@@ -320,11 +589,11 @@ class Client:
         """GET /credits: purchased and used credits of the whole account (management key)."""
         data = self.get_json("/credits").get("data")
         if not isinstance(data, dict):
-            raise OpenRouterError("OpenRouter sent an unexpected response: no `data` object")
-        return AccountCredits(_number(data, "total_credits"), _number(data, "total_usage"))
+            raise _unexpected("no `data` object")
+        return AccountCredits(_money(data, "total_credits"), _money(data, "total_usage"))
 
     def list_keys(self, include_disabled: bool = False, include_expired: bool = False) -> list[ListedKey]:
-        """GET /keys, every page (offset pagination, 100 a page)."""
+        """GET /keys, every page (offset pagination, 100 a page). One broken item rejects the listing."""
         keys: list[ListedKey] = []
         offset = 0
         while True:
@@ -335,28 +604,35 @@ class Client:
                 params["include_expired"] = "true"
             items = self.get_json("/keys", params).get("data")
             if not isinstance(items, list):
-                raise OpenRouterError("OpenRouter sent an unexpected response: `data` is not a list")
+                raise _unexpected("`data` is not a list")
             for item in items:
                 if not isinstance(item, dict):
-                    raise OpenRouterError("OpenRouter sent an unexpected response: a key is not an object")
-                keys.append(
-                    ListedKey(
-                        hash=_text(item, "hash", nullable=False),
-                        name=_text(item, "name") or "",
-                        label=_text(item, "label") or "",
-                        disabled=bool(_bool(item, "disabled")),
-                        usage=_number(item, "usage"),
-                        limit=_number(item, "limit", nullable=True),
-                        limit_remaining=_number(item, "limit_remaining", nullable=True),
-                        limit_reset=_text(item, "limit_reset"),
-                        usage_daily=_number(item, "usage_daily", required=False),
-                        usage_weekly=_number(item, "usage_weekly", required=False),
-                        usage_monthly=_number(item, "usage_monthly", required=False),
-                        expires_at=_datetime(item, "expires_at"),
-                        created_at=_datetime(item, "created_at"),
-                        raw=item,
+                    raise _unexpected("a key is not an object")
+                hash_ = _key_hash(item)
+                try:
+                    usage = _money(item, "usage")
+                    limit = _money(item, "limit", nullable=True)
+                    keys.append(
+                        ListedKey(
+                            hash=hash_,
+                            name=_text(item, "name", LABEL_LENGTH) or "",
+                            label=_text(item, "label", LABEL_LENGTH) or "",
+                            disabled=bool(_bool(item, "disabled")),
+                            usage=usage,
+                            limit=limit,
+                            limit_remaining=_plausible_remaining(item, limit),
+                            limit_reset=_text(item, "limit_reset", LIMIT_RESET_LENGTH),
+                            usage_daily=_money(item, "usage_daily", required=False),
+                            usage_weekly=_money(item, "usage_weekly", required=False),
+                            usage_monthly=_money(item, "usage_monthly", required=False),
+                            expires_at=_datetime(item, "expires_at"),
+                            created_at=_datetime(item, "created_at"),
+                            raw=item,
+                            byok_usage=_money(item, "byok_usage", required=False),
+                        )
                     )
-                )
+                except OpenRouterError as exc:
+                    raise OpenRouterError(f"{exc.message} (listed key {hash_[:12]})") from None
             if len(items) < KEYS_PAGE_SIZE:
                 return keys
             offset += KEYS_PAGE_SIZE
@@ -366,25 +642,25 @@ class Client:
         params = {k: v for k, v in {"date": date, "api_key_hash": api_key_hash}.items() if v}
         items = self.get_json("/activity", params or None).get("data")
         if not isinstance(items, list):
-            raise OpenRouterError("OpenRouter sent an unexpected response: `data` is not a list")
+            raise _unexpected("`data` is not a list")
         rows = []
         for item in items:
             if not isinstance(item, dict):
-                raise OpenRouterError("OpenRouter sent an unexpected response: an activity row is not an object")
+                raise _unexpected("an activity row is not an object")
             rows.append(
                 {
-                    "date": _text(item, "date", nullable=False),
-                    "model": _text(item, "model", nullable=False),
-                    "model_permaslug": _text(item, "model_permaslug") or "",
-                    "endpoint_id": _text(item, "endpoint_id") or "",
-                    "provider_name": _text(item, "provider_name") or "",
-                    "usage": _number(item, "usage"),
-                    "byok_usage_inference": _number(item, "byok_usage_inference", required=False) or 0.0,
-                    "requests": int(_number(item, "requests", required=False) or 0),
-                    "prompt_tokens": int(_number(item, "prompt_tokens", required=False) or 0),
-                    "completion_tokens": int(_number(item, "completion_tokens", required=False) or 0),
-                    "reasoning_tokens": int(_number(item, "reasoning_tokens", required=False) or 0),
-                    "cached_tokens": int(_number(item, "cached_tokens", required=False) or 0),
+                    "date": _text(item, "date", 40, nullable=False),
+                    "model": _text(item, "model", MODEL_LENGTH, nullable=False),
+                    "model_permaslug": _text(item, "model_permaslug", MODEL_LENGTH) or "",
+                    "endpoint_id": _text(item, "endpoint_id", ENDPOINT_LENGTH) or "",
+                    "provider_name": _text(item, "provider_name", PROVIDER_LENGTH) or "",
+                    "usage": _money(item, "usage"),
+                    "byok_usage_inference": _money(item, "byok_usage_inference", required=False) or 0.0,
+                    "requests": _count(item, "requests", MAX_REQUESTS),
+                    "prompt_tokens": _count(item, "prompt_tokens"),
+                    "completion_tokens": _count(item, "completion_tokens"),
+                    "reasoning_tokens": _count(item, "reasoning_tokens"),
+                    "cached_tokens": _count(item, "cached_tokens"),
                 }
             )
         return rows

@@ -44,7 +44,20 @@ FAILURES: dict[str, str] = {
     "nan": "200 JSON with a literal NaN for usage",
     "huge": "200 JSON body of about 20 MB, streamed",
     "empty": "200 with {}",
+    "header-drip": "the status line, then header bytes one every `drip_interval` s (never a whole answer)",
+    "redirect": "302 to `redirect_to` (another host; its query carries the caller's key)",
+    "implausible": "200 with usage -500, limit_remaining -1e300 (and total_usage / activity usage -500)",
+    "hostile-strings": "200 with NUL, newlines, chat mentions and over-long text in labels, names, "
+    "limit_reset, models, providers and endpoint ids",
+    "bad-hash": "200 /keys whose hashes are 70 characters, not 64 hex digits",
+    "echo-key": "500 whose error message echoes the caller's key without its sk-or- prefix",
 }
+
+# What "hostile-strings" appends to every label and name: a NUL, a forged log line, chat mentions.
+HOSTILE_TEXT = "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
+HOSTILE_PAD = "x" * 300  # past every column
+REDIRECT_TO = "https://openrouter-mirror.example:8443/api/v1/key?token={token}"
+IMPLAUSIBLE = {"usage": -500.0, "limit_remaining": -1e300, "total_usage": -500.0}  # what the issue saw
 
 SCENARIOS: dict[str, str] = {
     "steady": "PROD limit 100 usage 54.77 (45.23 left), DEV limit 20 usage 3.10; spend drifts (3.2 and 0.4 $/day)",
@@ -235,6 +248,9 @@ class Simulator:
         self.delay: float = 5.0  # seconds, failure "slow"
         self.drip_interval: float = 0.5  # seconds per byte, failure "slow-body"
         self.huge_bytes: int = 20 * 1024 * 1024  # failure "huge"
+        self.header_drip_seconds: float = 600.0  # failure "header-drip" gives up after this long
+        self.redirect_to: str = REDIRECT_TO  # failure "redirect"; {token} is the caller's key
+        self.implausible: dict[str, float] = dict(IMPLAUSIBLE)  # failure "implausible": field -> value sent
         self.log_requests = False  # print one line per request (the command turns it on)
         self.requests: list[dict] = []
         self.keys: dict[str, SimKey] = {}
@@ -754,6 +770,8 @@ class Simulator:
             elif path == "/_sim/failure":
                 if "delay" in body:
                     self.delay = float(body["delay"])
+                if "drip_interval" in body:
+                    self.drip_interval = float(body["drip_interval"])
                 if "name" in body:
                     self.set_failure(body["name"], body.get("count"))
             else:
@@ -817,6 +835,33 @@ def _mangle(data: Any, how: str) -> Any:
     if how == "wrong-types" and "limit" in out:
         out["limit"] = [out["limit"]]
     return out
+
+
+def _walk(data: Any, change: Callable[[str, Any], Any]) -> Any:
+    """Every dict value through change(field name, value), in lists and nested dicts too."""
+    if isinstance(data, list):
+        return [_walk(x, change) for x in data]
+    if isinstance(data, dict):
+        return {k: change(k, _walk(v, change)) for k, v in data.items()}
+    return data
+
+
+def _hostile(data: Any) -> Any:
+    def change(k: str, v: Any) -> Any:
+        if k in ("label", "name", "model", "model_permaslug", "provider_name", "endpoint_id") and isinstance(v, str):
+            return f"{v}{HOSTILE_TEXT}{HOSTILE_PAD}"
+        if k == "limit_reset":
+            return f"monthly\u0000{HOSTILE_PAD}"
+        return v
+
+    return _walk(data, change)
+
+
+def _bad_hash(data: Any) -> Any:
+    return _walk(data, lambda k, v: "z" * 70 if k == "hash" and isinstance(v, str) else v)
+
+
+_HOSTILE = {"hostile-strings": _hostile, "bad-hash": _bad_hash}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -902,6 +947,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fail(self, name: str, reply: _Reply) -> None:
         sim = self.sim
+        if name == "header-drip":
+            self._header_drip()
+            return
+        if name == "redirect":
+            location = sim.redirect_to.replace("{token}", self._token() or "")
+            self._raw(302, "text/html", b"<a href='elsewhere'>Found</a>", {"Location": location})
+            return
+        if name == "echo-key":
+            token = self._token() or ""
+            self._send(_error(500, f"Internal error for key {token.removeprefix('sk-or-v1-')}: upstream rejected it"))
+            return
+        if name == "implausible":
+            wild = dict(sim.implausible)
+            body = _walk(reply.body, lambda k, v: wild[k] if k in wild and v is not None else v)
+            self._send(_Reply(reply.status, body, reply.headers))
+            return
+        if name in ("hostile-strings", "bad-hash"):
+            self._send(_Reply(reply.status, _HOSTILE[name](reply.body), reply.headers))
+            return
         if name in _FAILURE_STATUS:
             status, message = _FAILURE_STATUS[name]
             err = _error(status, message)
@@ -937,6 +1001,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_Reply(200, {}))
         elif name == "huge":
             self._huge(reply.body)
+
+    def _header_drip(self) -> None:
+        """What no per-read timeout catches: a byte every drip_interval, headers that never end."""
+        sim = self.sim
+        self.close_connection = True
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        ends = time.monotonic() + sim.header_drip_seconds
+        n = 0
+        while time.monotonic() < ends:
+            for i in range(len(line := f"X-Drip-{n}: 1\r\n".encode())):
+                if sim._stop_event.wait(sim.drip_interval):
+                    return
+                self.wfile.write(line[i : i + 1])  # a gone client ends this with BrokenPipeError
+            n += 1
 
     def _send(self, reply: _Reply, drip: float | None = None) -> None:
         raw = json.dumps(reply.body).encode()  # allow_nan: the "nan" mode relies on Python emitting NaN

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .models import Lease, Level
 from .monitor import overall_level, run_monitor
+from .retention import prune_credit_log
 
 logger = logging.getLogger("monitoring")
 
@@ -75,7 +76,7 @@ def monitor_job(now: datetime | None = None) -> str:
     finally:
         release_lease(LEASE_NAME, holder)
     prune_daily()
-    if all(s.log.ok for s in statuses):
+    if all(s.log is not None and s.log.ok for s in statuses):
         # Only a run that could see the balance counts as alive: a blind monitor must look dead from outside.
         ping_heartbeat()
     return f"{Level(overall_level(statuses)).label}: " + "; ".join(f"{s.name}: {s.message}" for s in statuses)
@@ -85,8 +86,6 @@ def prune_daily() -> None:
     """Thin old credit-log rows once a day when RETENTION_DAYS is set (the lease spaces the runs)."""
     if not settings.RETENTION_DAYS or not acquire_lease("retention", uuid.uuid4().hex, seconds=86400):
         return
-    from .retention import prune_credit_log
-
     try:
         result = prune_credit_log()
     except Exception:  # thinning is housekeeping: it must never fail the check that just ran

@@ -19,6 +19,6 @@ urlpatterns = [
     path("export/spend-by-key.csv", exports.spend_by_key_csv, name="monitoring-export-spend-by-key"),
     path("healthz", api.healthz, name="monitoring-healthz"),
     path("metrics", api.metrics, name="monitoring-metrics"),
-    path("api/status/", api.status, name="monitoring-api-status"),
+    path("api/status/", api.status_view, name="monitoring-api-status"),
     path("api/history/", api.history, name="monitoring-api-history"),
 ]

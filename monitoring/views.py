@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 from django_q.tasks import async_task
 
 from . import alerts as alert_rules
-from . import dashboard, monitor, notify
-from .models import SEVERITY, Alert, AlertEvent, ApiKey, Level
+from . import dashboard, monitor, notify, status
+from .models import Alert, AlertEvent, ApiKey, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
 # A flash message takes the colour of the level the key's card shows.
@@ -36,7 +36,7 @@ def in_reporting_zone(view):
 @in_reporting_zone
 def health(request):
     ctx = {"page": "health", **dashboard.health(timezone.now())}
-    request.key_states = ctx["states"]  # the context processor's verdict reads them instead of querying again
+    request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/health.html", ctx)
 
 
@@ -44,26 +44,29 @@ def health(request):
 def check_now(request):
     """The same check as `checkcredits`, then the alert rules; the result as messages."""
     now = timezone.now()
-    statuses = monitor.check_all(now=now)
-    if alert_rules.evaluate(statuses, now):
+    found = monitor.check_all(now=now)
+    if alert_rules.evaluate(found, now):
         # Notifications go out from the worker, so a slow mail server never holds this page up.
         async_task("monitoring.notify.deliver_pending", task_name="deliver-after-check-now")
-    for status in statuses:
-        text = f"{status.name}: {status.message}"
-        if not status.log.ok:
-            messages.error(request, f"Check failed for {text}")
-        elif status.level == Level.OK:
-            remaining = "unknown" if status.remaining is None else f"${status.remaining:,.2f}"
+    for key_status in found.keys:  # the level and words the cards show
+        text = f"{key_status.name}: {key_status.message}"
+        if key_status.level == Level.OK:
+            remaining = "unknown" if key_status.remaining is None else f"${key_status.remaining:,.2f}"
             messages.success(request, f"{text} ({remaining} remaining)")
+        elif key_status.log is not None and not key_status.log.ok:
+            messages.error(
+                request, f"Check failed for {key_status.name} ({key_status.level_name}): {key_status.message}"
+            )
+        elif key_status.level == Level.CRITICAL:
+            messages.error(request, f"{Level(key_status.level).label}: {text}")
         else:
-            level = FLASH.get(status.level, messages.ERROR)
-            messages.add_message(request, level, f"{Level(status.level).label}: {text}")
+            messages.warning(request, f"{Level(key_status.level).label}: {text}")
     return redirect("monitoring-health")
 
 
 @in_reporting_zone
 def financial(request):
-    keys = list(ApiKey.objects.all())
+    keys = list(ApiKey.objects.watched())
     key = keys[0] if keys else None
     wanted = request.GET.get("key", "")
     if wanted:
@@ -88,19 +91,17 @@ def financial(request):
 @in_reporting_zone
 def alerts(request):
     now = timezone.now()
-    keys = list(ApiKey.objects.all())
     events = AlertEvent.objects.select_related("alert__key").prefetch_related("deliveries")
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
-    states = dashboard.key_states(keys, now, burn_for=0)
-    request.key_states = states
-    open_alerts = list(Alert.objects.open().select_related("key").order_by("-level", "-opened_at"))
-    open_alerts.sort(key=lambda a: SEVERITY[Level(a.level)], reverse=True)  # CRITICAL, UNKNOWN, WARNING
+    found = request.creditmon_status = status.build(now)  # the page's states and the verdict in its header
+    states = [s for s in found.keys if s.key is not None]
+    open_alerts = list(Alert.objects.open().select_related("key").worst_first())
     for alert in open_alerts:
         alert.snoozed_now = alert.snoozed_until is not None and alert.snoozed_until > now
     ctx = {
         "page": "alerts",
         "configured": dashboard.is_configured(),
-        "states": dashboard.explain_quiet(dashboard.by_severity(states)),
+        "states": dashboard.explain_quiet(states),
         "open_alerts": open_alerts,
         "thresholds": dashboard.thresholds(),
         "events": page,

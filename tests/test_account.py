@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from monitoring import monitor
-from monitoring.account import (
-    FINAL_AFTER_DAYS,
-    LISTING_LABEL,
-    activity_burn_rate,
-    backfill_forecasts,
-    burn_rate_with_backfill,
-    check_listed_keys,
-    sync_activity,
-)
+from monitoring import monitor, status
+from monitoring.account import FINAL_AFTER_DAYS, sync_activity
 from monitoring.models import Activity, ApiKey, CreditLog, Level
+from monitoring.monitor import LISTING_LABEL, record_listed_keys
 from monitoring.openrouter import key_hash
 from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
 
@@ -120,10 +113,11 @@ def test_disabled_and_expired_keys_are_listed_on_request(management, db, setting
 def test_a_failed_listing_is_recorded_and_unknown(management, db):
     now = timezone.now()
     management.set_failure("http500")
-    statuses = check_listed_keys(now, set(), None, "account balance unavailable")
+    assert record_listed_keys(now, set(), None, "account balance unavailable") is None
+    statuses = status.build(now)
 
     assert len(statuses) == 1
-    assert statuses[0].level == Level.UNKNOWN
+    assert statuses[0].level == Level.UNKNOWN and statuses[0].name == LISTING_LABEL
     log = CreditLog.objects.get()
     assert (log.ok, log.key, log.label, log.http_status) == (False, None, LISTING_LABEL, 500)
     assert "OpenRouter API error (500)" in log.error
@@ -181,8 +175,8 @@ def test_the_burn_rate_is_known_after_the_first_run(management, db, settings):
 
     week = [today - timedelta(days=n) for n in range(1, window + 1)]
     expected = sum(sum(r["usage"] for r in served(management, PROD, day)) for day in week) / window
-    assert activity_burn_rate(prod, now, window) == pytest.approx(expected)
-    assert burn_rate_with_backfill(prod, samples, now, window) == pytest.approx(expected)
+    prod_status = status.build(now).for_key(prod)
+    assert (prod_status.burn.source, prod_status.burn_rate) == ("activity", pytest.approx(expected))
     assert 3.2 * 0.85 <= expected <= 3.2 * 1.15
 
 
@@ -192,8 +186,11 @@ def test_the_first_run_forecasts_from_the_backfilled_activity(management, db):
     prod = next(s for s in statuses if s.key.hash == PROD)
     assert prod.burn_rate is None  # checked before the activity was synced
 
-    backfill_forecasts(statuses, now)
-    rate = activity_burn_rate(prod.key, now, 7)
+    prod = status.build(now).for_key(prod.key)  # as the scheduled run builds it after the sync
+    rate = (
+        sum(sum(r["usage"] for r in served(management, PROD, now.date() - timedelta(days=n))) for n in range(1, 8)) / 7
+    )
+    assert prod.burn.source == "activity"
     assert prod.burn_rate == pytest.approx(rate)
     assert prod.days_left == pytest.approx(45.23 / rate)
     assert prod.exhaustion_date == now + timedelta(days=prod.days_left)
@@ -205,15 +202,16 @@ def test_the_log_based_burn_rate_wins_once_there_are_two_checks(management, db):
     management.set_key(PROD_KEY, usage=58.77)  # $4 spent in the next 12 hours
     later = now + timedelta(hours=12)
     monitor.check_all(now=later)
-    prod = ApiKey.objects.get(hash=PROD)
-    samples = CreditLog.objects.usage_samples(prod, later - timedelta(days=7))
+    prod = status.build(later).for_key(ApiKey.objects.get(hash=PROD))
 
-    assert burn_rate_with_backfill(prod, samples, later, 7) == pytest.approx(8.0)
+    assert (prod.burn.source, prod.burn_rate) == ("checks", pytest.approx(8.0))
+    assert prod.burn.window_text == "over the last 12.0 hours"
 
 
 def test_a_key_never_synced_has_no_activity_burn_rate(management, db):
     monitor.check_all(now=timezone.now())
-    assert activity_burn_rate(ApiKey.objects.get(hash=DEV), timezone.now(), 7) is None
+    dev = status.build(timezone.now()).for_key(ApiKey.objects.get(hash=DEV))
+    assert dev.burn_rate is None and dev.burn_note == "unknown (need readings over at least 1 hour)"
 
 
 def test_rerunning_a_fetch_stores_nothing_twice(management, db):
@@ -242,9 +240,17 @@ def test_rerunning_a_fetch_stores_nothing_twice(management, db):
     assert Activity.objects.count() == count
 
 
+def same_day_base(minutes: int = 30) -> datetime:
+    """Now, or earlier today, so that `minutes` later is still today (UTC): the simulator's own clock
+    decides which days /activity serves, and a run past midnight would ask for a day it does not serve yet."""
+    now = timezone.now()
+    midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return min(now, midnight - timedelta(minutes=minutes + 1))
+
+
 def test_a_normal_run_is_a_few_requests_not_30_per_key(management, db):
     management.set_scenario("many-keys")
-    now = timezone.now()
+    now = same_day_base()
     run(now)
     first = activity_requests(management)
     assert len(first) == 151  # the backfill: one request per key, one account-wide
@@ -259,7 +265,7 @@ def test_a_normal_run_is_a_few_requests_not_30_per_key(management, db):
 
 
 def test_a_key_that_spends_again_is_refetched_and_a_new_key_gets_its_history(management, db):
-    now = timezone.now()
+    now = same_day_base()
     today = now.astimezone(UTC).date()
     run(now)
     management.set_key(DEV_KEY, usage=3.5)

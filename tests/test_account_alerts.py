@@ -9,12 +9,13 @@ import pytest
 import requests
 from django.utils import timezone
 
-from monitoring import forecast
-from monitoring.account import account_conditions, budget_condition, model_spike_conditions, month_to_date_spend
+from monitoring import forecast, status
+from monitoring.alerts import account_conditions, budget_condition, key_conditions, model_spike_conditions
 from monitoring.models import Alert, AlertEvent, ApiKey, Level
 from monitoring.monitor import check_all, run_monitor
 from monitoring.openrouter import key_hash
 from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, iso
+from monitoring.status import month_to_date_spend
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_the_limit_counts_within_its_window(loop, db):
     loop.set_scenario("monthly")  # 180 used all-time, but 12.50 of 50.00 this month
     statuses = check_all(now=timezone.now())
     prod = next(s for s in statuses if s.key.hash == key_hash(PROD_KEY))
-    limit = next(c for c in account_conditions([prod], timezone.now()) if c.condition == Alert.KEY_LIMIT)
+    limit = next(c for c in key_conditions(prod, timezone.now(), {}) if c.condition == Alert.KEY_LIMIT)
 
     assert (limit.level, limit.value) == (Level.OK, pytest.approx(25.0))
     assert "this month" in limit.message
@@ -128,7 +129,7 @@ def test_an_expired_key_is_critical(loop, db, settings):
     settings.OPENROUTER_LIST_DISABLED_KEYS = True
     loop.set_key(DEV_KEY, expires_at=iso(timezone.now() - timedelta(days=1)))
     statuses = check_all(now=timezone.now())
-    expiry = [c for c in account_conditions(statuses, timezone.now()) if c.condition == Alert.EXPIRY]
+    expiry = [c for s in statuses for c in key_conditions(s, timezone.now(), {}) if c.condition == Alert.EXPIRY]
 
     dev = next(c for c in expiry if c.key.name == "Dev Key")
     assert dev.level == Level.CRITICAL
@@ -153,7 +154,7 @@ def test_a_projected_overspend_warns_and_spending_past_the_budget_is_critical(lo
     projected = forecast.projected_month_spend(spent, rate, clock.now, UTC)
 
     settings.MONTHLY_BUDGET = (spent + projected) / 2
-    assert budget_condition(clock.now).value == pytest.approx(projected, rel=1e-6)
+    assert budget_condition(status.build(clock.now), clock.now).value == pytest.approx(projected, rel=1e-6)
     clock.run(minutes=0)
     alert = open_alert(Alert.BUDGET)
     assert (alert.key, alert.level) == (None, Level.WARNING)
@@ -174,7 +175,7 @@ def test_a_projected_overspend_warns_and_spending_past_the_budget_is_critical(lo
 
 def test_no_budget_means_no_budget_alert(loop, clock, db):
     clock.run()
-    budget = [c for c in account_conditions([], clock.now) if c.condition == Alert.BUDGET]
+    budget = [c for c in account_conditions(status.build(clock.now), clock.now) if c.condition == Alert.BUDGET]
     assert [(c.level, c.message) for c in budget] == [(Level.OK, "No monthly budget set")]
 
 

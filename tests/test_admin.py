@@ -96,3 +96,10 @@ def test_nothing_can_be_deleted_from_the_log_or_the_keys(admin_client, logs):
     assert admin_client.get("/admin/monitoring/activity/add/").status_code == 403
     body = admin_client.get("/admin/monitoring/activity/").content.decode()
     assert "Add activity row" not in body
+
+
+def test_the_admin_says_demo_mode_in_the_demo(admin_client, logs, settings):
+    settings.CREDITMON_DEMO = True
+    assert "Demo mode: simulated figures" in admin_client.get("/admin/").content.decode()
+    settings.CREDITMON_DEMO = False
+    assert "Demo mode" not in admin_client.get("/admin/").content.decode()

@@ -12,9 +12,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from monitoring import forecast
-from monitoring.api import WINDOWS, burn_rates
 from monitoring.models import ApiKey, CreditLog
+from monitoring.models import CreditLog as Log
 from monitoring.retention import prune_credit_log
+from monitoring.status import WINDOWS
 
 NOW = datetime(2026, 3, 20, 14, 7, tzinfo=UTC)
 ZONE = "America/New_York"  # a reporting zone whose days are not UTC days (and with a DST change in range)
@@ -52,9 +53,9 @@ def figures(keys) -> dict:
     found = {}
     for key in keys:
         samples = CreditLog.objects.usage_samples(key, NOW - timedelta(days=400))
-        for label, days in WINDOWS:
+        for label, days in WINDOWS.items():
             found[(key.pk, "python", label)] = forecast.burn_rate_per_day(samples, NOW, days)
-        for label, rate in burn_rates(key, NOW, dict(WINDOWS)).items():
+        for label, rate in Log.objects.burn_rates([key], NOW, WINDOWS)[key.pk].items():
             found[(key.pk, "sql", label)] = rate
         for zone in (UTC, ZoneInfo(ZONE)):
             for day, spent in forecast.daily_spend(samples, zone).items():

@@ -367,6 +367,47 @@ def test_huge_is_valid_json_when_read_fully(osim):
     assert len(r.content) > 199_000 and r.json()["data"]["usage"] == 54.77
 
 
+def test_header_drip_sends_the_status_line_then_never_ends_the_headers(osim):
+    osim.drip_interval = 0.05
+    osim.set_failure("header-drip")
+    with socket.create_connection((osim.host, osim.port), timeout=5) as s:
+        s.sendall(f"GET /api/v1/key HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PROD_KEY}\r\n\r\n".encode())
+        got, ends = b"", time.monotonic() + 1.0
+        while time.monotonic() < ends:
+            got += s.recv(1)
+    assert got.startswith(b"HTTP/1.1 200 OK\r\nX-Drip-0: 1\r\n") and b"\r\n\r\n" not in got
+    osim.set_failure(None)
+    assert get(osim, "/key").status_code == 200
+
+
+def test_redirect_and_echo_key_failures(osim):
+    osim.set_failure("redirect")
+    r = requests.get(
+        osim.url + "/key", headers={"Authorization": f"Bearer {PROD_KEY}"}, allow_redirects=False, timeout=5
+    )
+    assert r.status_code == 302 and r.headers["Location"].startswith("https://openrouter-mirror.example:8443/")
+    assert PROD_KEY in r.headers["Location"]  # the trap: a client following it would hand the key over
+    osim.set_failure("echo-key")
+    r = get(osim, "/key")
+    assert r.status_code == 500 and "sim-prod-key" in r.json()["error"]["message"]
+    assert "sk-or-v1-sim-prod-key" not in r.json()["error"]["message"]
+
+
+def test_implausible_hostile_and_bad_hash_failures(osim):
+    osim.set_failure("implausible")
+    data = get(osim, "/key").json()["data"]
+    assert data["usage"] == -500 and data["limit_remaining"] == -1e300
+    assert get(osim, "/credits", MANAGEMENT_KEY).json()["data"]["total_usage"] == -500
+    osim.set_failure("hostile-strings")
+    data = get(osim, "/key").json()["data"]
+    assert "\u0000" in data["label"] and "\n" in data["label"] and "@everyone" in data["label"]
+    assert len(data["label"]) > 300 and data["limit_reset"].startswith("monthly\u0000")
+    row = get(osim, "/activity", MANAGEMENT_KEY).json()["data"][0]
+    assert all(len(row[f]) > 300 for f in ("model", "model_permaslug", "provider_name", "endpoint_id"))
+    osim.set_failure("bad-hash")
+    assert {item["hash"] for item in get(osim, "/keys", MANAGEMENT_KEY).json()["data"]} == {"z" * 70}
+
+
 # ---- control API and request log ------------------------------------------------------------
 
 

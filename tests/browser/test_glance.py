@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from monitoring import alerts, monitor
+from monitoring import alerts, status
 from monitoring.models import CreditLog
 from monitoring.schedule import SCHEDULE_NAME, TASK_FUNC
 from tests.test_pages import make_key, seed
@@ -87,8 +87,7 @@ def schedule_next_run(when) -> None:
 def evaluate_alerts(now):
     """The real alert rules on the newest check of each key (what the scheduled run does after checking)."""
     CreditLog.objects.recompute_spend_totals()
-    statuses = [monitor.status_for(log.key, log, now) for log in CreditLog.objects.filter(timestamp=now)]
-    alerts.evaluate(statuses, now)
+    alerts.evaluate(status.build(now), now)
 
 
 def every_page(visit, state: str, axe: bool) -> None:

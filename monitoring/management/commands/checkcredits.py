@@ -8,10 +8,9 @@ from django.db import DatabaseError
 
 from monitoring import monitor
 from monitoring.logredact import console_logging
+from monitoring.management.base import database_problem
 from monitoring.models import Level
 from monitoring.report import format_report
-
-MIGRATE_HINT = "the credit log table is missing: run `python manage.py migrate`"
 
 
 class Command(BaseCommand):
@@ -22,34 +21,34 @@ class Command(BaseCommand):
         parser.add_argument("--threshold", type=float, help="warning threshold in USD (default: setting)")
         parser.add_argument("--verbose", action="store_true", help="add limit window, usage windows, raw limits")
         parser.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+        parser.add_argument("--all", action="store_true", help="list every key, OK ones too (default: the others)")
 
     def handle(self, *args, **options):
         console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         try:
-            statuses = monitor.check_all(options["threshold"])
-            next_check = monitor.next_check_time()
+            found = monitor.check_all(options["threshold"])
         except DatabaseError as exc:
-            self.fail(options, f"{MIGRATE_HINT} ({str(exc).splitlines()[0]})")
-        level = monitor.overall_level(statuses)
+            if (problem := database_problem(exc)) is None:
+                raise
+            self.fail(options, problem)
         if options["json"]:
-            main = statuses[0]
+            main = found.primary
             payload = {
-                "status": Level(level).label,
-                "exit_code": int(level),
-                "remaining": main.as_dict()["remaining"],
-                "burn_rate_per_day": main.as_dict()["burn_rate_per_day"],
-                "days_left": main.as_dict()["days_left"],
-                "alert": main.alert,
-                "next_check": next_check.isoformat() if next_check else None,
-                "keys": [s.as_dict() for s in statuses],
+                "status": found.level_name,
+                "exit_code": int(found.level),
+                "remaining": main.as_dict()["remaining"] if main else None,
+                "burn_rate_per_day": main.as_dict()["burn_rate"] if main else None,
+                "days_left": main.as_dict()["days_left"] if main else None,
+                "alert": main.alert if main else None,
+                **found.as_dict(),
             }
             self.stdout.write(json.dumps(payload, indent=2))
         else:
-            self.stdout.write(format_report(statuses, options["verbose"], next_check), ending="")
-            for status in statuses:
-                if not status.log.ok:
-                    self.stderr.write(f"{status.name}: {status.log.error}")
-        sys.exit(int(level))
+            self.stdout.write(format_report(found, options["verbose"], options["all"]), ending="")
+            for key_status in found.keys:  # one line per failed check on stderr, for cron mail
+                if key_status.log is not None and not key_status.log.ok:
+                    self.stderr.write(f"{key_status.name}: {key_status.log.error}")
+        sys.exit(int(found.level))
 
     def fail(self, options, message: str):
         if options["json"]:

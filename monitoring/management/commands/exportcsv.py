@@ -1,6 +1,7 @@
 """Export the credit log, or spend by model or by key, as CSV for a range of days."""
 
 from datetime import timedelta
+from itertools import chain, islice
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -27,13 +28,16 @@ class Command(BaseCommand):
             first, last = requested_range(params, timezone.now())
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        rows = iter(EXPORTS[export](first, last))
+        head = list(islice(rows, 2))  # the first query runs before anything is written: a database error stays alone
+        rows = chain(head, rows)
         if output:
             try:
                 with open(output, "w", newline="", encoding="utf-8") as out:
-                    count = write_csv(EXPORTS[export](first, last), out)
+                    count = write_csv(rows, out)
             except OSError as exc:
                 raise CommandError(f"cannot write {output}: {exc.strerror}") from None
             span = timedelta(seconds=round((last - first).total_seconds()))
             self.stderr.write(f"Wrote {count} rows to {output} ({export}, {span} ending {last:%Y-%m-%d %H:%M} UTC)")
         else:
-            write_csv(EXPORTS[export](first, last), self.stdout)
+            write_csv(rows, self.stdout)

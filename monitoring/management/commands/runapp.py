@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from monitoring import demo
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
@@ -62,7 +62,9 @@ class Command(BaseCommand):
         else:
             self.check(display_num_errors=False)
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True)
+        migrated = subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env)
+        if migrated.returncode:  # migrate has said why in one line (a database it cannot reach, say)
+            raise CommandError("nothing started: the database could not be migrated", returncode=migrated.returncode)
         if is_demo:
             subprocess.run([*manage, "seeddemo"], env=env, check=True)
             subprocess.run([*manage, "syncactivity", "--backfill"], env=env, check=False)

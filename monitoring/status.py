@@ -1,0 +1,769 @@
+"""One home for the state of every watched key and of the account: level, figures and forecast.
+
+Built once from the database (a constant number of queries, whatever the history or the number of
+keys); the CLI report and `--json`, the pages, the JSON API, `/metrics`, the alert rules and the
+notification texts all read it, none recomputes. The level of a key is the worst of its conditions:
+the last check, the balance, the forecast and staleness.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django_q.models import Schedule
+
+from . import forecast
+from .models import Activity, Alert, ApiKey, CreditLog, Level, severity, window_annotations, worst_level
+from .schedule import SCHEDULE_NAME
+
+# Burn-rate windows shown on every surface: (label, days). The forecast uses BURN_RATE_WINDOW_DAYS.
+WINDOWS = {"1d": 1, "7d": 7, "30d": 30}
+HASH_PREFIX = 12  # enough to tell keys apart, useless for anything else
+ACCOUNT_HASH = ""  # Activity.api_key_hash of the account-wide rows
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "since the last success" for a key that never had one
+FULL_WINDOW_SHARE = 0.9  # readings spanning this share of the window count as the whole window
+NO_BALANCE_HINT = "the key has no limit: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
+ACCOUNT_UNKNOWN = "account figures unknown: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
+RESET_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}
+LEVEL_CSS = {Level.OK: "ok", Level.WARNING: "warning", Level.CRITICAL: "critical", Level.UNKNOWN: "unknown"}
+
+
+def money(value: float) -> str:
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def span_text(days: float) -> str:
+    if days >= 1:
+        return f"{days:.1f} days"
+    hours = days * 24
+    return f"{hours:.1f} hours" if hours >= 1 else f"{hours * 60:.0f} minutes"
+
+
+def min_span_text() -> str:
+    minutes = settings.BURN_RATE_MIN_SPAN_MINUTES
+    return f"{minutes / 60:g} hour" + ("s" if minutes != 60 else "") if minutes % 60 == 0 else f"{minutes:g} minutes"
+
+
+# --- the level rules (the alert rules add hysteresis on top of these) ---------------------------
+
+
+def balance_level(remaining: float | None, threshold: float | None = None) -> tuple[int, str]:
+    """Warning below the threshold, critical at or below the minimum balance (the seed's check_threshold)."""
+    threshold = settings.OPENROUTER_CREDIT_THRESHOLD if threshold is None else threshold
+    minimum = settings.OPENROUTER_MIN_BALANCE
+    if remaining is None:
+        return Level.UNKNOWN, f"Balance unknown: {NO_BALANCE_HINT}"
+    if remaining <= minimum:
+        if minimum > 0:
+            message = f"Credits at or below the minimum balance: {money(remaining)} (minimum {money(minimum)})"
+            return Level.CRITICAL, message
+        return Level.CRITICAL, f"Credits exhausted: {money(remaining)} remaining"
+    if remaining < threshold:
+        return Level.WARNING, f"Credits low: {money(remaining)} remaining (threshold {money(threshold)})"
+    return Level.OK, "Credits OK"
+
+
+def forecast_level(days_left: float | None) -> int:
+    if days_left is None:
+        return Level.OK  # not spending, or not known: never "running out" on a guess
+    if days_left < settings.FORECAST_CRITICAL_DAYS:
+        return Level.CRITICAL
+    if days_left < settings.FORECAST_WARNING_DAYS:
+        return Level.WARNING
+    return Level.OK
+
+
+def failed_check_level(log: CreditLog) -> tuple[int, str]:
+    """A rejected key (401) or an empty account (402) is CRITICAL at once: the service using it fails too."""
+    if log.http_status == 401:
+        return Level.CRITICAL, (
+            f"{log.error}. Create a new key at {settings.OPENROUTER_KEYS_URL} and update OPENROUTER_API_KEY"
+            if "openrouter.ai/keys" not in log.error
+            else log.error
+        )
+    if log.http_status == 402:
+        return Level.CRITICAL, (
+            f"{log.error}. Top up at {settings.OPENROUTER_TOPUP_URL}"
+            if settings.OPENROUTER_TOPUP_URL not in log.error
+            else log.error
+        )
+    return Level.UNKNOWN, log.error
+
+
+# --- burn rates ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BurnRate:
+    """A spend rate with where it came from and the span it covers, so every surface can label it."""
+
+    rate: float | None
+    source: str = ""  # "checks", "activity", or "" when unknown
+    span_days: float = 0.0
+    window_days: float = 7
+
+    @property
+    def known(self) -> bool:
+        return self.rate is not None
+
+    @property
+    def window_text(self) -> str:
+        """What the rate averages over, in words: "7-day average", "over the last 2.3 days"."""
+        if self.rate is None:
+            return ""
+        if self.source == "activity":
+            return f"from stored activity, last {self.span_days:g} days"
+        if self.span_days >= FULL_WINDOW_SHARE * self.window_days:
+            return f"{self.window_days:g}-day average"
+        return f"over the last {span_text(self.span_days)}"
+
+    @property
+    def unknown_text(self) -> str:
+        return f"unknown (need readings over at least {min_span_text()})"
+
+
+def rate_from_span(spent: float | None, first: datetime | None, last: datetime | None, window: float) -> BurnRate:
+    """Spend over the time the readings span, when they span at least BURN_RATE_MIN_SPAN_MINUTES."""
+    if spent is None or first is None or last is None or last <= first:
+        return BurnRate(None, window_days=window)
+    span = (last - first).total_seconds() / forecast.SECONDS_PER_DAY
+    if span * 1440 < settings.BURN_RATE_MIN_SPAN_MINUTES:
+        return BurnRate(None, window_days=window)
+    return BurnRate(spent / span, "checks", span, window)
+
+
+def activity_rates(
+    targets: dict[str, datetime | None], now: datetime, windows: dict[str, float]
+) -> dict[str, dict[str, BurnRate]]:
+    """Average daily spend per target hash and window from stored /activity (completed UTC days), one query.
+
+    A target with no activity ever stored is absent (not synced: unknown, never zero). `targets` maps a
+    hash to the key's creation time: a key made three days ago has three days of spend, not seven.
+    """
+    if not targets or not windows:
+        return {}
+    today = now.astimezone(UTC).date()
+    firsts = {label: today - timedelta(days=max(1, int(days))) for label, days in windows.items()}
+    sums = {
+        f"w_{n}": Sum("usage", filter=Q(date__gte=first, date__lt=today)) for n, first in enumerate(firsts.values())
+    }
+    rows = (
+        Activity.objects.filter(api_key_hash__in=list(targets))
+        .order_by()
+        .values("api_key_hash")
+        .annotate(newest=Max("date"), **sums)
+    )
+    found: dict[str, dict[str, BurnRate]] = {}
+    for row in rows:
+        created = targets[row["api_key_hash"]]
+        found[row["api_key_hash"]] = rates = {}
+        for n, (label, first) in enumerate(firsts.items()):
+            start = max(first, created.astimezone(UTC).date()) if created is not None else first
+            days = (today - start).days
+            if days > 0:
+                rates[label] = BurnRate((row[f"w_{n}"] or 0.0) / days, "activity", days, windows[label])
+    return found
+
+
+def reset_time(now: datetime, period: str) -> datetime | None:
+    """When a key's limit window (daily/weekly/monthly, UTC) next resets."""
+    day = now.astimezone(UTC).date()
+    if period == "daily":
+        nxt = day + timedelta(days=1)
+    elif period == "weekly":
+        nxt = day + timedelta(days=7 - day.weekday())
+    elif period == "monthly":
+        nxt = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    else:
+        return None
+    return datetime.combine(nxt, time.min, tzinfo=UTC)
+
+
+# --- the account ------------------------------------------------------------------------------
+
+
+@dataclass
+class AccountStatus:
+    """The shared balance all keys draw on (GET /credits with a management key)."""
+
+    known: bool
+    note: str = ""
+    balance: float | None = None
+    credits: float | None = None
+    usage: float | None = None
+    checked_at: datetime | None = None
+    burn: BurnRate = field(default_factory=lambda: BurnRate(None))
+    days_left: float | None = None
+    exhaustion_date: datetime | None = None
+    level: int = Level.OK
+    message: str = ""
+    alerts: list[Alert] = field(default_factory=list)
+
+    @property
+    def burn_rate(self) -> float | None:
+        return self.burn.rate
+
+    @property
+    def level_name(self) -> str:
+        return Level(self.level).label
+
+    def as_dict(self) -> dict:
+        return {
+            "known": self.known,
+            "note": self.note or None,
+            "level": Level(self.level).label if self.known else None,
+            "message": self.message or None,
+            "balance": _round(self.balance),
+            "total_credits": _round(self.credits),
+            "total_usage": _round(self.usage),
+            "checked_at": _iso(self.checked_at),
+            "burn_rate_per_day": _round(self.burn.rate, 4),
+            "burn_rate_window": self.burn.window_text or self.burn.unknown_text,
+            "days_left": _round(self.days_left, 1),
+            "exhaustion_date": _iso(self.exhaustion_date),
+            "open_alerts": [alert_dict(a) for a in self.alerts],
+        }
+
+
+def account_status(
+    now: datetime, threshold: float | None, alerts: list[Alert], activity: BurnRate | None
+) -> AccountStatus:
+    """The latest account reading, and its rate from total_usage deltas (else stored account activity)."""
+    window = settings.BURN_RATE_WINDOW_DAYS
+    readings = CreditLog.objects.filter(ok=True, account_balance__isnull=False, timestamp__lte=now)
+    fields = ("timestamp", "account_balance", "account_credits", "account_usage")
+    latest = readings.order_by("-timestamp", "-id").values_list(*fields).first()
+    if latest is None:
+        return AccountStatus(known=False, note=ACCOUNT_UNKNOWN, alerts=alerts)
+    when, balance, credits, usage = latest
+    first = (
+        readings.filter(timestamp__gte=now - timedelta(days=window), account_usage__isnull=False)
+        .order_by("timestamp", "id")
+        .values_list("timestamp", "account_usage")
+        .first()
+    )
+    burn = BurnRate(None, window_days=window)
+    if first is not None and usage is not None:  # total_usage only grows: the window's ends give its spend
+        burn = rate_from_span(max(usage - first[1], 0.0), first[0], when, window)
+    if burn.rate is None and activity is not None:
+        burn = activity
+    days_left = forecast.days_until_exhaustion(balance, burn.rate)
+    level, message = balance_level(balance, threshold)
+    message = message.replace("Credits", "Account credits", 1) if level != Level.OK else "Account balance OK"
+    runs_out = forecast_level(days_left)
+    if severity(runs_out) > severity(level) and balance > settings.OPENROUTER_MIN_BALANCE:
+        level = runs_out
+        message = f"The account balance runs out in {days_left:.1f} days at {money(burn.rate)}/day"
+    return AccountStatus(
+        known=True,
+        balance=balance,
+        credits=credits,
+        usage=usage,
+        checked_at=when,
+        burn=burn,
+        days_left=days_left,
+        exhaustion_date=forecast.exhaustion_date(now, days_left),
+        level=level,
+        message=message,
+        alerts=alerts,
+    )
+
+
+def month_to_date_spend(now: datetime) -> float:
+    """Account spend this month: stored activity for the completed days, the logged checks for today."""
+    tz = reporting_zone()
+    month_start, _ = forecast.month_bounds(now, tz)
+    local_today = now.astimezone(tz).date()
+    # Activity days are UTC buckets: counted by their date, up to the reporting zone's yesterday.
+    completed = (
+        Activity.objects.filter(
+            api_key_hash=ACCOUNT_HASH, date__gte=month_start.date(), date__lt=local_today
+        ).aggregate(total=Sum("usage"))["total"]
+        or 0.0
+    )
+    midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    # The account's total_usage only grows: today's spend is the last reading less the last one before midnight.
+    readings = CreditLog.objects.filter(ok=True, account_usage__isnull=False)
+    today = readings.filter(timestamp__gte=midnight, timestamp__lte=now).values_list("timestamp", "account_usage")
+    latest = today.order_by("-timestamp").first()
+    if latest is None:
+        return completed
+    # The last reading before midnight, or the first of today when the log starts today.
+    before = readings.filter(timestamp__lt=midnight).order_by("-timestamp").values_list("timestamp", "account_usage")
+    before = before.first() or today.order_by("timestamp").first()
+    return completed + forecast.spend_between(before[1], latest[1])
+
+
+def reporting_zone() -> ZoneInfo:
+    return ZoneInfo(settings.CREDITMON_TIME_ZONE)
+
+
+# --- one key ----------------------------------------------------------------------------------
+
+
+@dataclass
+class KeyStatus:
+    """One key as every surface shows it."""
+
+    key: ApiKey | None
+    log: CreditLog | None  # the newest check, failed or not
+    success: CreditLog | None  # the newest successful check
+    failures: int  # failed checks since the last success
+    now: datetime
+    rates: dict[str, BurnRate]
+    burn: BurnRate  # over BURN_RATE_WINDOW_DAYS: the one the forecast uses
+    account: AccountStatus
+    alerts: list[Alert] = field(default_factory=list)
+    stale_after: timedelta = timedelta(hours=12)
+    threshold: float | None = None
+    conditions: dict[str, tuple[int, str]] = field(default_factory=dict)
+    level: int = Level.UNKNOWN
+    message: str = ""
+    key_days_left: float | None = None
+    days_left: float | None = None
+    binding: str = ""  # "key", "account", or "" when neither forecast is known
+    binding_text: str = ""
+    resets_at: datetime | None = None
+
+    def __post_init__(self):
+        self.forecast()
+        self.evaluate()
+
+    # -- figures
+
+    @property
+    def name(self) -> str:
+        if self.key is not None:
+            return self.key.display_name
+        return (self.log.label if self.log else "") or "(not set)"
+
+    @property
+    def hash_prefix(self) -> str:
+        return self.key.hash[:HASH_PREFIX] if self.key is not None else ""
+
+    @property
+    def ok_log(self) -> CreditLog | None:
+        return self.success
+
+    @property
+    def remaining(self) -> float | None:
+        """The headline remaining: the tighter of the key's cap left and the account balance."""
+        return self.success.remaining if self.success else None
+
+    @property
+    def limit_remaining(self) -> float | None:
+        return self.success.limit_remaining if self.success else None
+
+    @property
+    def burn_rate(self) -> float | None:
+        return self.burn.rate
+
+    @property
+    def burn_note(self) -> str:
+        return "" if self.burn.known else self.burn.unknown_text
+
+    @property
+    def exhaustion_date(self) -> datetime | None:
+        return forecast.exhaustion_date(self.now, self.days_left)
+
+    @property
+    def reset_period(self) -> str:
+        return RESET_PERIODS.get(self.success.limit_reset, "") if self.success else ""
+
+    @property
+    def used_in_limit(self) -> float | None:
+        """Spent against the key's cap in its current window (all-time when it never resets)."""
+        log = self.success
+        if log is None or log.credit_limit is None:
+            return None
+        if log.limit_remaining is not None:
+            return max(log.credit_limit - log.limit_remaining, 0.0)
+        return log.usage
+
+    @property
+    def used_percent(self) -> float | None:
+        log = self.success
+        if log is None or not log.credit_limit or self.used_in_limit is None:
+            return None
+        return min(self.used_in_limit / log.credit_limit * 100, 100.0)
+
+    @property
+    def key_money(self) -> float | None:
+        """What is left of the key's own cap (rows logged before limit_remaining was kept: the remaining)."""
+        log = self.success
+        if log is None:
+            return None
+        if log.limit_remaining is not None:
+            return log.limit_remaining
+        return log.remaining if log.credit_limit is not None else None
+
+    @property
+    def shares_account(self) -> bool:
+        return self.success is not None and self.success.account_balance is not None and self.account.known
+
+    def forecast(self) -> None:
+        """Days left: the earliest of the key's own cap (at the key's rate) and the shared account balance
+        (at the account-wide rate); a cap that resets before it runs out does not bind."""
+        success = self.success
+        if success is None:
+            return
+        cap_days = None
+        if self.key_money is not None:
+            cap_days = forecast.days_until_exhaustion(self.key_money, self.burn.rate)
+            self.resets_at = reset_time(self.now, success.limit_reset or "")
+            if cap_days is not None and self.resets_at is not None:
+                until_reset = (self.resets_at - self.now).total_seconds() / forecast.SECONDS_PER_DAY
+                if cap_days > until_reset:
+                    cap_days = None  # the window resets first: the cap is not what runs out
+        self.key_days_left = cap_days
+        account_days = self.account.days_left if self.shares_account else None
+        if cap_days is None and account_days is None:
+            if self.key_money is not None and self.resets_at is not None and self.burn.known:
+                self.binding_text = f"the key's limit resets {self.resets_at:%Y-%m-%d %H:%M} UTC before it runs out"
+            return
+        if account_days is not None and (cap_days is None or account_days < cap_days):
+            self.days_left, self.binding = account_days, "account"
+            self.binding_text = "the account balance runs out first: all keys share it"
+        else:
+            self.days_left, self.binding = cap_days, "key"
+            self.binding_text = "the key's own limit runs out first"
+
+    # -- level
+
+    def evaluate(self) -> None:
+        """The worst of the conditions, each with its message (the alert rules read the same ones)."""
+        found: dict[str, tuple[int, str]] = {}
+        if self.log is None:
+            found["check"] = (Level.UNKNOWN, "Not checked yet: press Check now or wait for the next scheduled check")
+        elif not self.log.ok:
+            level, message = failed_check_level(self.log)
+            needed = max(settings.FAILURES_BEFORE_UNKNOWN, 1)
+            if level == Level.UNKNOWN and self.failures < needed:
+                message = f"Last check failed ({self.failures} of {needed} failed checks before an alert): {message}"
+            elif level == Level.UNKNOWN:
+                message = f"The last {self.failures} checks failed: {message}"
+            found["check"] = (level, message)
+        if self.success is not None:
+            level, message = balance_level(self.remaining, self.threshold)
+            if self.remaining is None and self.success.account_note and "management" not in self.success.account_note:
+                message = f"Balance unknown: {self.success.account_note}"
+            found["balance"] = (level, message)
+            if self.remaining is not None and self.remaining > settings.OPENROUTER_MIN_BALANCE:
+                level = forecast_level(self.days_left)
+                if self.days_left is None:
+                    message = "Not running out at the current rate" if self.burn.known else "No forecast yet"
+                else:
+                    rate = self.account.burn.rate if self.binding == "account" else self.burn.rate
+                    money_left = self.account.balance if self.binding == "account" else self.key_money
+                    message = f"Runs out in {self.days_left:.1f} days at {money(rate)}/day ({money(money_left)} left)"
+                    if self.binding == "account":
+                        message += ": the account balance, shared by all keys"
+                found["forecast"] = (level, message)
+            age = self.now - self.success.timestamp
+        else:
+            age = self.now - (self.key.first_seen if self.key else self.now)
+        if age > self.stale_after:
+            since = f"since {self.success.timestamp:%Y-%m-%d %H:%M} UTC" if self.success else "ever"
+            found["stale"] = (Level.UNKNOWN, f"No successful check {since} ({age.total_seconds() / 3600:.0f} h)")
+        self.conditions = found
+        self.level = worst_level((level for level, _ in found.values()), default=Level.UNKNOWN)
+        worst = [message for level, message in found.values() if level == self.level]
+        self.message = "Credits OK" if self.level == Level.OK else worst[0]
+
+    @property
+    def level_name(self) -> str:
+        return Level(self.level).label
+
+    @property
+    def level_css(self) -> str:
+        return LEVEL_CSS[Level(self.level)]
+
+    @property
+    def reason(self) -> str:
+        return self.message
+
+    @property
+    def alert(self) -> dict | None:
+        """The seed's alert value: None when fine."""
+        if self.level == Level.OK:
+            return None
+        return {"level": Level(self.level).label.lower(), "message": self.message}
+
+    def as_dict(self) -> dict:
+        """Every figure, for `--json` and `/api/status/` alike."""
+        log, success = self.log, self.success
+        return {
+            "key": self.name,
+            "key_hash": self.hash_prefix or None,
+            "source": self.key.source if self.key else None,
+            "level": Level(self.level).label,
+            "status": Level(self.level).label,
+            "message": self.message,
+            "ok": log.ok if log else None,
+            "remaining": _round(self.remaining),
+            "usage": _round(success.usage if success else None),
+            "limit": _round(success.credit_limit if success else None),
+            "limit_remaining": _round(self.limit_remaining),
+            "limit_reset": (success.limit_reset or None) if success else None,
+            "limit_resets_at": _iso(self.resets_at),
+            "account_balance": _round(success.account_balance if success else None),
+            "account_note": (success.account_note or None) if success else None,
+            "burn_rate_per_day": {label: _round(rate.rate, 4) for label, rate in self.rates.items()},
+            "burn_rate": _round(self.burn.rate, 4),
+            "burn_rate_window": self.burn.window_text or self.burn.unknown_text,
+            "burn_rate_source": self.burn.source or None,
+            "burn_rate_window_days": settings.BURN_RATE_WINDOW_DAYS,
+            "days_left": _round(self.days_left, 1),
+            "key_days_left": _round(self.key_days_left, 1),
+            "account_days_left": _round(self.account.days_left, 1) if self.shares_account else None,
+            "binding": self.binding or None,
+            "binding_text": self.binding_text or None,
+            "exhaustion_date": _iso(self.exhaustion_date),
+            "conditions": {name: Level(level).label for name, (level, _) in self.conditions.items()},
+            "last_check": _iso(log.timestamp if log else None),
+            "last_check_ok": log.ok if log else None,
+            "checked_at": _iso(log.timestamp if log else None),
+            "last_success": _iso(success.timestamp if success else None),
+            "consecutive_failures": self.failures,
+            "error": (log.error or None) if log else None,
+            "http_status": log.http_status if log else None,
+            "open_alerts": [alert_dict(a) for a in self.alerts],
+        }
+
+
+# --- everything -------------------------------------------------------------------------------
+
+
+@dataclass
+class Status:
+    """Every watched key (worst first) and the account, as of `now`."""
+
+    now: datetime
+    keys: list[KeyStatus]
+    account: AccountStatus
+    next_check: datetime | None
+    interval_minutes: int
+    unattached_alerts: list[Alert] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> KeyStatus:
+        return self.keys[index]
+
+    @property
+    def level(self) -> int:
+        levels = [s.level for s in self.keys]
+        if self.account.known:
+            levels.append(self.account.level)
+        return worst_level(levels, default=Level.UNKNOWN)
+
+    @property
+    def level_name(self) -> str:
+        return Level(self.level).label
+
+    @property
+    def level_css(self) -> str:
+        return LEVEL_CSS[Level(self.level)]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Keys per level, worst level first, only the levels present."""
+        found: dict[str, int] = {}
+        for level in sorted(Level, key=severity, reverse=True):
+            n = sum(1 for s in self.keys if s.level == level)
+            if n:
+                found[Level(level).label] = n
+        return found
+
+    @property
+    def open_alerts(self) -> int:
+        return sum(len(s.alerts) for s in self.keys) + len(self.unattached_alerts)
+
+    @property
+    def primary(self) -> KeyStatus | None:
+        for status in self.keys:
+            if status.key is not None and status.key.is_primary:
+                return status
+        return self.keys[0] if self.keys else None
+
+    def for_key(self, key: ApiKey | None) -> KeyStatus | None:
+        return next((s for s in self.keys if s.key == key), None)
+
+    def as_dict(self) -> dict:
+        return {
+            "generated_at": self.now.isoformat(),
+            "level": self.level_name,
+            "next_check": _iso(self.next_check),
+            "check_interval_minutes": self.interval_minutes,
+            "account": self.account.as_dict(),
+            "account_balance": _round(self.account.balance),
+            "account_balance_at": _iso(self.account.checked_at),
+            "keys": [s.as_dict() for s in self.keys],
+            "account_alerts": [alert_dict(a) for a in self.unattached_alerts],
+        }
+
+
+def schedule_figures() -> tuple[datetime | None, int]:
+    """The monitoring schedule's next run and the interval it really has (the setting until migrated)."""
+    row = Schedule.objects.filter(name=SCHEDULE_NAME).values_list("next_run", "minutes").first()
+    if row is None:
+        return None, settings.CHECK_INTERVAL_MINUTES
+    return row[0], row[1] or settings.CHECK_INTERVAL_MINUTES
+
+
+def annotated_keys(keys, now: datetime, windows: dict[str, float]):
+    """Keys with the ids of their latest check and success, the failed checks since that success, and the
+    running spend totals at each window's first reading and the last one: one query of index look-ups."""
+    logs = CreditLog.objects.filter(key=OuterRef("pk"), timestamp__lte=now)
+    newest = ("-timestamp", "-id")
+    success_at = CreditLog.objects.filter(key=OuterRef(OuterRef("pk")), ok=True, timestamp__lte=now).order_by(*newest)
+    failed_since = (
+        logs.failed()
+        .filter(timestamp__gt=Coalesce(Subquery(success_at.values("timestamp")[:1]), Value(EPOCH)))
+        .order_by()
+        .values("key")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return keys.annotate(
+        latest_id=Subquery(logs.order_by(*newest).values("id")[:1]),
+        success_id=Subquery(logs.successful().order_by(*newest).values("id")[:1]),
+        failures=Coalesce(Subquery(failed_since), 0),
+        **window_annotations(now, windows),
+    )
+
+
+def key_rates(rows, now: datetime, windows: dict[str, float]) -> dict[int, dict[str, BurnRate]]:
+    """Each key's rate per window from the running totals (the database sums the rows of a key whose
+    totals are missing, as after a bulk load), with the span the readings cover."""
+    found: dict[int, dict[str, BurnRate]] = {}
+    rescan = []
+    for row in rows:
+        rates = {}
+        for label, days in windows.items():
+            first_t, first_s = getattr(row, f"t_{label}"), getattr(row, f"s_{label}")
+            if first_t is not None and row.t_last is not None and (first_s is None or row.s_last is None):
+                rescan.append(row)
+                break
+            spent = row.s_last - first_s if first_s is not None and row.s_last is not None else None
+            rates[label] = rate_from_span(spent, first_t, row.t_last, days)
+        else:
+            found[row.pk] = rates
+    if rescan:
+        starts = {label: now - timedelta(days=days) for label, days in windows.items()}
+        summed = CreditLog.objects.spend_windows(rescan, now, starts)
+        for row in rescan:
+            windows_found = summed.get(row.pk, {})
+            found[row.pk] = {}
+            for label, days in windows.items():
+                w = windows_found.get(label)
+                found[row.pk][label] = (
+                    rate_from_span(w.spent, w.first, w.last, days) if w else BurnRate(None, window_days=days)
+                )
+    return found
+
+
+def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
+    """The status of `keys` (every watched key by default) and of the account, worst first."""
+    window = settings.BURN_RATE_WINDOW_DAYS
+    windows = {**WINDOWS, "forecast": window}
+    next_check, interval = schedule_figures()
+    open_alerts = Alert.objects.open().select_related("key").worst_first()
+    by_key: dict[int | None, list[Alert]] = defaultdict(list)
+    for alert in open_alerts:
+        by_key[alert.key_id].append(alert)
+    queryset = ApiKey.objects.watched() if keys is None else ApiKey.objects.filter(pk__in=[k.pk for k in keys])
+    rows = list(annotated_keys(queryset, now, windows))
+    logs = CreditLog.objects.in_bulk([i for r in rows for i in (r.latest_id, r.success_id) if i is not None])
+    rates = key_rates(rows, now, windows)
+    # Stored activity where the checks span too little: the keys' and the account's, in one query.
+    missing = {r.hash: r.created_at for r in rows if not all(rate.known for rate in rates[r.pk].values())}
+    from_activity = activity_rates({**missing, ACCOUNT_HASH: None}, now, windows)
+    account_activity = from_activity.get(ACCOUNT_HASH, {}).get("forecast")
+    account = account_status(now, threshold, by_key.get(None, []), account_activity)
+    stale_after = timedelta(minutes=2 * interval)
+    statuses = []
+    for row in rows:
+        stored = from_activity.get(row.hash, {})
+        key_rates_found = {label: r if r.known else stored.get(label, r) for label, r in rates[row.pk].items()}
+        burn = key_rates_found.pop("forecast")
+        latest = logs.get(row.latest_id)
+        statuses.append(
+            KeyStatus(
+                key=row,
+                log=latest,
+                success=logs.get(row.success_id),
+                failures=row.failures if latest is not None and not latest.ok else 0,
+                now=now,
+                rates=key_rates_found,
+                burn=burn,
+                account=account,
+                alerts=by_key.get(row.pk, []),
+                stale_after=stale_after,
+                threshold=threshold,
+            )
+        )
+    if keys is None:
+        statuses += unattached_failures(now, statuses, account, stale_after, threshold)
+    order = {row.pk: n for n, row in enumerate(rows)}
+    statuses.sort(key=lambda s: (-severity(s.level), order.get(s.key.pk if s.key else None, -1)))
+    return Status(now, statuses, account, next_check, interval, by_key.get(None, []))
+
+
+def unattached_failures(now, statuses, account, stale_after, threshold) -> list[KeyStatus]:
+    """A failed check that belongs to no key (no key configured, the key listing failed), while it is the
+    newest word: it shows as its own line until a later run succeeds."""
+    log = CreditLog.objects.filter(key__isnull=True, timestamp__lte=now).order_by("-timestamp", "-id").first()
+    if log is None or log.ok:
+        return []
+    newest = max((s.log.timestamp for s in statuses if s.log is not None), default=None)
+    if newest is not None and newest > log.timestamp:
+        return []
+    return [
+        KeyStatus(
+            key=None,
+            log=log,
+            success=None,
+            failures=1,
+            now=now,
+            rates={label: BurnRate(None) for label in WINDOWS},
+            burn=BurnRate(None),
+            account=account,
+            stale_after=stale_after,
+            threshold=threshold,
+        )
+    ]
+
+
+# --- shared formatting ------------------------------------------------------------------------
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def alert_dict(alert: Alert) -> dict:
+    return {
+        "id": alert.pk,
+        "condition": alert.condition,
+        "subject": alert.subject or None,
+        "level": Level(alert.level).label,
+        "message": alert.message,
+        "opened_at": _iso(alert.opened_at),
+        "acknowledged": alert.acknowledged_at is not None,
+        "snoozed_until": _iso(alert.snoozed_until),
+    }
