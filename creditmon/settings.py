@@ -286,6 +286,10 @@ REMIND_INTERVAL_HOURS = envfloat("REMIND_INTERVAL_HOURS", 24, minimum=0.01)
 NOTIFY_URLS = env("NOTIFY_URLS", "")
 NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 HEARTBEAT_URL = envurl("HEARTBEAT_URL", example="https://hc-ping.com/<uuid>")
+# Pinged instead when a run's checks failed; empty: HEARTBEAT_URL with healthchecks' "/fail" appended.
+HEARTBEAT_FAIL_URL = envurl("HEARTBEAT_FAIL_URL", example="https://hc-ping.com/<uuid>/fail")
+# A run killed mid-way is run again this long after its last sign of life (plus up to 30 s for the scheduler).
+RUN_RETRY_SECONDS = envint("RUN_RETRY_SECONDS", 120, minimum=6)
 RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw row
 
 # --- Machine access --------------------------------------------------------------------------
@@ -303,6 +307,8 @@ Q_CLUSTER = {
     # A check takes seconds; a task running longer than this is killed...
     "timeout": 300,
     # ...and only retried after this (must stay above timeout, or django-q2 warns and double-runs).
+    # A worker killed mid-task: the ORM broker redelivers after `retry`, Redis never does; either way the
+    # schedule's retry point (monitoring/schedule.py) starts the run again within RUN_RETRY_SECONDS + 30 s.
     "retry": 360,
     # Bounded attempts, and failures acknowledged, so a broken task is not retried forever.
     "max_attempts": 2,

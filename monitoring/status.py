@@ -320,7 +320,7 @@ class KeyStatus:
     burn: BurnRate  # over BURN_RATE_WINDOW_DAYS: the one the forecast uses
     account: AccountStatus
     alerts: list[Alert] = field(default_factory=list)
-    stale_after: timedelta = timedelta(hours=12)
+    stale_after: timedelta | None = timedelta(hours=12)
     threshold: float | None = None
     conditions: dict[str, tuple[int, str]] = field(default_factory=dict)
     level: int = Level.UNKNOWN
@@ -468,7 +468,7 @@ class KeyStatus:
             age = self.now - self.success.timestamp
         else:
             age = self.now - (self.key.first_seen if self.key else self.now)
-        if age > self.stale_after:
+        if self.stale_after is not None and age > self.stale_after:
             since = f"since {self.success.timestamp:%Y-%m-%d %H:%M} UTC" if self.success else "ever"
             found["stale"] = (Level.UNKNOWN, f"No successful check {since} ({age.total_seconds() / 3600:.0f} h)")
         self.conditions = found
@@ -691,7 +691,7 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
     from_activity = activity_rates({**missing, ACCOUNT_HASH: None}, now, windows)
     account_activity = from_activity.get(ACCOUNT_HASH, {}).get("forecast")
     account = account_status(now, threshold, by_key.get(None, []), account_activity)
-    stale_after = timedelta(minutes=2 * interval)
+    stale_after = timedelta(minutes=2 * interval) if interval > 0 else None  # no schedule: no stale rule
     statuses = []
     for row in rows:
         stored = from_activity.get(row.hash, {})

@@ -1,85 +1,78 @@
-"""django-q2 tasks: the scheduled monitoring job, guarded by a lease and watched by a heartbeat."""
+"""django-q2 tasks: the scheduled monitoring job, run under the crash-safe lease and reported to the heartbeat."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
-from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from .models import Lease, Level
+from .models import Level
 from .monitor import overall_level, run_monitor
 from .retention import prune_credit_log
+from .schedule import LEASE_NAME, SCHEDULE_NAME, GuardedRun, RunInProgress, acquire_lease, release_lease
+from .status import Status
+
+__all__ = ["LEASE_NAME", "RunInProgress", "acquire_lease", "release_lease", "monitor_job", "run_job"]
 
 logger = logging.getLogger("monitoring")
 
-LEASE_NAME = "monitor"
-# Longer than Q_CLUSTER's timeout (300 s), so a live run never loses it; a killed run frees it after this.
-LEASE_SECONDS = 600
-SKIPPED = "skipped: another run in progress"
 HEARTBEAT_TIMEOUT = 10
 
 
-def acquire_lease(name: str, holder: str, seconds: float = LEASE_SECONDS) -> bool:
-    """Take the named lease unless someone else holds an unexpired one. Uses wall-clock time."""
-    now = timezone.now()
-    expires = now + timedelta(seconds=seconds)
-    with transaction.atomic():
-        lease, created = Lease.objects.select_for_update().get_or_create(
-            name=name, defaults={"holder": holder, "expires_at": expires}
-        )
-        if created:
-            return True
-        if lease.holder and lease.holder != holder and lease.expires_at > now:
-            return False
-        lease.holder, lease.expires_at = holder, expires
-        lease.save(update_fields=["holder", "expires_at"])
-        return True
+def heartbeat_url(failed: bool) -> str:
+    """Where a completed run reports: the success URL, or the failure signal when the checks failed."""
+    if failed and settings.HEARTBEAT_FAIL_URL:
+        return settings.HEARTBEAT_FAIL_URL
+    if failed and settings.HEARTBEAT_URL:
+        parts = urlsplit(settings.HEARTBEAT_URL)  # healthchecks' convention: <ping URL>/fail
+        return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/fail"))
+    return settings.HEARTBEAT_URL
 
 
-def release_lease(name: str, holder: str) -> None:
-    Lease.objects.filter(name=name, holder=holder).update(holder="", expires_at=timezone.now())
-
-
-def ping_heartbeat(url: str | None = None) -> bool:
-    """GET the dead-man's-switch URL; a failure is logged, never raised (the check itself went fine)."""
-    import requests
-
-    url = url if url is not None else settings.HEARTBEAT_URL
+def ping_heartbeat(failed: bool = False) -> bool:
+    """GET the dead-man's-switch URL; a failure is logged, never raised (the run itself is done)."""
+    url = heartbeat_url(failed)
     if not url:
         return False
     where = urlsplit(url).netloc or "the heartbeat URL"  # the path often is the secret
     try:
-        response = requests.get(url, timeout=HEARTBEAT_TIMEOUT)
+        response = requests.get(url, timeout=HEARTBEAT_TIMEOUT, allow_redirects=False)
         response.raise_for_status()
     except requests.RequestException as exc:
         logger.error("Heartbeat ping to %s failed: %s", where, type(exc).__name__)
         return False
-    logger.info("Heartbeat ping to %s: HTTP %s", where, response.status_code)
+    logger.info("Heartbeat ping to %s (%s): HTTP %s", where, "fail" if failed else "ok", response.status_code)
     return True
 
 
-def monitor_job(now: datetime | None = None) -> str:
-    """Run by the `monitor-openrouter-credits` schedule and by `manage.py monitorcredits`."""
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not acquire_lease(LEASE_NAME, holder):
-        logger.info("Monitoring run skipped: another run holds the lease")
-        return SKIPPED
-    try:
-        statuses = run_monitor(now)
-    finally:
-        release_lease(LEASE_NAME, holder)
+def run_job(now: datetime | None = None) -> Status:
+    """One monitoring run under the lease. Raises RunInProgress, untouched, when another live run holds it."""
+    with GuardedRun(LEASE_NAME, SCHEDULE_NAME):
+        try:
+            statuses = run_monitor(now)
+        except Exception:
+            ping_heartbeat(failed=True)  # it ran and failed: neither dead nor healthy
+            raise
+    # Only a run that saw every balance counts as healthy: a blind monitor reports failure, a dead one nothing.
+    ping_heartbeat(failed=not all(s.log is not None and s.log.ok for s in statuses))
     prune_daily()
-    if all(s.log is not None and s.log.ok for s in statuses):
-        # Only a run that could see the balance counts as alive: a blind monitor must look dead from outside.
-        ping_heartbeat()
+    return statuses
+
+
+def summary(statuses: Status) -> str:
     return f"{Level(overall_level(statuses)).label}: " + "; ".join(f"{s.name}: {s.message}" for s in statuses)
+
+
+def monitor_job(now: datetime | None = None) -> str:
+    """Run by the `monitor-openrouter-credits` schedule, by Check now, and by `manage.py monitorcredits`.
+
+    A run skipped because another holds the lease raises, so django-q2 stores it as a failure, never a success.
+    """
+    return summary(run_job(now))
 
 
 def prune_daily() -> None:

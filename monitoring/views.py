@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 
 from django.contrib import messages
@@ -10,16 +10,20 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django_q.models import Task
 from django_q.tasks import async_task
 
 from . import alerts as alert_rules
-from . import dashboard, monitor, notify, status
+from . import dashboard, notify, schedule, status
 from .models import Alert, AlertEvent, ApiKey, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
 # A flash message takes the colour of the level the key's card shows.
 FLASH = {Level.OK: messages.SUCCESS, Level.WARNING: messages.WARNING, Level.UNKNOWN: messages.WARNING}
 EVENTS_PER_PAGE = 25
+CHECK_NOW = "check_now"  # session key: the queued Check now task and when it was queued
+WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker may not be running
+CHECK_NOW_GIVE_UP = timedelta(hours=1)  # stop waiting on the page (the task stays queued for the worker)
 
 
 def in_reporting_zone(view):
@@ -35,33 +39,48 @@ def in_reporting_zone(view):
 
 @in_reporting_zone
 def health(request):
-    ctx = {"page": "health", **dashboard.health(timezone.now())}
+    now = timezone.now()
+    ctx = {"page": "health", "check_now": pending_check(request, now), **dashboard.health(now)}
     request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/health.html", ctx)
 
 
 @require_POST
 def check_now(request):
-    """The same check as `checkcredits`, then the alert rules; the result as messages."""
-    now = timezone.now()
-    found = monitor.check_all(now=now)
-    if alert_rules.evaluate(found, now):
-        # Notifications go out from the worker, so a slow mail server never holds this page up.
-        async_task("monitoring.notify.deliver_pending", task_name="deliver-after-check-now")
-    for key_status in found.keys:  # the level and words the cards show
-        text = f"{key_status.name}: {key_status.message}"
-        if key_status.level == Level.OK:
-            remaining = "unknown" if key_status.remaining is None else f"${key_status.remaining:,.2f}"
-            messages.success(request, f"{text} ({remaining} remaining)")
-        elif key_status.log is not None and not key_status.log.ok:
-            messages.error(
-                request, f"Check failed for {key_status.name} ({key_status.level_name}): {key_status.message}"
-            )
-        elif key_status.level == Level.CRITICAL:
-            messages.error(request, f"{Level(key_status.level).label}: {text}")
-        else:
-            messages.warning(request, f"{Level(key_status.level).label}: {text}")
+    """Queue the scheduled job for the worker, under the same run lease: a hanging OpenRouter never holds a page."""
+    if schedule.held_lease() is not None:
+        messages.info(request, "A check is already running: its result shows here when it ends.")
+        return redirect("monitoring-health")
+    task_id = async_task(schedule.TASK_FUNC, task_name=f"check-now-{request.user.pk}", group="check-now")
+    request.session[CHECK_NOW] = {"task": task_id, "queued_at": timezone.now().isoformat()}
     return redirect("monitoring-health")
+
+
+def pending_check(request, now: datetime) -> dict | None:
+    """The state of this user's queued Check now; once it is done, its result as a message."""
+    queued = request.session.get(CHECK_NOW)
+    if not queued:
+        return None
+    queued_at = datetime.fromisoformat(queued["queued_at"])
+    task = Task.objects.filter(id=queued["task"]).only("success", "result").first()
+    if task is None and now - queued_at < CHECK_NOW_GIVE_UP:
+        running = schedule.held_lease() is not None
+        waited = (now - queued_at).total_seconds()
+        return {"queued_at": queued_at, "running": running, "no_worker": not running and waited > WORKER_SILENT_SECONDS}
+    del request.session[CHECK_NOW]
+    if task is None:
+        messages.warning(request, "Check now got no result within an hour: start the worker: python manage.py qcluster")
+    elif not task.success:
+        reason = str(task.result).split(" : ")[0]  # django-q2 stores "<error> : <traceback>"
+        if "already in progress" in reason:
+            messages.info(request, "Another check was running: its result is shown below.")
+        else:
+            messages.error(request, f"Check now failed: {reason}")
+    else:
+        level = str(task.result).partition(":")[0]
+        report = {"OK": messages.success, "WARNING": messages.warning}.get(level, messages.error)
+        report(request, f"Check finished: {task.result}")
+    return None
 
 
 @in_reporting_zone

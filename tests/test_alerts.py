@@ -307,12 +307,13 @@ class TestHeartbeatAndLease:
         assert summary.startswith("OK:")
         assert [r["path"] for r in webhook_receiver.received] == ["/ping/abc"]
 
-    def test_a_blind_run_does_not_ping_the_heartbeat(self, loop, settings, webhook_receiver):
+    def test_a_blind_run_pings_the_failure_signal(self, loop, settings, webhook_receiver):
         settings.HEARTBEAT_URL = f"http://{webhook_receiver.url}/ping/abc"
         loop.set_failure("http500")
         summary = run(loop, 0)
         assert summary.startswith("UNKNOWN:")
-        assert not [r for r in webhook_receiver.received if r["path"] == "/ping/abc"]
+        pings = [r["path"] for r in webhook_receiver.received if r["path"].startswith("/ping/")]
+        assert pings == ["/ping/abc/fail"]
 
     def test_an_unreachable_heartbeat_is_logged_not_raised(self, loop, settings, caplog):
         settings.HEARTBEAT_URL = "http://127.0.0.1:9/ping/secret-uuid"
@@ -321,10 +322,11 @@ class TestHeartbeatAndLease:
         assert "Heartbeat ping to 127.0.0.1:9 failed" in caplog.text
         assert "secret-uuid" not in caplog.text
 
-    def test_a_run_while_another_holds_the_lease_is_skipped(self, loop):
+    def test_a_run_while_another_holds_the_lease_fails_and_does_nothing(self, loop):
         assert tasks.acquire_lease(tasks.LEASE_NAME, "another-worker")
         loop.requests.clear()
-        assert run(loop, 0, remaining=8) == tasks.SKIPPED
+        with pytest.raises(tasks.RunInProgress, match="already in progress"):
+            run(loop, 0, remaining=8)
         assert not CreditLog.objects.exists()
         assert not loop.requests
 
@@ -357,7 +359,14 @@ def _in_threads(target, count: int = 2) -> list:
 class TestOverlappingRuns:
     def test_two_overlapping_runs_notify_once(self, loop, webhook_receiver, balance_only):
         loop.set_key(PROD_KEY, limit=100, usage=92, limit_remaining=None)
-        results = _in_threads(lambda: tasks.monitor_job(now=START))
+
+        def one_run():
+            try:
+                return tasks.monitor_job(now=START)
+            except tasks.RunInProgress as exc:  # the other run held the lease: a failure, not a success
+                return exc
+
+        results = _in_threads(one_run)
         assert len(results) == 2
         assert len(webhook_receiver.received) == 1
         assert Alert.objects.count() == 1

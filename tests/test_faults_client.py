@@ -16,8 +16,8 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from monitoring import monitor, openrouter
-from monitoring.account import LISTING_LABEL
 from monitoring.models import Activity, Alert, ApiKey, CreditLog, Level
+from monitoring.monitor import LISTING_LABEL
 from monitoring.openrouter import Client, OpenRouterError, key_hash
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
@@ -178,7 +178,7 @@ def test_a_small_overspend_past_the_cap_is_a_reading(sim, monkeypatch):
     code, out, _ = run()
     log = CreditLog.objects.get()
     assert log.ok is True and log.limit_remaining == -0.01
-    assert code == 2 and "Credits exhausted: $-0.01 remaining" in out
+    assert code == 2 and "Credits exhausted: -$0.01 remaining" in out
 
 
 # --- hostile strings: the same on SQLite and PostgreSQL -----------------------------------------

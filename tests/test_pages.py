@@ -11,7 +11,9 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import Activity, Alert, AlertEvent, ApiKey, CreditLog, DailyFigure, Delivery, Level
+from monitoring.schedule import LEASE_NAME, acquire_lease
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
+from tests.qworker import purge_queue, run_queued
 
 PAGES = ["/health/", "/financial/", "/alerts/"]
 POSTS = ["/health/check-now/", "/alerts/1/acknowledge/", "/alerts/1/snooze/", "/alerts/send-test/"]
@@ -26,6 +28,13 @@ def user(django_user_model):
 def logged_in(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def empty_queue():
+    purge_queue()
+    yield
+    purge_queue()
 
 
 @pytest.fixture
@@ -299,10 +308,11 @@ def test_a_key_label_with_html_is_shown_escaped(logged_in, configured):
 
 
 @pytest.mark.django_db
-def test_the_api_key_never_appears_in_any_page(logged_in, sim, settings):
+def test_the_api_key_never_appears_in_any_page(logged_in, sim, settings, empty_queue):
     settings.OPENROUTER_MANAGEMENT_KEY = ""
-    logged_in.post("/health/check-now/")
-    logged_in.post("/health/check-now/")
+    for _ in range(2):
+        logged_in.post("/health/check-now/")
+        run_queued()
     pages = [logged_in.get(url).text for url in [*PAGES, "/financial/?range=all", "/accounts/login/"]]
     for text in pages:
         assert PROD_KEY not in text
@@ -419,25 +429,59 @@ def test_an_uncapped_key_without_management_key_says_the_balance_is_unknown(logg
 
 
 @pytest.mark.django_db
-def test_check_now_runs_the_check_and_reports_it(logged_in, sim):
+def test_check_now_queues_the_job_shows_it_pending_then_its_result(logged_in, sim, empty_queue):
     response = logged_in.post("/health/check-now/", follow=True)
     assert response.redirect_chain == [("/health/", 302)]
-    assert CreditLog.objects.count() == 1
+    assert not CreditLog.objects.exists()  # the page never waits on OpenRouter
+    assert "waiting for the worker" in response.text
+    assert 'id="check-pending"' in response.text and "js/health.js" in response.text
+
+    [task] = run_queued()
+    assert (task["func"], task["success"]) == ("monitoring.tasks.monitor_job", True)
     log = CreditLog.objects.get()
     assert log.ok and log.remaining == pytest.approx(45.23)
-    messages = [str(m) for m in response.context["messages"]]
-    assert messages == [f"{log.key.display_name}: Credits OK ($45.23 remaining)"]
+    response = logged_in.get("/health/")
+    messages = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert messages == [("success", f"Check finished: OK: {log.key.display_name}: Credits OK")]
+    assert 'id="check-pending"' not in response.text
     assert "$45.23" in response.text
+    assert not list(logged_in.get("/health/").context["messages"])  # said once
 
 
 @pytest.mark.django_db
-def test_check_now_reports_a_failure_and_records_it(logged_in, sim):
+def test_check_now_reports_a_failure_and_records_it(logged_in, sim, empty_queue):
     sim.set_failure("http401")
-    response = logged_in.post("/health/check-now/", follow=True)
+    logged_in.post("/health/check-now/")
+    run_queued()
+    response = logged_in.get("/health/")
     log = CreditLog.objects.get()
     assert not log.ok and log.http_status == 401
-    assert str(list(response.context["messages"])[0]).startswith("Check failed for")
+    [message] = response.context["messages"]
+    assert message.level_tag == "error" and str(message).startswith("Check finished: ")
     assert "The last check failed" in response.text
+
+
+@pytest.mark.django_db
+def test_check_now_without_a_worker_says_how_to_start_one(logged_in, sim, empty_queue):
+    logged_in.post("/health/check-now/")
+    session = logged_in.session
+    queued = session["check_now"]
+    queued["queued_at"] = (timezone.now() - timedelta(seconds=45)).isoformat()  # as if 45 s went by
+    session["check_now"] = queued
+    session.save()
+    text = logged_in.get("/health/").text
+    assert "start the worker: <code>python manage.py qcluster</code>" in text
+    assert 'data-reload-seconds="30"' in text
+
+
+@pytest.mark.django_db
+def test_check_now_while_a_run_holds_the_lease_queues_nothing(logged_in, sim, empty_queue):
+    assert acquire_lease(LEASE_NAME, "a-running-worker")
+    response = logged_in.post("/health/check-now/", follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        "A check is already running: its result shows here when it ends."
+    ]
+    assert run_queued() == []
 
 
 @pytest.mark.django_db
@@ -643,14 +687,9 @@ def test_health_and_alerts_with_150_keys_run_a_bounded_number_of_queries(
         assert "key-148" in response.text
 
 
-def test_check_now_queues_the_notifications_of_the_alerts_it_opens(admin_client, sim):
-    from django_q.brokers import get_broker
-    from django_q.signing import SignedPackage
-
-    broker = get_broker()
-    broker.purge_queue()
+def test_check_now_runs_the_whole_job_in_the_worker_alerts_included(admin_client, sim, empty_queue):
     sim.set_scenario("low")
     admin_client.post("/health/check-now/")
+    assert not AlertEvent.objects.exists()
+    assert [task["func"] for task in run_queued()] == ["monitoring.tasks.monitor_job"]
     assert AlertEvent.objects.filter(kind=AlertEvent.OPENED).exists()
-    queued = [SignedPackage.loads(package) for _, package in broker.dequeue()]
-    assert [task["func"] for task in queued] == ["monitoring.notify.deliver_pending"]

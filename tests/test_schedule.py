@@ -18,7 +18,15 @@ from django_q.signing import SignedPackage
 from django_q.worker import worker
 
 from monitoring.models import Alert, Level
-from monitoring.schedule import SCHEDULE_NAME, TASK_FUNC, sync_schedule
+from monitoring.schedule import (
+    SCHEDULE_NAME,
+    SCHEDULES,
+    TASK_FUNC,
+    Declared,
+    interval_minutes,
+    sync_schedule,
+    sync_schedules,
+)
 from monitoring.simulator import PROD_KEY
 
 
@@ -85,3 +93,18 @@ def test_the_real_scheduler_runs_the_due_job_and_moves_the_schedule_six_hours_on
     assert saved.result.startswith("WARNING: ")
     assert Alert.objects.get().level == Level.WARNING
     assert webhook_receiver.received[0]["body"]["title"].startswith("[WARNING]")
+
+
+@pytest.mark.django_db
+def test_a_second_declared_schedule_is_synced_from_its_own_setting(settings, monkeypatch):
+    watch = Declared("spend-watch", "monitoring.tasks.monitor_job", "WATCH_INTERVAL_MINUTES")
+    monkeypatch.setattr("monitoring.schedule.SCHEDULES", [*SCHEDULES, watch])  # one more entry, nothing else
+    settings.WATCH_INTERVAL_MINUTES = 10
+    sync_schedules()
+    assert Schedule.objects.get(name="spend-watch").minutes == 10
+    assert interval_minutes("spend-watch") == 10
+    assert Schedule.objects.get(name=SCHEDULE_NAME).minutes == settings.CHECK_INTERVAL_MINUTES
+
+    settings.WATCH_INTERVAL_MINUTES = 0  # off: the row goes
+    sync_schedules()
+    assert not Schedule.objects.filter(name="spend-watch").exists()
