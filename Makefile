@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make run    web + scheduler worker on SQLite (demo mode against the simulator without a key)
+#   make demo   the demo (simulated OpenRouter, invented history, open alert) even when .env has a key
 #   make test   the whole suite: SQLite, then PostgreSQL + Redis, browser tests included
 # Every install step lives here, so a fresh machine needs nothing done by hand.
 
@@ -10,7 +11,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/creditmon
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test test-sqlite test-scaleout setup lint bench clean
+.PHONY: run demo test test-sqlite test-scaleout setup lint bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ chromium:
 run: setup
 	$(PY) manage.py runapp --port $(PORT)
 
+# The demo against the simulated OpenRouter, in its own database, even when .env has a key.
+demo: setup
+	$(PY) manage.py runapp --demo --port $(PORT)
 # The first login, on a fresh clone too: set-up and the tables first, then Django's createsuperuser.
 .PHONY: user
 user: setup

@@ -208,6 +208,8 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 # Daily buckets and the dates shown on pages use this zone (OpenRouter's own buckets are UTC).
 CREDITMON_TIME_ZONE = env("CREDITMON_TIME_ZONE", "UTC")
+# ISO 8601 dates wherever Django formats one by default (the admin's detail pages, filters).
+FORMAT_MODULE_PATH = ["creditmon.formats"]
 try:
     ZoneInfo(CREDITMON_TIME_ZONE)
 except (ValueError, ZoneInfoNotFoundError):
@@ -221,6 +223,8 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Chart.js comes from the npm registry (package.json + lock), never from a CDN nor committed.
     ("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+    # axe-core (the accessibility checker the browser tests run in each page), from npm the same way.
+    ("vendor/axe-core", BASE_DIR / "node_modules" / "axe-core"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -253,6 +257,8 @@ OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2, minimum=0)
 OPENROUTER_HTTP_REFERER = env("OPENROUTER_HTTP_REFERER", "https://github.com/creditmon/creditmon")
 OPENROUTER_X_TITLE = env("OPENROUTER_X_TITLE", "creditmon")
 OPENROUTER_TOPUP_URL = env("OPENROUTER_TOPUP_URL", "https://openrouter.ai/settings/credits")
+# The dashboard's public address (e.g. https://creditmon.example.com): notifications link back to it.
+SITE_URL = env("SITE_URL", "").rstrip("/")
 OPENROUTER_KEYS_URL = "https://openrouter.ai/keys"
 
 # --- Thresholds and forecasting --------------------------------------------------------------

@@ -1,23 +1,77 @@
-"""The Django admin: read-only views of what the monitor saw and did."""
+"""The Django admin: a read-only inspector of what the monitor saw and did (money in $, times in UTC)."""
+
+from datetime import UTC
 
 from django.contrib import admin
+from django.template.defaultfilters import truncatechars
 
 from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Delivery
 
+admin.site.site_header = "creditmon admin"
+admin.site.site_title = "creditmon"
+admin.site.index_title = "Inspect what creditmon saw and did (read-only)"
+
+
+def usd(value) -> str:
+    """$1,234.56 for lists; the detail page shows the stored value itself."""
+    if value is None:
+        return "–"
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def utc(value) -> str:
+    """ISO 8601 in UTC, as the exports and the API write times."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
+
+
+def money_column(field: str, title: str):
+    def show(obj):
+        return usd(getattr(obj, field))
+
+    show.short_description = title
+    show.admin_order_field = field
+    show.__name__ = field  # the column's CSS class: field-<name>
+    return show
+
+
+def time_column(field: str, title: str):
+    def show(obj):
+        return utc(getattr(obj, field))
+
+    show.short_description = title
+    show.admin_order_field = field
+    show.__name__ = field
+    return show
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """The log is evidence: inspect it, never edit it by hand."""
+    """The log is evidence: inspect it, never add, edit or delete it by hand (deletes would cascade)."""
 
-    def has_add_permission(self, request):
+    class Media:
+        css = {"all": ["css/admin.css"]}  # times and amounts on one line, so the columns fit at 1366 px
+
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(CreditLog)
 class CreditLogAdmin(ReadOnlyAdmin):
-    list_display = ("timestamp", "key", "ok", "remaining", "usage", "credit_limit", "account_balance", "http_status")
+    list_display = (
+        time_column("timestamp", "time (UTC)"),
+        "key",
+        "ok",
+        money_column("remaining", "remaining"),
+        money_column("usage", "usage"),
+        money_column("credit_limit", "limit"),
+        money_column("account_balance", "account"),
+        "http_status",
+    )
     list_filter = ("ok", ("timestamp", admin.DateFieldListFilter), "key")
     search_fields = ("label", "key__name", "key__label", "error")
     date_hierarchy = "timestamp"
@@ -29,14 +83,13 @@ class CreditLogAdmin(ReadOnlyAdmin):
 class ApiKeyAdmin(ReadOnlyAdmin):
     list_display = (
         "display_name",
-        "label",
         "source",
         "is_primary",
         "disabled",
-        "credit_limit",
+        money_column("credit_limit", "limit"),
         "limit_reset",
-        "expires_at",
-        "last_seen",
+        time_column("expires_at", "expires (UTC)"),
+        time_column("last_seen", "last seen (UTC)"),
     )
     list_filter = ("source", "disabled", "is_primary")
     search_fields = ("name", "label", "hash")
@@ -44,10 +97,14 @@ class ApiKeyAdmin(ReadOnlyAdmin):
 
 @admin.register(Activity)
 class ActivityAdmin(ReadOnlyAdmin):
-    list_display = ("date", "model", "provider_name", "api_key_hash", "usage", "requests", "final")
+    list_display = ("date", "model", "provider_name", "key_hash", money_column("usage", "usage"), "requests", "final")
     list_filter = (("date", admin.DateFieldListFilter), "provider_name", "final")
     search_fields = ("model", "api_key_hash")
     date_hierarchy = "date"
+
+    @admin.display(description="key hash", ordering="api_key_hash")
+    def key_hash(self, obj):
+        return obj.api_key_hash[:12] or "(all keys)"
 
 
 class AlertEventInline(admin.TabularInline):
@@ -57,17 +114,48 @@ class AlertEventInline(admin.TabularInline):
     fields = ("created", "kind", "level", "message", "user")
     readonly_fields = fields
 
+    def has_add_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ("opened_at", "key", "condition", "level", "message", "resolved_at", "acknowledged_by")
+    list_display = (
+        time_column("opened_at", "opened (UTC)"),
+        "key",
+        "condition",
+        "level",
+        "short_message",
+        time_column("resolved_at", "resolved (UTC)"),
+        "acknowledged_by",
+    )
     list_filter = ("condition", "level", ("opened_at", admin.DateFieldListFilter))
     search_fields = ("message", "key__name")
+    list_select_related = ("key",)
     inlines = [AlertEventInline]
+
+    @admin.display(description="message")
+    def short_message(self, obj):
+        return truncatechars(obj.message, 80)
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ("created", "channel", "status", "attempts", "duration_ms", "error")
+    list_display = (
+        time_column("created", "created (UTC)"),
+        "short_channel",
+        "status",
+        "attempts",
+        "duration_ms",
+        "short_error",
+    )
     list_filter = ("status", ("created", admin.DateFieldListFilter))
     search_fields = ("channel", "error")
+
+    @admin.display(description="channel", ordering="channel")
+    def short_channel(self, obj):
+        return truncatechars(obj.channel, 50)
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return truncatechars(obj.error, 80)

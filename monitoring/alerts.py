@@ -429,7 +429,7 @@ def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent |
             created=now,
             kind=AlertEvent.ACKNOWLEDGED,
             level=locked.level,
-            message=f"Acknowledged by {who or 'someone'}: no notifications until it resolves",
+            message=f"Acknowledged by {who or 'someone'}: no reminders until it resolves (a worse level notifies)",
             user=who,
         )
     alert.acknowledged_at, alert.acknowledged_by = now, who
@@ -459,4 +459,46 @@ def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> 
         )
     alert.snoozed_until, alert.snoozed_by = until, who
     logger.info("Alert snoozed by %s until %s: %s", who, until.isoformat(), locked)
+    return event
+
+
+def unacknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
+    """Withdraw an acknowledgement: reminders resume. None when it was not acknowledged."""
+    now = now or timezone.now()
+    who = notify.username(user)
+    with transaction.atomic():
+        locked = Alert.objects.select_for_update().get(pk=alert.pk)
+        if not locked.is_open:
+            raise ValueError("This alert is already resolved.")
+        if locked.acknowledged_at is None:
+            return None
+        locked.acknowledged_at, locked.acknowledged_by = None, ""
+        locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
+        event = AlertEvent.objects.create(
+            alert=locked, created=now, kind=AlertEvent.UNACKNOWLEDGED, level=locked.level,
+            message=f"Acknowledgement withdrawn by {who or 'someone'}: reminders resume", user=who,
+        )  # fmt: skip
+    alert.acknowledged_at, alert.acknowledged_by = None, ""
+    logger.info("Alert acknowledgement withdrawn by %s: %s", who, locked)
+    return event
+
+
+def unsnooze(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
+    """End a snooze now: reminders resume. None when it was not snoozed."""
+    now = now or timezone.now()
+    who = notify.username(user)
+    with transaction.atomic():
+        locked = Alert.objects.select_for_update().get(pk=alert.pk)
+        if not locked.is_open:
+            raise ValueError("This alert is already resolved.")
+        if locked.snoozed_until is None or locked.snoozed_until <= now:
+            return None
+        locked.snoozed_until, locked.snoozed_by = None, ""
+        locked.save(update_fields=["snoozed_until", "snoozed_by"])
+        event = AlertEvent.objects.create(
+            alert=locked, created=now, kind=AlertEvent.UNSNOOZED, level=locked.level,
+            message=f"Snooze ended by {who or 'someone'}: reminders resume", user=who,
+        )  # fmt: skip
+    alert.snoozed_until, alert.snoozed_by = None, ""
+    logger.info("Alert snooze ended by %s: %s", who, locked)
     return event

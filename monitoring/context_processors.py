@@ -1,16 +1,26 @@
-"""What every page's base template needs: demo banner and the last successful check."""
+"""What every page's base template needs: demo banner, the last successful check and the state at a glance."""
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.utils import timezone
 
+from . import dashboard
+from .demo import DEMO_PASSWORD, DEMO_USERNAME
 from .models import CreditLog
 
 
 def creditmon(request):
+    ctx = {"demo_mode": settings.CREDITMON_DEMO}
     if not getattr(request, "user", None) or not request.user.is_authenticated:
-        return {"demo_mode": settings.CREDITMON_DEMO}
+        if settings.CREDITMON_DEMO:
+            ctx["demo_login"] = {"username": DEMO_USERNAME, "password": DEMO_PASSWORD}
+        return ctx
     try:
-        last_ok = CreditLog.objects.successful().order_by("-timestamp").values_list("timestamp", flat=True).first()
+        ctx["last_successful_check"] = (
+            CreditLog.objects.successful().order_by("-timestamp").values_list("timestamp", flat=True).first()
+        )
+        # One verdict for the tab title, the favicon, the brand dot and Health's verdict line.
+        ctx.update(dashboard.at_a_glance(timezone.now(), getattr(request, "creditmon_status", None)))
     except DatabaseError:
-        last_ok = None
-    return {"demo_mode": settings.CREDITMON_DEMO, "last_successful_check": last_ok}
+        ctx["last_successful_check"] = None
+    return ctx

@@ -20,6 +20,7 @@ from .models import (
     ApiKey,
     CreditLog,
     DailyFigure,
+    Level,
     window_annotations,
 )
 
@@ -32,6 +33,7 @@ BURN_WINDOWS = (("1d", "24 h"), ("7d", "7 days"), ("30d", "30 days"))
 WINDOW_DAYS = status.WINDOWS
 
 LEVEL_CSS = status.LEVEL_CSS
+OVERDUE_AFTER = timedelta(minutes=5)  # the scheduler looks every 30 s: minutes late means no worker runs it
 
 
 def reporting_tz() -> tzinfo:
@@ -96,6 +98,7 @@ def health(now: datetime) -> dict:
         "account_alerts": found.unattached_alerts,
         "next_check": found.next_check,
         "threshold": settings.OPENROUTER_CREDIT_THRESHOLD,
+        "topup_url": settings.OPENROUTER_TOPUP_URL,
     }
 
 
@@ -103,6 +106,30 @@ def hourly_samples(logs, since: datetime, value: str = "usage") -> list[tuple[da
     """(time, cumulative value) per hour, the hour's last reading: at most 24 a day, one query."""
     rows = logs.since(since).filter(**{f"{value}__isnull": False}).buckets("hour", UTC, value=value)
     return [(row["last_at"], row["high"]) for row in rows]
+
+
+# --- every page: the state at a glance ------------------------------------------------------
+
+
+def check_overdue_since(now: datetime, next_check: datetime | None) -> datetime | None:
+    """When the scheduled check was due, if it is more than a few minutes late (no worker running it)."""
+    return next_check if next_check is not None and now - next_check > OVERDUE_AFTER else None
+
+
+def at_a_glance(now: datetime, found: status.Status | None = None) -> dict:
+    """The one verdict every page shows (tab title, favicon, brand dot, Health's verdict line), read from
+    status.build() (`found`: when the view already has it)."""
+    found = found if found is not None else status.build(now)
+    known = bool(found.keys)
+    return {
+        "worst_level": found.level if known else None,
+        "worst_level_name": found.level_name if known else "",
+        "worst_level_css": found.level_css if known else "none",
+        "level_counts": [{"name": name, "css": name.lower(), "count": n} for name, n in found.counts.items()],
+        "key_count": len(found.keys),
+        "open_alert_count": found.open_alerts,
+        "check_overdue_since": check_overdue_since(now, found.next_check),
+    }
 
 
 # --- Financial -------------------------------------------------------------------------------
@@ -243,7 +270,11 @@ def key_financials(key_status: status.KeyStatus, start: datetime | None, kind: s
         "days": days,
         "topups": [{"when": datetime.fromtimestamp(p["x"] / 1000, UTC), "amount": p["amount"]} for p in topup_points],
         "chart": {
-            "spend": {"labels": [d["label"] for d in days], "values": [round(d["spend"], 4) for d in days]},
+            "spend": {
+                "labels": [d["label"] for d in days],
+                "values": [round(d["spend"], 4) for d in days],
+                "bucket": kind,
+            },
             "balance": {
                 "points": [{"x": ms(when), "y": round(value, 4)} for when, value in balance],
                 "forecast": [
@@ -317,10 +348,16 @@ def account_financials(found: status.Status, start: datetime | None, kind: str, 
     }
 
 
-def spend_breakdown(start: datetime | None, tz: tzinfo) -> dict:
-    """Spend by model and by key from the stored /activity rows (UTC days, as OpenRouter buckets them)."""
+def spend_breakdown(start: datetime | None, tz: tzinfo, activity_since: date | None = None) -> dict:
+    """Spend by model and by key from the stored /activity rows (UTC days, as OpenRouter buckets them).
+
+    /activity holds completed UTC days only: a range of N days shows the last N completed days
+    (`activity_since` on), so a 7-day chart has 7 days, as its CSV export does.
+    """
     activity = Activity.objects.all()
-    if start is not None:
+    if activity_since is not None:
+        activity = activity.filter(date__gte=activity_since)
+    elif start is not None:
         activity = activity.filter(date__gte=start.astimezone(tz).date())
     by_model = activity.account_wide()
     model_totals = by_model.totals_by("model", limit=10)
@@ -395,11 +432,15 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
         span = (now - first).days + 1 if first else 1
         kind = "week" if span > WEEKLY_AFTER_DAYS else "day"
         days = span
+    today = now.astimezone(tz).date()
     found = status.build(now, keys=[key] if key is not None else [])
     key_status = found.for_key(key)
     ctx = {
         "configured": is_configured(),
         "range_days": days or 1,
+        # The exports cover the same calendar days as the page (whole days in the reporting zone).
+        "export_start": start.date() if start else today - timedelta(days=(days or 1) - 1),
+        "export_end": today,
         "bucket": kind,
         "budget": settings.MONTHLY_BUDGET or None,
         "next_check": found.next_check,
@@ -408,17 +449,41 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
     if ctx["key_data"]:  # the 10th-90th percentile exhaustion range, from the status
         ctx["key_data"]["exhaustion_range"] = key_status.exhaustion_range
     ctx["account"] = account_financials(found, start, kind, tz)
-    ctx["breakdown"] = spend_breakdown(start, tz)
+    utc_today = now.astimezone(UTC).date()
+    activity_since = utc_today - timedelta(days=RANGES[range_name]) if RANGES[range_name] else None
+    ctx["activity_start"] = activity_since or ctx["export_start"]
+    ctx["activity_end"] = utc_today - timedelta(days=1)
+    ctx["breakdown"] = spend_breakdown(start, tz, activity_since)
     ctx["chart"] = {
         **(ctx["key_data"]["chart"] if key is not None else {}),
         "account": ctx["account"]["chart"],
         **ctx["breakdown"]["chart"],
         "tz": settings.CREDITMON_TIME_ZONE,
+        "keys_source": ctx["breakdown"]["keys_source"],
     }
     return ctx
 
 
 # --- Alerts ----------------------------------------------------------------------------------
+
+
+def explain_quiet(states: list[status.KeyStatus]) -> list[status.KeyStatus]:
+    """Why a key that is not OK has no open alert yet (`quiet_reason`), e.g. "1 of 3 failed checks"."""
+    needed = max(settings.FAILURES_BEFORE_UNKNOWN, 1)
+    for state in states:
+        state.quiet_reason = ""
+        if state.level == Level.OK or state.alerts:
+            continue
+        if state.log is None:
+            state.quiet_reason = "No alert yet: the key has not been checked."
+        elif not state.log.ok:
+            if "before an alert" not in state.reason:  # the status says it already
+                state.quiet_reason = f"No alert yet: {state.failures} of {needed} failed checks before an alert."
+        elif state.remaining is None:
+            state.quiet_reason = "No alert: an unknown balance cannot cross a threshold."
+        else:
+            state.quiet_reason = "No alert yet: the next scheduled check evaluates the alert rules."
+    return states
 
 
 def thresholds() -> list[tuple[str, str]]:

@@ -38,8 +38,13 @@ def safe_text(value: str | None) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def credit_log_rows(start: datetime, end: datetime) -> Iterator[list]:
-    """Every logged check in [start, end), oldest first, the header row first."""
+def cents(value: float | None) -> str:
+    """An amount in USD to the cent, as the pages show it ("" when unknown)."""
+    return "" if value is None else f"{value:.2f}"
+
+
+def credit_log_rows(start: datetime, end: datetime, key: ApiKey | None = None) -> Iterator[list]:
+    """Every logged check in [start, end) (of one key, if given), oldest first, the header row first."""
     yield CREDIT_LOG_HEADER
     fields = (
         "timestamp", "key__name", "key__label", "key__hash", "ok", "label", "usage", "credit_limit", "remaining",
@@ -47,6 +52,8 @@ def credit_log_rows(start: datetime, end: datetime) -> Iterator[list]:
         "error", "http_status", "duration_ms",
     )  # fmt: skip
     rows = CreditLog.objects.filter(timestamp__gte=start, timestamp__lt=end).order_by("timestamp", "id")
+    if key is not None:
+        rows = rows.filter(key=key)
     for when, name, key_label, key_hash, ok, label, *figures, note, error, status, ms in rows.values_list(
         *fields
     ).iterator(chunk_size=CHUNK):
@@ -56,7 +63,7 @@ def credit_log_rows(start: datetime, end: datetime) -> Iterator[list]:
             (key_hash or "")[:HASH_PREFIX],
             "true" if ok else "false",
             safe_text(label),
-            *["" if v is None else v for v in figures],
+            *[cents(v) for v in figures],
             safe_text(note),
             safe_text(error),
             "" if status is None else status,
@@ -71,7 +78,7 @@ def _activity_between(start: datetime, end: datetime):
     return Activity.objects.between(first, last)
 
 
-def spend_by_model_rows(start: datetime, end: datetime) -> Iterator[list]:
+def spend_by_model_rows(start: datetime, end: datetime, key: ApiKey | None = None) -> Iterator[list]:
     """Spend per UTC day and model, summed over endpoints and providers.
 
     OpenRouter's all-keys rows (blank key hash) are the account's total; per-key rows are used only
@@ -98,8 +105,8 @@ def spend_by_model_rows(start: datetime, end: datetime) -> Iterator[list]:
         yield [
             row["date"].isoformat(),
             safe_text(row["model"]),
-            round(row["usage_sum"], 6),
-            round(row["byok_sum"], 6),
+            cents(row["usage_sum"]),
+            cents(row["byok_sum"]),
             row["requests_sum"],
             row["prompt_sum"],
             row["completion_sum"],
@@ -108,14 +115,15 @@ def spend_by_model_rows(start: datetime, end: datetime) -> Iterator[list]:
         ]
 
 
-def spend_by_key_rows(start: datetime, end: datetime) -> Iterator[list]:
-    """Spend per UTC day and key (per-key activity rows), the key named from ApiKey by its hash."""
+def spend_by_key_rows(start: datetime, end: datetime, key: ApiKey | None = None) -> Iterator[list]:
+    """Spend per UTC day and key (per-key activity rows; one key's, if given), the key named by its hash."""
     yield SPEND_BY_KEY_HEADER
     names = {k.hash: k.display_name for k in ApiKey.objects.only("hash", "name", "label")}
+    rows = _activity_between(start, end).exclude(api_key_hash="")
+    if key is not None:
+        rows = rows.filter(api_key_hash=key.hash)
     totals = (
-        _activity_between(start, end)
-        .exclude(api_key_hash="")
-        .values("date", "api_key_hash")
+        rows.values("date", "api_key_hash")
         .annotate(usage_sum=Sum("usage"), byok_sum=Sum("byok_usage_inference"), requests_sum=Sum("requests"))
         .order_by("date", "-usage_sum", "api_key_hash")
     )
@@ -125,8 +133,8 @@ def spend_by_key_rows(start: datetime, end: datetime) -> Iterator[list]:
             row["date"].isoformat(),
             safe_text(names.get(key_hash, key_hash[:HASH_PREFIX])),
             key_hash[:HASH_PREFIX],
-            round(row["usage_sum"], 6),
-            round(row["byok_sum"], 6),
+            cents(row["usage_sum"]),
+            cents(row["byok_sum"]),
             row["requests_sum"],
         ]
 
@@ -166,9 +174,14 @@ def _stream(request: HttpRequest, export: str) -> HttpResponse:
         start, end = requested_range(request.GET, timezone.now())
     except ValueError as exc:
         return HttpResponse(f"{exc}\n", status=400, content_type="text/plain")
+    key = None
+    if request.GET.get("key"):  # the key chosen on the Financial page
+        key = ApiKey.objects.filter(pk=request.GET["key"]).first() if request.GET["key"].isdigit() else None
+        if key is None:
+            return HttpResponse("key must be the id of a watched key\n", status=400, content_type="text/plain")
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in EXPORTS[export](start, end)), content_type="text/csv; charset=utf-8"
+        (writer.writerow(row) for row in EXPORTS[export](start, end, key)), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="{filename(export, start, end)}"'
     return response

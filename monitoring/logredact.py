@@ -88,3 +88,11 @@ class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
     def __init__(self, filename: str, *args, **kwargs):
         os.makedirs(os.path.dirname(filename), exist_ok=True)
         super().__init__(filename, *args, **kwargs)
+
+
+def console_logging(verbosity: int) -> None:
+    """A command logs to the log file only (cron mails any output); `-v 2` or more shows the log lines too."""
+    for name in ("", "monitoring", "django-q"):
+        for handler in logging.getLogger(name).handlers:
+            if handler.get_name() == "console":
+                handler.setLevel(logging.NOTSET if verbosity >= 2 else logging.CRITICAL + 1)

@@ -77,6 +77,7 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-is_primary", "name", "id"]
+        verbose_name = "API key"
         constraints = [  # OPENROUTER_API_KEY's key, and only it
             models.UniqueConstraint(fields=["is_primary"], condition=Q(is_primary=True), name="apikey_one_primary")
         ]
@@ -359,6 +360,8 @@ class CreditLog(models.Model):
 
     class Meta:
         db_table = "openrouter_credit_log"
+        verbose_name = "credit log entry"
+        verbose_name_plural = "credit log entries"
         ordering = ["-timestamp", "-id"]
         indexes = [
             models.Index(fields=["key", "timestamp"], name="creditlog_key_time"),
@@ -729,6 +732,8 @@ class Activity(models.Model):
 
     class Meta:
         ordering = ["-date", "model"]
+        verbose_name = "activity row"
+        verbose_name_plural = "activity rows"
         constraints = [
             models.UniqueConstraint(fields=["date", "api_key_hash", "endpoint_id", "model"], name="activity_unique_row")
         ]
@@ -840,6 +845,8 @@ class AlertEvent(models.Model):
     REMINDER = "reminder"
     ACKNOWLEDGED = "acknowledged"
     SNOOZED = "snoozed"
+    UNACKNOWLEDGED = "unacknowledged"
+    UNSNOOZED = "unsnoozed"
     TEST = "test"
     KIND_CHOICES = [
         (OPENED, "opened"),
@@ -849,6 +856,8 @@ class AlertEvent(models.Model):
         (REMINDER, "reminder"),
         (ACKNOWLEDGED, "acknowledged"),
         (SNOOZED, "snoozed"),
+        (UNACKNOWLEDGED, "acknowledgement withdrawn"),
+        (UNSNOOZED, "snooze ended"),
         (TEST, "test notification"),
     ]
     NOTIFYING_KINDS = {OPENED, ESCALATED, DEESCALATED, RESOLVED, REMINDER, TEST}
@@ -863,6 +872,7 @@ class AlertEvent(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        verbose_name = "alert event"
 
     def __str__(self) -> str:
         return f"{self.created:%Y-%m-%d %H:%M} {self.kind}: {self.message}"

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 
 from . import report, status
@@ -121,11 +122,22 @@ def mask_secrets(text: str, channel: Channel) -> str:
 # --- what is said ---------------------------------------------------------------------------
 
 
+def held_back(event: AlertEvent, now: datetime) -> bool:
+    """Silenced by an acknowledgement or a snooze. These stop reminders, not escalations: a worse level
+    is held back only by an acknowledgement given after it happened."""
+    alert = event.alert
+    if alert is None or not alert.is_silenced(now):
+        return False
+    if event.kind == AlertEvent.ESCALATED:
+        return alert.acknowledged_at is not None and alert.acknowledged_at > event.created
+    return True
+
+
 def needs_notification(event: AlertEvent) -> bool:
-    """Transitions and reminders notify, never for an acknowledged or snoozed alert."""
+    """Transitions and reminders notify; for an acknowledged or snoozed alert, only an escalation."""
     if event.kind not in AlertEvent.NOTIFYING_KINDS:
         return False
-    return event.alert is None or not event.alert.is_silenced(event.created)
+    return not held_back(event, event.created)
 
 
 ACTIONS = {
@@ -158,6 +170,16 @@ def _figures(alert: Alert, when: datetime) -> list[str]:
 def neutralise_mentions(text: str) -> str:
     """A zero-width space after the @ or < of a chat mention: it reads the same and pings no one."""
     return MENTIONS.sub(lambda m: m.group() + ZERO_WIDTH_SPACE, text)
+
+
+def links(alert: Alert) -> list[str]:
+    """Links back to the dashboard (the Alerts page, the key's Financial page) when SITE_URL is set."""
+    if not settings.SITE_URL:
+        return []
+    found = [f"Alerts: {settings.SITE_URL}{reverse('monitoring-alerts')}#alert-{alert.pk}"]
+    if alert.key is not None:
+        found.append(f"Financial: {settings.SITE_URL}{reverse('monitoring-financial')}?key={alert.key.pk}")
+    return ["", *found]
 
 
 def render(event: AlertEvent) -> tuple[str, str, str]:
@@ -197,6 +219,7 @@ def _render(event: AlertEvent) -> tuple[str, str, str]:
         urls = {"topup": settings.OPENROUTER_TOPUP_URL, "keys": settings.OPENROUTER_KEYS_URL}
         lines.append("What to do: " + action.format(**urls))
         lines.append("Acknowledge or snooze it on the Alerts page to stop reminders.")
+    lines += links(alert)
     notify_type = NOTIFY_TYPES[Level.OK] if event.kind == AlertEvent.RESOLVED else NOTIFY_TYPES[Level(event.level)]
     return f"[{tag}] {who}: {what}", "\n".join(lines).strip(), notify_type
 
@@ -248,7 +271,7 @@ def attempt(delivery: Delivery, channel: Channel | None, now: datetime) -> Deliv
     if channel is None:
         ok, error, ms = False, "channel no longer in NOTIFY_URLS: not retried", 0
         delivery.attempts = max(delivery.attempts, settings.NOTIFY_MAX_ATTEMPTS)
-    elif event.alert is not None and event.alert.is_silenced(now):
+    elif held_back(event, now):
         ok, error, ms = False, "not sent: the alert was acknowledged or snoozed before delivery", 0
         delivery.attempts = max(delivery.attempts, settings.NOTIFY_MAX_ATTEMPTS)
     else:

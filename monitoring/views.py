@@ -15,9 +15,11 @@ from django_q.tasks import async_task
 
 from . import alerts as alert_rules
 from . import dashboard, notify, schedule, status
-from .models import Alert, AlertEvent, ApiKey
+from .models import Alert, AlertEvent, ApiKey, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
+# A flash message takes the colour of the level the key's card shows.
+FLASH = {Level.OK: messages.SUCCESS, Level.WARNING: messages.WARNING, Level.UNKNOWN: messages.WARNING}
 EVENTS_PER_PAGE = 25
 CHECK_NOW = "check_now"  # session key: the queued Check now task and when it was queued
 WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker may not be running
@@ -39,6 +41,7 @@ def in_reporting_zone(view):
 def health(request):
     now = timezone.now()
     ctx = {"page": "health", "check_now": pending_check(request, now), **dashboard.health(now)}
+    request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/health.html", ctx)
 
 
@@ -109,11 +112,16 @@ def alerts(request):
     now = timezone.now()
     events = AlertEvent.objects.select_related("alert__key").prefetch_related("deliveries")
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+    found = request.creditmon_status = status.build(now)  # the page's states and the verdict in its header
+    states = [s for s in found.keys if s.key is not None]
+    open_alerts = list(Alert.objects.open().select_related("key").worst_first())
+    for alert in open_alerts:
+        alert.snoozed_now = alert.snoozed_until is not None and alert.snoozed_until > now
     ctx = {
         "page": "alerts",
         "configured": dashboard.is_configured(),
-        "states": [s for s in status.build(now).keys if s.key is not None],
-        "open_alerts": list(Alert.objects.open().select_related("key").worst_first()),
+        "states": dashboard.explain_quiet(states),
+        "open_alerts": open_alerts,
         "thresholds": dashboard.thresholds(),
         "events": page,
         "snooze_choices": SNOOZE_CHOICES,
@@ -134,7 +142,44 @@ def alert_acknowledge(request, alert_id):
     if event is None:
         messages.info(request, f"Already acknowledged: {alert.message}")
     else:
-        messages.success(request, f"Acknowledged: {alert.message}. No reminders until it resolves.")
+        messages.add_message(
+            request,
+            FLASH.get(alert.level, messages.ERROR),
+            f"Acknowledged: {alert.message}. No reminders until it resolves; a worse level still notifies.",
+        )
+    return redirect("monitoring-alerts")
+
+
+@require_POST
+def alert_unacknowledge(request, alert_id):
+    alert = get_object_or_404(Alert, pk=alert_id)
+    try:
+        event = alert_rules.unacknowledge(alert, request.user)
+    except ValueError as exc:
+        messages.warning(request, f"Nothing to undo: {exc}")
+        return redirect("monitoring-alerts")
+    if event is None:
+        messages.info(request, f"Not acknowledged: {alert.message}")
+    else:
+        level = FLASH.get(alert.level, messages.ERROR)
+        messages.add_message(request, level, f"Acknowledgement withdrawn: {alert.message}. Reminders resume.")
+    return redirect("monitoring-alerts")
+
+
+@require_POST
+def alert_unsnooze(request, alert_id):
+    alert = get_object_or_404(Alert, pk=alert_id)
+    try:
+        event = alert_rules.unsnooze(alert, request.user)
+    except ValueError as exc:
+        messages.warning(request, f"Nothing to undo: {exc}")
+        return redirect("monitoring-alerts")
+    if event is None:
+        messages.info(request, f"Not snoozed: {alert.message}")
+    else:
+        messages.add_message(
+            request, FLASH.get(alert.level, messages.ERROR), f"Snooze ended: {alert.message}. Reminders resume."
+        )
     return redirect("monitoring-alerts")
 
 
@@ -157,7 +202,9 @@ def alert_snooze(request, alert_id):
         return redirect("monitoring-alerts")
     with timezone.override(dashboard.reporting_tz()):
         when = timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z")
-    messages.success(request, f"Snoozed for {hours[chosen]} (until {when}): {alert.message}")
+    messages.add_message(
+        request, FLASH.get(alert.level, messages.ERROR), f"Snoozed for {hours[chosen]} (until {when}): {alert.message}"
+    )
     return redirect("monitoring-alerts")
 
 

@@ -63,3 +63,44 @@ def test_rows_cannot_be_added_or_changed(admin_client, logs):
 @pytest.mark.parametrize("model", ["apikey", "activity", "alert", "delivery"])
 def test_the_other_tables_are_browsable(admin_client, logs, model):
     assert admin_client.get(f"/admin/monitoring/{model}/").status_code == 200
+
+
+def test_the_admin_is_an_inspector_with_creditmons_name_money_and_utc_times(admin_client, logs):
+    prod, _ = logs
+    row = CreditLog.objects.filter(ok=True, key=prod).first()
+    row.usage = 69.44963372999999
+    row.save()
+    body = admin_client.get("/admin/monitoring/creditlog/").content.decode()
+    assert "$69.45" in body and "69.4496" not in body  # money as $ with cents in the list
+    assert row.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC") in body
+    assert "creditmon admin" in body and "Django administration" not in body
+    detail = admin_client.get(f"/admin/monitoring/creditlog/{row.pk}/change/").content.decode()
+    assert "69.44963372999999" in detail  # the stored value itself on the detail page
+    assert row.timestamp.strftime("%Y-%m-%d %H:%M:%S") in detail
+    index = admin_client.get("/admin/").content.decode()
+    assert "Activity rows" in index and "Activitys" not in index and "Credit log entries" in index
+
+
+def test_nothing_can_be_deleted_from_the_log_or_the_keys(admin_client, logs):
+    prod, _ = logs
+    row = CreditLog.objects.first()
+    for url in (
+        f"/admin/monitoring/creditlog/{row.pk}/delete/",
+        f"/admin/monitoring/apikey/{prod.pk}/delete/",
+    ):
+        assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    response = admin_client.post(
+        "/admin/monitoring/apikey/", {"action": "delete_selected", "_selected_action": [prod.pk], "post": "yes"}
+    )
+    assert response.status_code in (200, 302)
+    assert ApiKey.objects.filter(pk=prod.pk).exists() and CreditLog.objects.filter(key=prod).exists()
+    assert admin_client.get("/admin/monitoring/activity/add/").status_code == 403
+    body = admin_client.get("/admin/monitoring/activity/").content.decode()
+    assert "Add activity row" not in body
+
+
+def test_the_admin_says_demo_mode_in_the_demo(admin_client, logs, settings):
+    settings.CREDITMON_DEMO = True
+    assert "Demo mode: simulated figures" in admin_client.get("/admin/").content.decode()
+    settings.CREDITMON_DEMO = False
+    assert "Demo mode" not in admin_client.get("/admin/").content.decode()

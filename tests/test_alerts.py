@@ -103,22 +103,52 @@ class TestBalanceLifecycle:
         run(loop, 30)
         assert len(webhook_receiver.received) == 2  # the next one is 24 h after the reminder
 
-    def test_an_acknowledged_alert_stays_quiet_until_it_resolves(self, loop, webhook_receiver, django_user_model):
+    def test_acknowledging_stops_reminders_not_escalations(self, loop, webhook_receiver, django_user_model):
         run(loop, 0, remaining=8)
         user = django_user_model.objects.create_user("ops")
         event = alerts.acknowledge(balance_alert(), user, now=START + timedelta(hours=1))
 
-        run(loop, 6, remaining=0)
-        run(loop, 48)
+        run(loop, 6, remaining=0)  # the acknowledged WARNING becomes CRITICAL: people hear it again
+        assert len(webhook_receiver.received) == 2
+        assert titles(webhook_receiver)[1].startswith("[CRITICAL]")
+        assert "Escalated from WARNING to CRITICAL" in webhook_receiver.received[1]["body"]["message"]
+        run(loop, 48)  # still acknowledged: no reminder of the same level
         run(loop, 54, remaining=100, limit=200)
 
-        assert len(webhook_receiver.received) == 1
+        assert len(webhook_receiver.received) == 2
         assert event.kind == AlertEvent.ACKNOWLEDGED and event.user == "ops"
         assert balance_alert().acknowledged_by == "ops"
         escalated = AlertEvent.objects.get(kind=AlertEvent.ESCALATED)
         resolved = AlertEvent.objects.get(kind=AlertEvent.RESOLVED)
-        assert not escalated.deliveries.exists() and not resolved.deliveries.exists()
+        assert escalated.deliveries.get().status == "sent"
+        assert not resolved.deliveries.exists()
         assert not AlertEvent.objects.filter(kind=AlertEvent.REMINDER).exists()
+
+    def test_withdrawing_an_acknowledgement_brings_reminders_back(self, loop, webhook_receiver):
+        run(loop, 0, remaining=8)
+        alerts.acknowledge(balance_alert(), "ops", now=START + timedelta(hours=1))
+        run(loop, 25)
+        assert len(webhook_receiver.received) == 1
+        event = alerts.unacknowledge(balance_alert(), "ops", now=START + timedelta(hours=26))
+        assert event.kind == AlertEvent.UNACKNOWLEDGED and balance_alert().acknowledged_at is None
+        assert alerts.unacknowledge(balance_alert(), "ops") is None  # nothing left to withdraw
+        run(loop, 27)
+        assert titles(webhook_receiver)[1].startswith("[REMINDER WARNING]")
+
+    def test_notifications_link_back_to_the_alerts_page_and_the_keys_financial_page(
+        self, loop, webhook_receiver, settings
+    ):
+        settings.SITE_URL = "https://creditmon.example.com"
+        run(loop, 0, remaining=8)
+        body = webhook_receiver.received[0]["body"]["message"]
+        alert = balance_alert()
+        assert f"Alerts: https://creditmon.example.com/alerts/#alert-{alert.pk}" in body
+        assert f"Financial: https://creditmon.example.com/financial/?key={alert.key.pk}" in body
+
+    def test_without_site_url_there_is_no_link(self, loop, webhook_receiver, settings):
+        settings.SITE_URL = ""
+        run(loop, 0, remaining=8)
+        assert "https://creditmon" not in webhook_receiver.received[0]["body"]["message"]
 
     def test_acknowledging_twice_records_it_once(self, loop, django_user_model):
         run(loop, 0, remaining=8)
@@ -139,15 +169,26 @@ class TestBalanceLifecycle:
         run(loop, 0, remaining=8)
         event = alerts.snooze(balance_alert(), START + timedelta(hours=26), "ops", now=START + timedelta(hours=1))
 
-        run(loop, 6, remaining=0)
+        run(loop, 6, remaining=0)  # a snooze, too, holds back reminders, not a worse level
+        assert titles(webhook_receiver)[1].startswith("[CRITICAL]")
         run(loop, 24)
-        assert len(webhook_receiver.received) == 1
+        assert len(webhook_receiver.received) == 2
         assert event.kind == AlertEvent.SNOOZED and event.user == "ops"
         assert "until 2030-01-08 03:00 UTC" in event.message
 
-        run(loop, 30)  # snooze over, last notified 30 h ago: a reminder at the current level
-        assert len(webhook_receiver.received) == 2
-        assert titles(webhook_receiver)[1].startswith("[REMINDER CRITICAL]")
+        run(loop, 30)  # snooze over, last notified 24 h ago: a reminder at the current level
+        assert len(webhook_receiver.received) == 3
+        assert titles(webhook_receiver)[2].startswith("[REMINDER CRITICAL]")
+
+    def test_a_snooze_can_be_ended_early(self, loop, webhook_receiver):
+        run(loop, 0, remaining=8)
+        alerts.snooze(balance_alert(), START + timedelta(days=7), "ops", now=START + timedelta(hours=1))
+        run(loop, 25)
+        assert len(webhook_receiver.received) == 1
+        event = alerts.unsnooze(balance_alert(), "ops", now=START + timedelta(hours=26))
+        assert event.kind == AlertEvent.UNSNOOZED and balance_alert().snoozed_until is None
+        run(loop, 27)
+        assert titles(webhook_receiver)[1].startswith("[REMINDER WARNING]")
 
     def test_a_snooze_must_end_in_the_future(self, loop):
         run(loop, 0, remaining=8)

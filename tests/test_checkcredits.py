@@ -93,14 +93,47 @@ def test_one_entry_says_why_the_burn_rate_is_unknown(sim):
     assert "Days Left: unknown (burn rate unknown)" in out
 
 
-def test_verbose_adds_the_limit_window_usage_windows_and_raw_limits(sim):
+def test_verbose_adds_the_limit_window_its_reset_usage_windows_and_byok(sim):
     sim.set_scenario("monthly")
     code, out, _ = run("--verbose")
     assert "Key Limit Left: $37.50 (window: monthly)" in out
+    first_of_next_month = (timezone.now().replace(day=1) + timedelta(days=32)).replace(day=1)
+    assert f"Key Limit Resets: {first_of_next_month:%Y-%m}-01 00:00 UTC" in out
     assert "Usage This Month: $12.50" in out
     assert "Usage Today:" in out and "Usage This Week:" in out
-    assert "Key Limit Resets: " in out
     assert "Rate Limit:" not in out  # deprecated by OpenRouter: always -1
+
+
+def test_a_monthly_cap_shows_this_months_usage_not_all_time(sim):
+    sim.set_scenario("monthly")
+    _, out, _ = run()
+    snapshot = json.loads(CreditLog.objects.get().raw_response)["data"]
+    assert snapshot["usage"] > 50  # all time, beyond the cap
+    assert "Usage: $12.50 / $50.00 this month" in out
+    assert f"${snapshot['usage']:,.2f} / $50.00" not in out
+
+
+def test_json_gives_the_same_short_key_hash_as_the_api_and_the_csv(sim):
+    _, out, _ = run("--json")
+    assert json.loads(out)["keys"][0]["key_hash"] == key_hash(PROD_KEY)[:12]
+
+
+def test_logs_go_to_the_log_file_unless_asked_for_and_errors_are_printed_once(sim):
+    import logging
+
+    console = next(h for h in logging.getLogger("monitoring").handlers if h.get_name() == "console")
+    seen = StringIO()
+    previous = console.setStream(seen)  # what the terminal (or cron's mail) would get from the logger
+    try:
+        sim.set_scenario("http500")
+        code, out, err = run()
+        assert code == 3 and seen.getvalue() == ""
+        assert err.count("OpenRouter API error (500)") == 1
+        assert "OpenRouter API error (500)" in (Path(settings.LOG_DIR) / "creditmon.log").read_text()
+        run("--verbosity", "2")
+        assert "ERROR monitoring: OpenRouter check failed" in seen.getvalue()
+    finally:
+        console.setStream(previous)
 
 
 def test_json_output_for_scripts(sim):

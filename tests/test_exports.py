@@ -177,3 +177,28 @@ def test_an_empty_range_gives_just_the_header(db, user_client):
         user_client.get(f"/export/spend-by-key.csv?start={date(2020, 1, 1)}&end=2020-01-02").streaming_content
     ).decode()
     assert body.strip() == "date,key,key_hash,usage_usd,byok_usage_usd,requests"
+
+
+def test_amounts_are_written_to_the_cent(seeded, user_client):
+    prod = ApiKey.objects.get(name="Production Key")
+    CreditLog.objects.create(key=prod, usage=69.44963372999999, remaining=30.55036627000001, credit_limit=100.0)
+    rows = read(user_client.get("/export/credit-log.csv?days=1"))
+    newest = rows[-1]
+    assert (newest["usage_usd"], newest["remaining_usd"], newest["limit_usd"]) == ("69.45", "30.55", "100.00")
+    assert newest["limit_remaining_usd"] == ""  # unknown stays empty, never 0.00
+    for row in read(user_client.get("/export/spend-by-model.csv?days=3")):
+        assert len(row["usage_usd"].split(".")[1]) == 2
+
+
+def test_the_financial_page_exports_its_key_and_its_calendar_days(seeded, user_client):
+    dev = ApiKey.objects.get(name="=HYPERLINK(evil)")
+    page = user_client.get(f"/financial/?key={dev.pk}&range=7").content.decode()
+    start = (timezone.localdate() - timedelta(days=6)).isoformat()
+    link = f'/export/credit-log.csv?start={start}&amp;end={timezone.localdate().isoformat()}&amp;key={dev.pk}"'
+    assert link in page
+    assert "Export (CSV, last 7 days:" in page
+    rows = read(user_client.get(link[:-1].replace("&amp;", "&")))
+    assert [r["key"] for r in rows] == ["'=HYPERLINK(evil)"]  # only the chosen key's checks
+    everything = user_client.get("/financial/?range=all").content.decode()
+    assert "Export (CSV, all history:" in everything and "last 31 days" not in everything
+    assert user_client.get("/export/credit-log.csv?days=7&key=999").status_code == 400

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,12 +20,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("with_key", [False, True], ids=["no-key", "make-demo-with-a-key"])
+def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path, with_key):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "DATABASE_URL", "REDIS_URL"))}
     env["CREDITMON_LOG_DIR"] = str(tmp_path)
+    demo = []
+    if with_key:  # `make demo`: the demo even when a real key is configured, which it leaves alone
+        env["OPENROUTER_API_KEY"] = "sk-or-v1-a-real-looking-key-never-called"
+        demo = ["--demo"]
     app = subprocess.Popen(
-        [sys.executable, "manage.py", "runapp", "--port", str(port), "--demo-db", str(tmp_path / "demo.sqlite3")],
+        [sys.executable, "manage.py", "runapp", *demo, "--port", str(port), "--demo-db", str(tmp_path / "demo.db")],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -42,6 +48,7 @@ def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path):
         text = "".join(output)
         assert "DEMO MODE" in text and "SIMULATED OpenRouter" in text, text
         assert "Log in as `demo` with password `creditmon-demo`" in text
+        assert ("no OPENROUTER_API_KEY is set" in text) is not with_key, text  # never a false reason
         base = f"http://127.0.0.1:{port}"
         for _ in range(50):
             try:
@@ -49,7 +56,7 @@ def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path):
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        assert login.status_code == 200 and "demo" in login.text.lower()
+        assert login.status_code == 200 and "Demo login: username <code>demo</code>" in login.text
         page = requests.get(f"{base}/health/", allow_redirects=False, timeout=5)
         assert page.status_code == 302 and "/accounts/login/" in page.headers["Location"]
         session = requests.Session()
@@ -67,6 +74,8 @@ def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path):
         health = session.get(f"{base}/health/", timeout=10)
         assert health.status_code == 200 and "Production Key" in health.text
         assert "sk-or-v1-sim-prod-key" not in health.text
+        alerts = session.get(f"{base}/alerts/", timeout=10).text  # the demo has an open alert and its deliveries
+        assert "Spend spike" in alerts and "Acknowledge" in alerts and "json://hooks.example.com" in alerts
     finally:
         app.send_signal(signal.SIGTERM)
         code = app.wait(timeout=30)

@@ -27,10 +27,23 @@
   Chart.defaults.maintainAspectRatio = false;
   Chart.defaults.animation = false;
 
-  function moneyAxis(extra) {
-    var axis = { beginAtZero: true, grid: { color: grid }, ticks: { callback: function (v) { return money.format(v); } } };
+  var zone = data.tz || "UTC";
+
+  // Axis titles name the quantity and its unit, so a chart reads on its own.
+  function title(text) {
+    return { display: true, text: text, color: "#52606d", font: { weight: "600" } };
+  }
+
+  function moneyAxis(extra, text) {
+    var axis = {
+      beginAtZero: true, grid: { color: grid }, title: title(text || "USD"),
+      ticks: { callback: function (v) { return money.format(v); } },
+    };
     return Object.assign(axis, extra || {});
   }
+
+  // Below the plot, so a legend never covers the data (nor a threshold line).
+  var legendBelow = { position: "bottom", labels: { usePointStyle: true, boxWidth: 10, padding: 14 } };
 
   // A lone reading gets a week around it, instead of an axis stretched over months.
   function timeAxis(points) {
@@ -43,14 +56,16 @@
       min: pad.min,
       max: pad.max,
       grid: { color: grid },
+      title: title("Date (" + zone + ")"),
       ticks: { maxTicksLimit: 8, callback: function (v) { return day.format(new Date(v)); } },
     };
   }
 
   // Category axes carry ISO dates ("2026-11-05", or "week of 2026-11-02"): shown as "5 Nov".
-  function dayAxis(extra) {
+  function dayAxis(extra, text) {
     var axis = {
       grid: { display: false },
+      title: title(text || "Day (" + zone + ")"),
       ticks: {
         maxRotation: 0, autoSkip: true, maxTicksLimit: 10,
         callback: function (value) {
@@ -99,7 +114,7 @@
           legend: { display: false },
           tooltip: { callbacks: { label: function (c) { return "Spend: " + money.format(c.parsed.y); } } },
         },
-        scales: { x: dayAxis(), y: moneyAxis() },
+        scales: { x: dayAxis(), y: moneyAxis(null, "Spend (USD/" + (data.spend.bucket || "day") + ")") },
       },
     });
   }
@@ -126,8 +141,11 @@
       },
       options: {
         parsing: true,
-        plugins: { tooltip: timeTooltips(), legend: { labels: { usePointStyle: true } } },
-        scales: { x: timeAxis(data.balance.forecast.length ? null : data.balance.points), y: moneyAxis() },
+        plugins: { tooltip: timeTooltips(), legend: legendBelow },
+        scales: {
+          x: timeAxis(data.balance.forecast.length ? null : data.balance.points),
+          y: moneyAxis(null, "Remaining (USD)"),
+        },
       },
     });
   }
@@ -149,14 +167,14 @@
       type: "line",
       data: { datasets: accountSets },
       options: {
-        plugins: { tooltip: timeTooltips(), legend: { labels: { usePointStyle: true } } },
-        scales: { x: timeAxis(data.account.points), y: moneyAxis() },
+        plugins: { tooltip: timeTooltips(), legend: legendBelow },
+        scales: { x: timeAxis(data.account.points), y: moneyAxis(null, "Balance (USD)") },
       },
     });
   }
 
   // Stacked daily bars by model and by key.
-  function stackedChart(id, chart) {
+  function stackedChart(id, chart, dayTitle) {
     if (!chart || !canvas(id)) {
       return;
     }
@@ -168,14 +186,14 @@
       data: { labels: chart.labels, datasets: sets },
       options: {
         plugins: {
-          legend: { position: "bottom", labels: { boxWidth: 12 } },
+          legend: { position: "bottom", labels: { boxWidth: 12, padding: 14 } },
           tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + money.format(c.parsed.y); } } },
         },
-        scales: { x: dayAxis({ stacked: true }), y: moneyAxis({ stacked: true }) },
+        scales: { x: dayAxis({ stacked: true }, dayTitle), y: moneyAxis({ stacked: true }, "Spend (USD/day)") },
       },
     });
   }
-  stackedChart("model-chart", data.models);
-  stackedChart("key-chart", data.keys);
+  stackedChart("model-chart", data.models, "Day (UTC, as OpenRouter counts it)");
+  stackedChart("key-chart", data.keys, data.keys_source === "checks" ? null : "Day (UTC, as OpenRouter counts it)");
 
 })();

@@ -10,6 +10,34 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery staple"
+# Everything that needs sideways scrolling: the document, any scrolling box, anything sticking out of its card.
+OVERFLOW_JS = """() => {
+  const bad = [];
+  const name = (el) => (el.parentElement && el.parentElement.id ? el.parentElement.id + ' > ' : '') +
+    el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+    (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+  const root = document.documentElement;
+  if (root.scrollWidth > window.innerWidth) bad.push('document is ' + root.scrollWidth + ' px wide');
+  for (const el of document.querySelectorAll('body *')) {
+    const style = getComputedStyle(el);
+    if (['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1) {
+      bad.push('scrolls sideways: ' + name(el));
+    }
+  }
+  for (const box of document.querySelectorAll('.panel, .card, .tile, .state, .verdict, .alert-row, .login')) {
+    const edge = box.getBoundingClientRect();
+    for (const el of box.querySelectorAll('*')) {
+      const r = el.getBoundingClientRect();
+      if (r.width > 1 && (r.right > edge.right + 1 || r.left < edge.left - 1)) {
+        bad.push(name(el) + ' (' + Math.round(r.left) + '..' + Math.round(r.right) + ') sticks out of ' + name(box) +
+                 ' (' + Math.round(edge.left) + '..' + Math.round(edge.right) + ')');
+        break;
+      }
+    }
+  }
+  return bad;
+}"""
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

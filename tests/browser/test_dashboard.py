@@ -12,7 +12,7 @@ from monitoring.models import Activity, Alert, ApiKey, CreditLog, Level
 from tests.qworker import run_queued
 from tests.test_pages import make_key, seed
 
-from .conftest import points, screenshot, series
+from .conftest import OVERFLOW_JS, points, screenshot, series
 
 pytestmark = pytest.mark.browser
 
@@ -89,6 +89,26 @@ def test_demo_data_on_every_page(login, quiet, console_errors):
     page = login("/alerts/")
     assert page.locator("#key-states tbody tr").count() == 2
     assert "$10.00" in page.locator("#thresholds").inner_text()
+    # The demo's open alert: acknowledged, un-acknowledged, snoozed, un-snoozed; its deliveries in the history.
+    spike = page.locator(".alert-row", has_text="Spend spike")
+    assert "WARNING" in spike.inner_text()
+    assert "json://hooks.example.com/creditmon" in page.locator("#event-history").inner_text()
+    spike.get_by_role("button", name="Acknowledge").click()
+    assert "Acknowledged: Spent" in page.locator(".message-warning").inner_text()  # the card's level, WARNING
+    assert "is-acknowledged" in spike.get_attribute("class") and spike.locator("[data-state=acknowledged]").is_visible()
+    spike.get_by_role("button", name="Un-acknowledge").click()
+    assert "Acknowledgement withdrawn" in page.locator(".message-warning").inner_text()
+    spike.get_by_label("Snooze for").select_option(label="8 hours")
+    spike.get_by_role("button", name="Snooze").click()
+    assert "is-snoozed" in spike.get_attribute("class") and spike.locator("[data-state=snoozed]").is_visible()
+    screenshot(page, "alerts-demo-snoozed")
+    spike.get_by_role("button", name="Un-snooze").click()
+    assert "Snooze ended" in page.locator(".message-warning").inner_text()
+    assert "is-snoozed" not in spike.get_attribute("class")
+    kinds = page.locator("#event-history tbody tr td:nth-child(2)").all_inner_texts()
+    assert [k.split(" by ")[0] for k in kinds[:4]] == [
+        "snooze ended", "snoozed", "acknowledgement withdrawn", "acknowledged"
+    ]  # fmt: skip
     screenshot(page, "alerts-demo")
     assert console_errors == []
 
@@ -148,10 +168,10 @@ def test_alerts_can_be_acknowledged_snoozed_and_tested(login, quiet, webhook_rec
 
     page = login("/alerts/")
     page.locator(f"#alert-{low.pk}").get_by_role("button", name="Acknowledge").click()
-    assert "Acknowledged: Credits low: $6.50" in page.locator(".message-success").inner_text()
+    assert "Acknowledged: Credits low: $6.50" in page.locator(".message-warning").inner_text()  # a WARNING card
     page.locator(f"#alert-{failing.pk}").get_by_label("Snooze for").select_option(label="24 hours")
     page.locator(f"#alert-{failing.pk}").get_by_role("button", name="Snooze").click()
-    assert "Snoozed for 24 hours" in page.locator(".message-success").inner_text()
+    assert "Snoozed for 24 hours" in page.locator(".message-error").inner_text()  # a CRITICAL card
     page.get_by_role("button", name="Send test notification").click()
     assert "Test notification sent to 1 channel" in page.locator(".message-success").inner_text()
     assert len(webhook_receiver.received) == 1
@@ -172,8 +192,7 @@ def test_pages_read_well_on_a_phone(login, quiet, console_errors):
     page.set_viewport_size({"width": 390, "height": 844})
     for path, name in [("/health/", "health-phone"), ("/financial/", "financial-phone"), ("/alerts/", "alerts-phone")]:
         page = login(path)
-        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert overflow <= 0, f"{path} scrolls sideways on a phone"
+        assert page.evaluate(OVERFLOW_JS) == [], f"{path} needs sideways scrolling on a phone"
         screenshot(page, name)
         if path == "/financial/":
             assert points(page, "spend-chart") == 30

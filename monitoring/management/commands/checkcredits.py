@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
 from monitoring import monitor
+from monitoring.logredact import console_logging
 from monitoring.management.base import database_problem
 from monitoring.models import Level
 from monitoring.report import format_report
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="list every key, OK ones too (default: the others)")
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         try:
             found = monitor.check_all(options["threshold"])
         except DatabaseError as exc:

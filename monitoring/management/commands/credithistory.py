@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from monitoring import monitor
 from monitoring.api import MAX_RANGE_DAYS
+from monitoring.logredact import console_logging
 
 
 class Command(BaseCommand):
@@ -17,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a JSON array")
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         if not 0 < options["days"] <= MAX_RANGE_DAYS:  # also refuses nan; 1e9 days would overflow a date
             raise CommandError(f"--days must be a positive number, at most {MAX_RANGE_DAYS}")
         rows = monitor.get_credit_history(options["days"])  # a database problem: one line from manage.py

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from monitoring.api import requested_range
 from monitoring.exports import EXPORTS, write_csv
+from monitoring.logredact import console_logging
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="file to write (default: standard output)")
 
     def handle(self, *args, export, days, start, end, output, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         params = {"start": start, "end": end} if start or end else {"days": str(days)}
         try:
             first, last = requested_range(params, timezone.now())

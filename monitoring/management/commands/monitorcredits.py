@@ -5,6 +5,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from monitoring import tasks
+from monitoring.logredact import console_logging
 from monitoring.models import Level
 from monitoring.monitor import overall_level
 
@@ -17,6 +18,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         try:
             statuses = tasks.run_job()
         except tasks.RunInProgress as exc:

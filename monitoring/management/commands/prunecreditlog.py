@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from monitoring.logredact import console_logging
 from monitoring.retention import MIN_RETENTION_DAYS, prune_credit_log
 
 
@@ -18,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
 
     def handle(self, *args, days, dry_run, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         days = settings.RETENTION_DAYS if days is None else days
         if not days:
             self.stdout.write("Retention is off (RETENTION_DAYS=0): every row is kept. Pass --days N to prune once.")

@@ -4,6 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from monitoring.logredact import console_logging
 from monitoring.models import CreditLog, DailyFigure, HourlyFigure
 
 
@@ -14,6 +15,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         started = time.monotonic()
         readings = CreditLog.objects.recompute_spend_totals()
         days = DailyFigure.objects.rebuild()

@@ -40,7 +40,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         env = dict(os.environ)
         simulator = None
-        is_demo = options["demo"] or not (settings.OPENROUTER_API_KEY or settings.OPENROUTER_MANAGEMENT_KEY)
+        has_key = bool(settings.OPENROUTER_API_KEY or settings.OPENROUTER_MANAGEMENT_KEY)
+        is_demo = options["demo"] or not has_key
         if is_demo:
             simulator = start_simulator()
             env.update(
@@ -51,6 +52,12 @@ class Command(BaseCommand):
                 # Its own database, so the demo never mixes invented history with real checks.
                 DATABASE_URL=f"sqlite:///{options['demo_db']}",
                 CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES),
+                # Set (empty) so .env cannot fill them: the demo never watches real keys, notifies real
+                # channels, pings a real heartbeat or joins a real worker cluster.
+                OPENROUTER_API_KEYS="",
+                NOTIFY_URLS="",
+                HEARTBEAT_URL="",
+                REDIS_URL="",
             )
         else:
             self.check(display_num_errors=False)
@@ -67,7 +74,7 @@ class Command(BaseCommand):
                 [*manage, "runserver", f"{options['host']}:{options['port']}", "--noreload", "--skip-checks"], env=env
             ),
         ]
-        self.banner(options, is_demo, simulator)
+        self.banner(options, is_demo, simulator, has_key)
         self.stdout.flush()
         stop = {"now": False}
 
@@ -91,15 +98,16 @@ class Command(BaseCommand):
             if simulator:
                 simulator.stop()
 
-    def banner(self, options, is_demo, simulator):
+    def banner(self, options, is_demo, simulator, has_key=False):
         url = f"http://{options['host']}:{options['port']}/"
         lines = ["", f"creditmon is running at {url}  (Ctrl-C stops the web server and the worker)"]
         if is_demo:
+            why = "--demo given: your key is left alone" if has_key else "no OPENROUTER_API_KEY is set"
             lines += [
-                "DEMO MODE: no OPENROUTER_API_KEY is set, so a SIMULATED OpenRouter answers at "
-                f"{simulator.url} and the figures are invented.",
+                f"DEMO MODE ({why}): a SIMULATED OpenRouter answers at {simulator.url} and the figures are invented.",
                 f"Log in as `{demo.DEMO_USERNAME}` with password `{demo.DEMO_PASSWORD}`.",
-                f"Demo data lives in {options['demo_db']}. Put OPENROUTER_API_KEY in .env to monitor your real key.",
+                f"Demo data lives in {options['demo_db']}."
+                + ("" if has_key else " Put OPENROUTER_API_KEY in .env to monitor your real key."),
                 "A check from the command line against the simulator, while this runs:",
                 f"  CREDITMON_DEMO=true OPENROUTER_BASE_URL={simulator.url} OPENROUTER_API_KEY={PROD_KEY} "
                 f"DATABASE_URL=sqlite:///{options['demo_db']} "

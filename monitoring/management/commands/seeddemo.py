@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from monitoring import demo
+from monitoring.logredact import console_logging
 from monitoring.models import CreditLog
 
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="seed even outside demo mode")
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         if not settings.CREDITMON_DEMO and not options["force"]:
             raise CommandError("seeddemo only runs in demo mode (CREDITMON_DEMO=true): it invents history.")
         if CreditLog.objects.exists():

@@ -5,12 +5,14 @@ import getpass
 from django.core.management.base import BaseCommand, CommandError
 
 from monitoring import notify
+from monitoring.logredact import console_logging
 
 
 class Command(BaseCommand):
     help = "Send a test notification to every channel in NOTIFY_URLS and report each result."
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         if not notify.channels():
             raise CommandError("NOTIFY_URLS is empty: add one or more Apprise URLs to .env (see .env.example).")
         deliveries = notify.send_test(f"{getpass.getuser()} (sendtestnotification)")

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from monitoring.account import sync_activity
+from monitoring.logredact import console_logging
 from monitoring.openrouter import OpenRouterError
 
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--backfill", action="store_true", help="re-fetch the whole 30 days OpenRouter keeps")
 
     def handle(self, *args, **options):
+        console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         if not settings.OPENROUTER_MANAGEMENT_KEY:
             raise CommandError("OPENROUTER_MANAGEMENT_KEY not set: /activity needs a management key (add it to .env)")
         try:
