@@ -28,8 +28,13 @@ class Clock:
 
 @pytest.fixture
 def week_of_spend(settings):
-    """Checks every 6 hours over 8 days of a key whose spend alternates $2 and $6 a day, up to now."""
-    now = timezone.now()
+    """Checks every 6 hours over 8 days of a key whose spend alternates $2 and $6 a day, up to today.
+
+    The checks sit at 06:01, 12:01, 18:01 and 00:01 UTC (the last one today at 00:01), the rate changing
+    at 18:01: each reading's spend counts on the day it is observed, so every completed day spends at
+    one rate, whatever the time the test runs."""
+    midnight = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    now = midnight + timedelta(minutes=1) - timedelta(hours=6 * 31) + timedelta(days=8)
     clock = Clock(now - timedelta(days=8))
     sim = Simulator("management", now=clock).start()
     sim.remove_key(DEV_KEY)
@@ -44,8 +49,8 @@ def week_of_spend(settings):
     settings.API_TOKEN = TOKEN
     for n in range(8 * 4):
         clock.at = now - timedelta(days=8) + timedelta(hours=6 * n)
-        if n % 4 == 0:
-            sim.set_key(PROD_KEY, spend_per_day=2.0 if n % 8 == 0 else 6.0)
+        if n % 4 == 2:  # 18:01
+            sim.set_key(PROD_KEY, spend_per_day=2.0 if (n // 4) % 2 == 0 else 6.0)
         monitor_job(now=clock.at)
     clock.at = None
     yield sim
