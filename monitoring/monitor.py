@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import account as account_room
 from . import alerts, forecast, notify, status
 from .logredact import redact
-from .models import ApiKey, CreditLog, Level, chain_total
+from .models import ApiKey, CreditLog, DailyFigure, Level, chain_total
 from .openrouter import AccountCredits, Client, KeySnapshot, ListedKey, OpenRouterError, key_hash
 from .report import format_report
 
@@ -380,6 +380,7 @@ def run_monitor(now: datetime | None = None) -> status.Status:
             logger.error("Activity sync failed: %s", exc.message)
         except Exception:
             logger.exception("Activity sync failed")
+    DailyFigure.objects.refresh()  # the daily rows the exhaustion range reads (a few rows per run)
     found = status.build(now)  # after the sync, so even the first run forecasts from the activity
     evaluation_error = None
     try:

@@ -39,6 +39,7 @@ class Declared:
     name: str
     func: str
     minutes_setting: str
+    at_once: bool = True  # a new row runs at once (the check), or one interval later (the watch: nothing to compare)
 
     @property
     def minutes(self) -> int:
@@ -52,7 +53,7 @@ WATCH_LEASE = "watch"
 # One entry per schedule; a setting at 0 (or below) means no such schedule.
 SCHEDULES: list[Declared] = [
     Declared(SCHEDULE_NAME, TASK_FUNC, "CHECK_INTERVAL_MINUTES"),
-    Declared(WATCH_SCHEDULE_NAME, "monitoring.tasks.watch_job", "WATCH_INTERVAL_MINUTES"),
+    Declared(WATCH_SCHEDULE_NAME, "monitoring.tasks.watch_job", "WATCH_INTERVAL_MINUTES", at_once=False),
 ]
 # The migration that first declared a schedule: before it (or migrated back past it) nothing is synced.
 DECLARING_MIGRATION = ("monitoring", "0002_monitor_schedule")
@@ -71,7 +72,7 @@ def schedule_model():
     return apps.get_model("django_q", "Schedule")
 
 
-def sync_schedule(model, interval_minutes: int, name: str = SCHEDULE_NAME, func: str = TASK_FUNC):
+def sync_schedule(model, interval_minutes: int, name: str = SCHEDULE_NAME, func: str = TASK_FUNC, at_once=True):
     """Create or update the schedule by name, so re-running leaves exactly one row; None when switched off."""
     rows = model.objects.filter(name=name).order_by("id")
     if interval_minutes <= 0:
@@ -87,7 +88,7 @@ def sync_schedule(model, interval_minutes: int, name: str = SCHEDULE_NAME, func:
     now = timezone.now()
     soonest = now + timedelta(minutes=interval_minutes)
     if created or schedule.next_run is None:
-        schedule.next_run = now
+        schedule.next_run = now if at_once else soonest
     elif schedule.next_run > soonest:
         schedule.next_run = soonest  # a shortened interval applies from now, not after the old, longer wait
     else:
@@ -100,7 +101,7 @@ def sync_schedules(model=None) -> list:
     """Every declared schedule at its setting's interval, in one transaction (workers may start together)."""
     model = model or schedule_model()
     with transaction.atomic(using=model.objects.db):
-        return [sync_schedule(model, d.minutes, d.name, d.func) for d in SCHEDULES]
+        return [sync_schedule(model, d.minutes, d.name, d.func, d.at_once) for d in SCHEDULES]
 
 
 def sync_after_migrate(sender, using: str = "default", **kwargs) -> None:
