@@ -124,12 +124,12 @@ def test_check_now_over_the_simulator(login, sim, console_errors):
     assert "Credits OK" in page.locator(".message-success").inner_text()
     assert CreditLog.objects.count() == 1
     assert "$45.23" in page.locator(".key-card").inner_text()
-    assert "unknown (need 2+ entries)" in page.locator(".key-card").inner_text()
+    assert "unknown (need readings over at least 1 hour)" in page.locator(".key-card").inner_text()
     assert "never" not in page.locator(".last-ok").inner_text()
     screenshot(page, "health-after-check-now")
 
     page = login("/financial/")
-    assert page.get_by_text("Burn rate unknown: need 2+ entries").is_visible()
+    assert page.get_by_text("Burn rate unknown (need readings over at least 1 hour)").is_visible()
     assert points(page, "balance-chart") == 1
     screenshot(page, "financial-one-entry")
     assert console_errors == []
