@@ -109,7 +109,7 @@ class SpendWindow:
         return self.spent / span if span > 0 else None
 
 
-def _aware(value) -> datetime | None:
+def aware(value) -> datetime | None:
     """A timestamp from a raw aggregate: SQLite returns its stored UTC text, PostgreSQL a datetime."""
     if value is None or isinstance(value, datetime):
         return value
@@ -218,7 +218,7 @@ class CreditLogQuerySet(models.QuerySet):
                 windows = {}
                 for n, label in enumerate(starts):
                     spent, after, first, last, count = row[1 + 5 * n : 6 + 5 * n]
-                    windows[label] = SpendWindow(spent or 0.0, after or 0.0, _aware(first), _aware(last), count)
+                    windows[label] = SpendWindow(spent or 0.0, after or 0.0, aware(first), aware(last), count)
                 found[row[0]] = windows
         return found
 

@@ -92,9 +92,8 @@ def get_daily_burn_rate(days: float = 7, key: ApiKey | None = None, now: datetim
     key = key if key is not None else primary_key()
     if key is None:
         return None
-    return status.key_rates(
-        status.annotated_keys(ApiKey.objects.filter(pk=key.pk), now, {"w": days}), now, {"w": days}
-    )[key.pk]["w"].rate
+    windows = {"w": days}
+    return status.key_rates(status.annotated_keys([key], now, windows), now, windows)[key.pk]["w"].rate
 
 
 def get_days_until_exhaustion(remaining: float | None, days: float = 7, key: ApiKey | None = None) -> float | None:

@@ -15,12 +15,12 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Max, Q, Sum
 from django_q.models import Schedule
 
 from . import forecast, outlook
-from .models import Activity, Alert, ApiKey, CreditLog, Level, severity, window_annotations, worst_level
+from .models import Activity, Alert, ApiKey, CreditLog, Level, aware, severity, worst_level
 from .schedule import SCHEDULE_NAME
 
 # Burn-rate windows shown on every surface: (label, days). The forecast uses BURN_RATE_WINDOW_DAYS.
@@ -645,26 +645,58 @@ def schedule_figures() -> tuple[datetime | None, int]:
     return row[0], row[1] or settings.CHECK_INTERVAL_MINUTES
 
 
-def annotated_keys(keys, now: datetime, windows: dict[str, float]):
+def annotated_keys(keys: list[ApiKey] | None, now: datetime, windows: dict[str, float]) -> list[ApiKey]:
     """Keys with the ids of their latest check and success, the failed checks since that success, and the
-    running spend totals at each window's first reading and the last one: one query of index look-ups."""
-    logs = CreditLog.objects.filter(key=OuterRef("pk"), timestamp__lte=now)
-    newest = ("-timestamp", "-id")
-    success_at = CreditLog.objects.filter(key=OuterRef(OuterRef("pk")), ok=True, timestamp__lte=now).order_by(*newest)
-    failed_since = (
-        logs.failed()
-        .filter(timestamp__gt=Coalesce(Subquery(success_at.values("timestamp")[:1]), Value(EPOCH)))
-        .order_by()
-        .values("key")
-        .annotate(n=Count("id"))
-        .values("n")
+    time and running spend total of the last reading and of each window's first: one query of index
+    look-ups whatever the number of keys (written in SQL: the ORM took longer to build it than to run it)."""
+    if keys is not None and not keys:
+        return []
+    table = connection.ops.quote_name(CreditLog._meta.db_table)
+    when = connection.ops.adapt_datetimefield_value
+    newest = 'ORDER BY {0}."timestamp" DESC, {0}.id DESC LIMIT 1'
+    readings = 'FROM {t} r WHERE r.key_id = k.id AND r.ok AND r."usage" IS NOT NULL AND r."timestamp" <= %s'
+    last = readings + ' ORDER BY r."timestamp" DESC, r."usage" DESC, r.id DESC LIMIT 1'
+    first = readings + ' AND r."timestamp" >= %s ORDER BY r."timestamp", r."usage", r.id LIMIT 1'
+    success_time = f'SELECT s."timestamp" FROM {table} s WHERE s.key_id = k.id AND s.ok AND s."timestamp" <= %s '
+    columns = [
+        f'(SELECT l.id FROM {table} l WHERE l.key_id = k.id AND l."timestamp" <= %s {newest.format("l")})',
+        f'(SELECT l.id FROM {table} l WHERE l.key_id = k.id AND l.ok AND l."timestamp" <= %s {newest.format("l")})',
+        f'(SELECT COUNT(*) FROM {table} f WHERE f.key_id = k.id AND NOT f.ok AND f."timestamp" <= %s'
+        f' AND f."timestamp" > COALESCE(({success_time}{newest.format("s")}), %s))',
+        f'(SELECT r."timestamp" {last.format(t=table)})',
+        f"(SELECT r.spend_total {last.format(t=table)})",
+    ]
+    params = [when(now)] * 4 + [when(EPOCH)] + [when(now)] * 2
+    spans = sorted(set(windows.values()))
+    for days in spans:
+        columns += [
+            f'(SELECT r."timestamp" {first.format(t=table)})',
+            f"(SELECT r.spend_total {first.format(t=table)})",
+        ]
+        params += [when(now), when(now - timedelta(days=days))] * 2
+    names = ["latest_id", "success_id", "failures", "t_last", "s_last"]
+    names += [f"{kind}_{n}" for n in range(len(spans)) for kind in ("t", "s")]
+    keys_table = connection.ops.quote_name(ApiKey._meta.db_table)
+    selected = ", ".join(f"{column} AS {name}" for column, name in zip(columns, names, strict=True))
+    if keys is None:  # every watched key (ApiKey.objects.watched())
+        where, ids = "k.retired_at IS NULL", []
+    else:
+        ids = [key.pk for key in keys]
+        where = f"k.id IN ({', '.join(['%s'] * len(ids))})"
+    order = "k.is_primary DESC, k.name, k.id"  # ApiKey's ordering
+    rows = list(
+        ApiKey.objects.raw(
+            f"SELECT k.*, {selected} FROM {keys_table} k WHERE {where} ORDER BY {order}", [*params, *ids]
+        )
     )
-    return keys.annotate(
-        latest_id=Subquery(logs.order_by(*newest).values("id")[:1]),
-        success_id=Subquery(logs.successful().order_by(*newest).values("id")[:1]),
-        failures=Coalesce(Subquery(failed_since), 0),
-        **window_annotations(now, windows),
-    )
+    for row in rows:
+        row.failures = row.failures or 0
+        row.t_last = aware(row.t_last)
+        by_days = {days: (aware(getattr(row, f"t_{n}")), getattr(row, f"s_{n}")) for n, days in enumerate(spans)}
+        for label, days in windows.items():
+            setattr(row, f"t_{label}", by_days[days][0])
+            setattr(row, f"s_{label}", by_days[days][1])
+    return rows
 
 
 def key_rates(rows, now: datetime, windows: dict[str, float]) -> dict[int, dict[str, BurnRate]]:
@@ -706,8 +738,7 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
     by_key: dict[int | None, list[Alert]] = defaultdict(list)
     for alert in open_alerts:
         by_key[alert.key_id].append(alert)
-    queryset = ApiKey.objects.watched() if keys is None else ApiKey.objects.filter(pk__in=[k.pk for k in keys])
-    rows = list(annotated_keys(queryset, now, windows))
+    rows = annotated_keys(None if keys is None else list(keys), now, windows)
     logs = CreditLog.objects.in_bulk([i for r in rows for i in (r.latest_id, r.success_id) if i is not None])
     rates = key_rates(rows, now, windows)
     # Stored activity where the checks span too little: the keys' and the account's, in one query.
