@@ -91,7 +91,7 @@ def health(now: datetime) -> dict:
         "states": states,
         "cards": states[:MAX_CARDS],
         "more_keys": len(states) > MAX_CARDS,
-        "overall_level": found.level_css if found.keys else "unknown",
+        "overall_level": found.level_css,
         "last_log": last_log,
         "last_error_hint": hint_unless_said(last_log) if last_log and not last_log.ok else "",
         "account": found.account,
@@ -120,11 +120,10 @@ def at_a_glance(now: datetime, found: status.Status | None = None) -> dict:
     """The one verdict every page shows (tab title, favicon, brand dot, Health's verdict line), read from
     status.build() (`found`: when the view already has it)."""
     found = found if found is not None else status.build(now)
-    known = bool(found.keys)
-    return {
-        "worst_level": found.level if known else None,
-        "worst_level_name": found.level_name if known else "",
-        "worst_level_css": found.level_css if known else "none",
+    return {  # the level the API, /metrics and the CLI give: UNKNOWN while nothing is watched yet
+        "worst_level": found.level,
+        "worst_level_name": found.level_name,
+        "worst_level_css": found.level_css,
         "level_counts": [{"name": name, "css": name.lower(), "count": n} for name, n in found.counts.items()],
         "key_count": len(found.keys),
         "open_alert_count": found.open_alerts,
@@ -259,6 +258,11 @@ def key_financials(key_status: status.KeyStatus, start: datetime | None, kind: s
         "rates": rates,
         "burn_rate": burn,
         "burn_window_text": key_status.burn.window_text,
+        # The rate of the money that runs out: the account's when the shared balance binds.
+        "binding_rate": key_status.account.burn.rate if key_status.binding == "account" else burn,
+        "binding_window_text": (
+            key_status.account.burn.window_text if key_status.binding == "account" else key_status.burn.window_text
+        ),
         "burn_note": key_status.burn_note,
         "min_span": status.min_span_text(),
         "binding": key_status.binding,

@@ -136,6 +136,7 @@ def _upsert_key(watched: WatchedKey, now: datetime, snapshot: KeySnapshot | None
     key, _ = ApiKey.objects.get_or_create(hash=watched.hash, defaults={"first_seen": now})
     key.last_seen = now
     key.is_primary = watched.is_primary
+    key.source = ApiKey.SOURCE_CONFIGURED  # configured now, even if a listing found it first
     key.retired_at, key.retired_reason = None, ""
     if watched.name:
         key.name = watched.name
@@ -162,7 +163,7 @@ def previous_reading(key: ApiKey) -> tuple | None:
 def in_order(when: datetime, previous: tuple | None, key: ApiKey | None) -> datetime:
     """A reading is never stored before the key's newest one (the clock stepped back): it is placed just
     after it, so a later reading can never look like a counter reset or a spike."""
-    if previous is None or previous[0] < when:
+    if previous is None or previous[0] <= when:
         return when
     logger.warning(
         "The clock is behind %s's newest reading by %.0f s: the reading is stored just after it",
@@ -207,8 +208,9 @@ def record_snapshot(
 def record_failure(
     key: ApiKey | None, error: OpenRouterError, now: datetime, ms: int | None = None, label: str = ""
 ) -> CreditLog:
+    newest = CreditLog.objects.for_key(key).order_by("-timestamp", "-id").values_list("timestamp").first()
     return CreditLog.objects.create(
-        timestamp=now,
+        timestamp=in_order(now, newest, key),  # never hidden behind an older success (clock stepped back)
         key=key,
         ok=False,
         label=label or (key.display_name if key else ""),

@@ -21,9 +21,12 @@ def burn_rate_line(key_status: KeyStatus, next_check=None) -> str:
 def days_left_line(key_status: KeyStatus) -> str:
     if key_status.days_left is not None:
         line = f"Days Left: {key_status.days_left:.1f} days at current rate"
-        return f"{line} ({key_status.binding_text})" if key_status.binding == "account" else line
+        # Name what runs out whenever there are two candidates: the key's cap and the shared account.
+        return f"{line} ({key_status.binding_text})" if key_status.shares_account else line
     if key_status.remaining is None:
         return "Days Left: unknown (balance unknown)"
+    if key_status.forecast_unknown:
+        return f"Days Left: unknown ({key_status.binding_text})"
     if key_status.binding_text:
         return f"Days Left: not running out ({key_status.binding_text})"
     if not key_status.burn.known:

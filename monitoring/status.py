@@ -119,7 +119,7 @@ class BurnRate:
         if self.rate is None:
             return ""
         if self.source == "activity":
-            return f"from stored activity, last {self.span_days:g} days"
+            return f"from stored activity, last {self.span_days:g} day{'s' if self.span_days != 1 else ''}"
         if self.span_days >= FULL_WINDOW_SHARE * self.window_days:
             return f"{self.window_days:g}-day average"
         return f"over the last {span_text(self.span_days)}"
@@ -238,11 +238,15 @@ def account_status(
     """The latest account reading, and its rate from total_usage deltas (else stored account activity)."""
     window = settings.BURN_RATE_WINDOW_DAYS
     readings = CreditLog.objects.filter(ok=True, account_balance__isnull=False, timestamp__lte=now)
-    fields = ("timestamp", "account_balance", "account_credits", "account_usage")
-    latest = readings.order_by("-timestamp", "-id").values_list(*fields).first()
-    if latest is None:
-        return AccountStatus(known=False, note=ACCOUNT_UNKNOWN, alerts=alerts)
-    when, balance, credits, usage = latest
+    fields = ("timestamp", "account_balance", "account_credits", "account_usage", "account_note")
+    # The newest successful check of a watched key: an old reading is not today's balance (the management
+    # key removed since, every key retired), so only a check that read the account now makes it known.
+    newest = CreditLog.objects.filter(ok=True, timestamp__lte=now, key__retired_at__isnull=True)
+    latest = newest.order_by("-timestamp", "-id").values_list(*fields).first()
+    if latest is None or latest[1] is None:
+        note = (latest[4] if latest else "") or ACCOUNT_UNKNOWN
+        return AccountStatus(known=False, note=note, alerts=alerts)
+    when, balance, credits, usage, _ = latest
     first = (
         readings.filter(timestamp__gte=now - timedelta(days=window), account_usage__isnull=False)
         .order_by("timestamp", "id")
@@ -330,6 +334,8 @@ class KeyStatus:
     days_left: float | None = None
     binding: str = ""  # "key", "account", or "" when neither forecast is known
     binding_text: str = ""
+    forecast_unknown: bool = False  # a figure the forecast needs is not known yet
+    daily: dict | None = None  # spend per completed day, for the exhaustion range (Status.load_ranges)
     resets_at: datetime | None = None
 
     def __post_init__(self):
@@ -424,6 +430,16 @@ class KeyStatus:
                     cap_days = None  # the window resets first: the cap is not what runs out
         self.key_days_left = cap_days
         account_days = self.account.days_left if self.shares_account else None
+        if self.shares_account and not self.account.burn.known:
+            # The shared balance may run out first, at a rate not known yet: the cap's days are the most it
+            # lasts; without a cap, no forecast rather than a guess.
+            if cap_days is None:
+                self.binding_text = f"the account's burn rate is {self.account.burn.unknown_text}"
+                self.forecast_unknown = True
+                return
+            self.days_left, self.binding = cap_days, "key"
+            self.binding_text = "the key's own limit, at most: the account's burn rate is not known yet"
+            return
         if cap_days is None and account_days is None:
             if self.key_money is not None and self.resets_at is not None and self.burn.known:
                 self.binding_text = f"the key's limit resets {self.resets_at:%Y-%m-%d %H:%M} UTC before it runs out"
@@ -447,13 +463,23 @@ class KeyStatus:
             scale = self.account.burn.rate / self.burn.rate if self.burn.rate and self.account.burn.rate else 0.0
         if money_left is None or scale <= 0:
             return None, None
-        daily = {day: spent * scale for day, spent in outlook.key_daily_spend(self.key, self.now, fold=False).items()}
+        if self.daily is None:
+            self.daily = outlook.key_daily_spend(self.key, self.now, fold=False)
+        daily = {day: spent * scale for day, spent in self.daily.items()}
         found = forecast.exhaustion_range(money_left, daily, self.now, reporting_zone(), outlook.LOW, outlook.HIGH)
         return found if found is not None else (None, None)
 
     @property
     def range_text(self) -> str:
         return outlook.range_text(*self.exhaustion_range)
+
+    def quote_range(self) -> None:
+        """A forecast warning quotes the pessimistic end of the range ("may run out as early as Tue 3 Dec")."""
+        level, message = self.conditions["forecast"]
+        if self.range_text:
+            self.conditions["forecast"] = (level, f"{message}; {self.range_text}")
+            if self.message == message:
+                self.message = self.conditions["forecast"][1]
 
     # -- level
 
@@ -475,7 +501,8 @@ class KeyStatus:
             if self.remaining is None and self.success.account_note and "management" not in self.success.account_note:
                 message = f"Balance unknown: {self.success.account_note}"
             found["balance"] = (level, message)
-            if self.remaining is not None and self.remaining > settings.OPENROUTER_MIN_BALANCE:
+            out = self.remaining is not None and self.remaining <= settings.OPENROUTER_MIN_BALANCE
+            if self.remaining is not None and not out and not self.forecast_unknown:
                 level = forecast_level(self.days_left)
                 if self.days_left is None:
                     message = "Not running out at the current rate" if self.burn.known else "No forecast yet"
@@ -485,8 +512,6 @@ class KeyStatus:
                     message = f"Runs out in {self.days_left:.1f} days at {money(rate)}/day ({money(money_left)} left)"
                     if self.binding == "account":
                         message += ": the account balance, shared by all keys"
-                    if level != Level.OK and self.range_text:  # warnings quote the pessimistic end
-                        message += f"; {self.range_text}"
                 found["forecast"] = (level, message)
             age = self.now - self.success.timestamp
         else:
@@ -586,7 +611,7 @@ class Status:
 
     @property
     def level(self) -> int:
-        levels = [s.level for s in self.keys]
+        levels = [s.level for s in self.keys if s.key is None or not s.key.disabled]  # a disabled key serves none
         if self.account.known:
             levels.append(self.account.level)
         return worst_level(levels, default=Level.UNKNOWN)
@@ -623,7 +648,16 @@ class Status:
     def for_key(self, key: ApiKey | None) -> KeyStatus | None:
         return next((s for s in self.keys if s.key == key), None)
 
+    def load_ranges(self, key_statuses: list[KeyStatus] | None = None) -> None:
+        """Read the daily spend every exhaustion range needs in two queries, not two per key."""
+        wanted = [s for s in (self.keys if key_statuses is None else key_statuses) if s.key and s.days_left]
+        daily = outlook.daily_spend_by_key([s.key for s in wanted if s.daily is None], self.now, fold=False)
+        for key_status in wanted:
+            if key_status.daily is None:
+                key_status.daily = daily.get(key_status.key.pk, {})
+
     def as_dict(self) -> dict:
+        self.load_ranges()
         return {
             "generated_at": self.now.isoformat(),
             "level": self.level_name,
@@ -768,6 +802,11 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
                 threshold=threshold,
             )
         )
+    warned = [s for s in statuses if s.conditions.get("forecast", (Level.OK,))[0] != Level.OK]
+    if warned:  # forecast warnings quote the range: their daily spend read together
+        Status(now, warned, account, next_check, interval).load_ranges()
+        for key_status in warned:
+            key_status.quote_range()
     if keys is None:
         statuses += unattached_failures(now, statuses, account, stale_after, threshold)
     order = {row.pk: n for n, row in enumerate(rows)}
