@@ -342,8 +342,12 @@ def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent |
         locked.acknowledged_at, locked.acknowledged_by = now, who
         locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
         event = AlertEvent.objects.create(
-            alert=locked, created=now, kind=AlertEvent.ACKNOWLEDGED, level=locked.level,
-            message=f"Acknowledged by {who or 'someone'}: no notifications until it resolves", user=who,
+            alert=locked,
+            created=now,
+            kind=AlertEvent.ACKNOWLEDGED,
+            level=locked.level,
+            message=f"Acknowledged by {who or 'someone'}: no notifications until it resolves",
+            user=who,
         )
     alert.acknowledged_at, alert.acknowledged_by = now, who
     logger.info("Alert acknowledged by %s: %s", who, locked)
@@ -363,8 +367,12 @@ def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> 
         locked.snoozed_until, locked.snoozed_by = until, who
         locked.save(update_fields=["snoozed_until", "snoozed_by"])
         event = AlertEvent.objects.create(
-            alert=locked, created=now, kind=AlertEvent.SNOOZED, level=locked.level,
-            message=f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC", user=who,
+            alert=locked,
+            created=now,
+            kind=AlertEvent.SNOOZED,
+            level=locked.level,
+            message=f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC",
+            user=who,
         )
     alert.snoozed_until, alert.snoozed_by = until, who
     logger.info("Alert snoozed by %s until %s: %s", who, until.isoformat(), locked)

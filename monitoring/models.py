@@ -698,9 +698,7 @@ class Activity(models.Model):
     class Meta:
         ordering = ["-date", "model"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["date", "api_key_hash", "endpoint_id", "model"], name="activity_unique_row"
-            )
+            models.UniqueConstraint(fields=["date", "api_key_hash", "endpoint_id", "model"], name="activity_unique_row")
         ]
         # Per key or account-wide, by day: covering what the Financial page sums (a year is 28,000 rows).
         indexes = [

@@ -288,7 +288,11 @@ def send_test(user, now: datetime | None = None) -> list[Delivery]:
         return []
     who = _username(user)
     event = AlertEvent.objects.create(
-        alert=None, created=now, kind=AlertEvent.TEST, level=Level.OK, message=f"Test notification sent by {who}",
+        alert=None,
+        created=now,
+        kind=AlertEvent.TEST,
+        level=Level.OK,
+        message=f"Test notification sent by {who}",
         user=who,
     )
     logger.info("Test notification requested by %s for %d channels", who, len(targets))
