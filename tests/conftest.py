@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging.config
 import os
+import shutil
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +26,44 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Hashing a password takes ~0.3 s of CPU by design; tests log in hundreds of users and test no hash strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    share_nothing_with_other_runs(config, settings)
+
+
+def share_nothing_with_other_runs(config, settings):
+    """Parallel workers (pytest-xdist) and concurrent runs each get their own Redis db and log file.
+
+    pytest-django already gives each xdist worker its own test database (test_<name>_gw0, ...).
+    Worker gwN uses Redis db (REDIS_URL's db + N), so a real qcluster on one worker never takes
+    another worker's tasks; subprocesses inherit it through the environment.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if settings.REDIS_URL and worker.startswith("gw"):
+        from django_q.conf import Conf
+
+        base, _, db = settings.REDIS_URL.partition("?")[0].rpartition("/")
+        url = f"{base}/{int(db or 0) + int(worker[2:])}"
+        settings.REDIS_URL = settings.Q_CLUSTER["redis"] = Conf.REDIS = os.environ["REDIS_URL"] = url
+    # A rotating log file shared by processes loses lines once another process rotates it.
+    log_dir = tempfile.mkdtemp(prefix="creditmon-test-logs-")
+    config.add_cleanup(lambda: shutil.rmtree(log_dir, ignore_errors=True))
+    settings.LOG_DIR = Path(log_dir)
+    settings.LOGGING["handlers"]["file"]["filename"] = str(settings.LOG_DIR / "creditmon.log")
+    logging.config.dictConfig(settings.LOGGING)
+    os.environ["CREDITMON_LOG_DIR"] = log_dir
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow end-to-end tests start first, so parallel workers overlap them with the rest.
+
+    Browser tests share one worker (one Chromium): see the `slow` and `browser` markers in pyproject.toml.
+    """
+    for item in items:
+        for group in ("browser", "serial"):
+            if item.get_closest_marker(group) and config.pluginmanager.hasplugin("xdist"):
+                item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("browser")))
 
 
 @pytest.fixture(scope="session")

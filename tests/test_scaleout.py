@@ -23,10 +23,13 @@ from monitoring.simulator import PROD_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 ON_SCALEOUT_ENGINES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and bool(settings.REDIS_URL)
-pytestmark = pytest.mark.skipif(
-    not ON_SCALEOUT_ENGINES,
-    reason="scale-out smoke needs DATABASE_URL=postgres and REDIS_URL; `make test` runs it in its second pass",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not ON_SCALEOUT_ENGINES,
+        reason="scale-out smoke needs DATABASE_URL=postgres and REDIS_URL; `make test` runs it in its second pass",
+    ),
+]
 API_TOKEN = "scaleout-api-token"
 RUN_WAIT_SECONDS = 90  # the scheduler looks at schedules every 30 s
 EXTRA_WAIT_SECONDS = 40  # one more scheduler pass on each cluster: a duplicate would show by then
