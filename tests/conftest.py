@@ -54,21 +54,29 @@ def share_nothing_with_other_runs(config, settings):
     os.environ["CREDITMON_LOG_DIR"] = log_dir
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-django's stable sort: database tests, transactional, the rest
 def pytest_collection_modifyitems(config, items):
-    """Slow end-to-end tests start first, so parallel workers overlap them with the rest.
+    """Slow end-to-end tests first within their kind, so parallel workers overlap them with the rest.
 
-    Browser tests share one worker (one Chromium): see the `slow` and `browser` markers in pyproject.toml.
+    pytest-django then keeps Django's order (a transactional test empties the tables the migrations
+    filled, so those run after the others). Browser tests share one worker (one Chromium): see the
+    `slow`, `serial` and `browser` markers in pyproject.toml.
     """
     for item in items:
         for group in ("browser", "serial"):
             if item.get_closest_marker(group) and config.pluginmanager.hasplugin("xdist"):
                 item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("browser")))
+    items.sort(
+        key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("browser") else 2
+    )
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory):
-    """SQLite tests use a file (not :memory:) so a qcluster subprocess can share the test database."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """SQLite tests use a file (not :memory:) so a qcluster subprocess can share the test database.
+
+    With pytest-xdist each worker has its own: its own tmp path, and on PostgreSQL test_<name>_gwN.
+    """
     from django.conf import settings
 
     db = settings.DATABASES["default"]
