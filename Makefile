@@ -61,7 +61,7 @@ test-scaleout: setup chromium
 
 # Both passes at once (output kept apart, each printed when it ends); TEST_PASSES=1 runs them in turn.
 test: lint
-	$(MAKE) --no-print-directory -j$(TEST_PASSES) --output-sync=target test-sqlite test-scaleout
+	$(MAKE) --no-print-directory --keep-going -j$(TEST_PASSES) --output-sync=target test-sqlite test-scaleout
 
 bench: setup
 	$(PY) bench/run.py
