@@ -139,7 +139,7 @@ def test_gunicorn_and_two_clusters_run_a_due_schedule_exactly_once(transactional
     def healthy():
         try:
             return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine: ask again
             return False
 
     assert wait_for(healthy, 30), f"gunicorn did not answer /healthz\n{processes.logs()}"
