@@ -9,7 +9,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/creditmon
-REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+# Parallel test workers (pytest-xdist); worker N uses Redis db (REDIS_TEST_URL's db + N), so keep db + N <= 15.
+TEST_WORKERS ?= 2
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/12
+# How many of the two passes (SQLite, PostgreSQL + Redis) run at once; each has its own databases.
+TEST_PASSES ?= 2
+PYTEST := $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: run demo test test-sqlite test-scaleout setup lint bench clean
 
@@ -45,6 +50,7 @@ user: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 	STATICFILES_BACKEND=whitenoise.storage.CompressedManifestStaticFilesStorage \
 	  $(PY) manage.py collectstatic --noinput -v0 && echo "collectstatic: ok"
@@ -54,16 +60,18 @@ lint: setup
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
 test-sqlite: setup chromium
-	$(VENV)/bin/pytest -q
+	$(PYTEST)
 
 # The same suite on the scale-out engines. With CI=true a missing server fails the run.
 test-scaleout: setup chromium
 	@if $(PY) scripts/services_up.py "$(PG_URL)" "$(REDIS_TEST_URL)"; then \
-	  DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(VENV)/bin/pytest -q; \
+	  DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PYTEST); \
 	elif [ "$$CI" = "true" ]; then echo "PostgreSQL or Redis unreachable: CI requires both"; exit 1; \
 	else echo "SKIPPED the PostgreSQL + Redis run: servers unreachable (see above)"; fi
 
-test: lint test-sqlite test-scaleout
+# Both passes at once (output kept apart, each printed when it ends); TEST_PASSES=1 runs them in turn.
+test: lint
+	$(MAKE) --no-print-directory --keep-going -j$(TEST_PASSES) --output-sync=target test-sqlite test-scaleout
 
 bench: setup
 	$(PY) bench/run.py

@@ -1,13 +1,17 @@
 """Benchmark: server time and query count of every page, the JSON API and /metrics, at 10 k and 1 M rows.
 
-    python bench/run.py [--rows 10000,1000000] [--engines sqlite,postgres] [--requests 15] [--refill]
+    python bench/run.py [--rows 10000,1000000] [--engines sqlite,postgres] [--requests 31] [--refill]
+    python bench/run.py --quick      # a developer's loop: 10 k rows on SQLite, 9 requests a figure
 
 Each (engine, rows) pair runs in its own process with DATABASE_URL set: SQLite files under
 bench/results/, PostgreSQL databases creditmon_bench_<rows> (BENCH_POSTGRES_URL, default
 postgres://postgres@127.0.0.1:5432). A database is filled once with checks every 5 minutes for
 10 keys, ending now (1 M rows is about a year), and reused while its newest row is under an hour old.
 It also measures one check (monitor.check_all against the in-process simulator) against a bare
-requests.get round trip to the same simulator. Prints a table and the 1 M / 10 k ratios.
+requests.get round trip to the same simulator, and one check of 150 keys listed by a management key.
+Every figure is the median of --requests timings with its spread (10th to 90th percentile) beside it;
+the report starts with the machine it ran on (CPUs, load before and after, engine versions).
+Prints a table and the 1 M / 10 k ratios, and writes it to bench/results/latest.md.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import secrets
 import statistics
 import subprocess
@@ -29,6 +34,7 @@ INTERVAL_MINUTES = 5
 PAGE_TARGET_MS = 50.0
 RATIO_TARGET = 1.5
 CHECK_OVERHEAD_TARGET_MS = 5.0
+LISTED_KEYS = 150  # the simulator's many-keys scenario
 API_TOKEN = "bench-api-token"
 METRICS_TOKEN = "bench-metrics-token"
 
@@ -66,14 +72,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="10000,1000000", help="row counts, comma separated")
     parser.add_argument("--engines", default="sqlite,postgres", help="sqlite and/or postgres")
-    parser.add_argument("--requests", type=int, default=15, help="timed requests per endpoint (median)")
+    parser.add_argument("--requests", type=int, default=None, help="timed requests per figure (31; 9 with --quick)")
     parser.add_argument("--refill", action="store_true", help="refill the databases even if they are fresh")
+    parser.add_argument("--quick", action="store_true", help="10 k rows on SQLite only, 9 requests a figure")
     parser.add_argument("--child", nargs=2, metavar=("ENGINE", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.requests is None:
+        args.requests = 9 if args.quick else 31
+    if args.quick:
+        args.rows = "10000" if "--rows" not in sys.argv else args.rows
+        args.engines = "sqlite" if "--engines" not in sys.argv else args.engines
     if args.child:
         return child(args.child[0], int(args.child[1]), args.requests, args.refill)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     rows_list = [int(r) for r in args.rows.split(",")]
     engines = [e.strip() for e in args.engines.split(",")]
     results: dict[tuple[str, int], dict] = {}
@@ -96,7 +109,7 @@ def main() -> int:
                 "API_TOKEN": API_TOKEN,
                 "METRICS_TOKEN": METRICS_TOKEN,
                 "CREDITMON_LOG_DIR": str(RESULTS / "logs"),
-                "CREDITMON_LOG_LEVEL": "WARNING",
+                "CREDITMON_LOG_LEVEL": "ERROR",  # the 150-key check warns of low keys: not a result
                 "OPENROUTER_MANAGEMENT_KEY": "",
                 "OPENROUTER_API_KEYS": "",
                 "NOTIFY_URLS": "",
@@ -111,30 +124,72 @@ def main() -> int:
                 print(f"   failed (exit {done.returncode})")
                 continue
             results[(engine, rows)] = json.loads(out.read_text())
-    report = table(results, engines, rows_list)
+    report = machine(results, load_before, args.requests) + "\n" + table(results, engines, rows_list)
     print(report)
     (RESULTS / "latest.md").write_text(report)
     return 0
 
 
+def machine(results: dict, load_before: tuple, repeat: int) -> str:
+    """Where and when the figures were taken: they mean little without it."""
+    import django
+
+    engines = sorted({f"{r['engine_version']}" for r in results.values()})
+    load_after = os.getloadavg()
+    return (
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
+        f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
+        f"Django {django.get_version()}, {', '.join(engines)}.\n"
+        f"Load average (1/5/15 min) before {fmt_load(load_before)}, after {fmt_load(load_after)}. "
+        f"Each figure: median of {repeat} requests [10th-90th percentile] (queries per request).\n"
+    )
+
+
+def fmt_load(load: tuple) -> str:
+    return "/".join(f"{x:.2f}" for x in load)
+
+
+def spread(times: list[float]) -> dict:
+    """Median and the 10th-90th percentile of timings in ms."""
+    deciles = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
+    return {"median_ms": statistics.median(times), "p10_ms": deciles[0], "p90_ms": deciles[-1], "n": len(times)}
+
+
+def cell(res: dict) -> str:
+    return f"{res['median_ms']:.1f} [{res['p10_ms']:.1f}-{res['p90_ms']:.1f}]"
+
+
 def table(results: dict, engines: list[str], rows_list: list[int]) -> str:
     columns = [(e, r) for e in engines for r in rows_list if (e, r) in results]
     names = [name for name, _, _ in ENDPOINTS]
-    header = "| endpoint | " + " | ".join(f"{e} {human(r)}: ms (queries)" for e, r in columns) + " |"
+    header = "| endpoint | " + " | ".join(f"{e} {human(r)}: ms [p10-p90] (queries)" for e, r in columns) + " |"
     lines = [header, "|" + " --- |" * (len(columns) + 1)]
     for name in names:
         cells = []
         for col in columns:
             res = results[col]["endpoints"][name]
             flag = "" if res["status"] == 200 else f" HTTP {res['status']}"
-            cells.append(f"{res['median_ms']:.1f} ({res['queries']}){flag}")
+            cells.append(f"{cell(res)} ({res['queries']}){flag}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    cells = [
-        f"{results[c]['check']['overhead_ms']:.1f} over {results[c]['check']['http_requests']} x "
-        f"{results[c]['check']['bare_ms']:.1f} ms HTTP"
-        for c in columns
-    ]
-    lines.append("| one check: overhead | " + " | ".join(cells) + " |")
+    checks = [results[c]["check"] for c in columns]
+    lines.append("| one check: total | " + " | ".join(f"{cell(c['check'])} ({c['queries']})" for c in checks) + " |")
+    lines.append("| bare requests.get | " + " | ".join(cell(c["bare"]) for c in checks) + " |")
+    lines.append(
+        "| one check: own work | "
+        + " | ".join(f"{c['overhead_ms']:.1f} beyond {c['http_requests']:g} HTTP" for c in checks)
+        + " |"
+    )
+    listed = [results[c]["listed"] for c in columns]
+    lines.append(
+        f"| {LISTED_KEYS} listed keys: total | "
+        + " | ".join(f"{cell(x['check'])} ({x['queries']})" for x in listed)
+        + " |"
+    )
+    lines.append(
+        f"| {LISTED_KEYS} listed keys: own work per key | "
+        + " | ".join(f"{x['per_key_ms']:.2f} ({x['http_requests']:g} HTTP)" for x in listed)
+        + " |"
+    )
     lines.append("")
     small, large = min(rows_list), max(rows_list)
     missed = []
@@ -148,16 +203,26 @@ def table(results: dict, engines: list[str], rows_list: list[int]) -> str:
             ratios.append(f"{name} {ratio:.2f}x")
             if ratio > RATIO_TARGET:
                 missed.append(f"{engine} {name}: {human(large)}/{human(small)} = {ratio:.2f}x (target {RATIO_TARGET}x)")
-            if b["endpoints"][name]["median_ms"] > PAGE_TARGET_MS:
-                missed.append(f"{engine} {name}: {b['endpoints'][name]['median_ms']:.1f} ms at {human(large)}")
         lines.append(f"Ratios {human(large)}/{human(small)} on {engine}: " + ", ".join(ratios))
+        every, thirty = b["endpoints"]["/financial/ all"]["median_ms"], b["endpoints"]["/financial/ 30 d"]["median_ms"]
+        lines.append(f"/financial/ all over 30 d at {human(large)} on {engine}: {every / max(thirty, 0.001):.2f}x")
+        if every > 2 * thirty:
+            missed.append(f"{engine} /financial/ all = {every / thirty:.2f}x range=30 at {human(large)} (target 2x)")
     for col in columns:
+        for name in names:
+            if results[col]["endpoints"][name]["median_ms"] > PAGE_TARGET_MS:
+                ms = results[col]["endpoints"][name]["median_ms"]
+                missed.append(f"{col[0]} {name}: {ms:.1f} ms at {human(col[1])}")
         if results[col]["check"]["overhead_ms"] > CHECK_OVERHEAD_TARGET_MS:
             missed.append(f"{col[0]} {human(col[1])}: check overhead {results[col]['check']['overhead_ms']:.1f} ms")
+        if results[col]["listed"]["per_key_ms"] > CHECK_OVERHEAD_TARGET_MS:
+            per_key = results[col]["listed"]["per_key_ms"]
+            missed.append(f"{col[0]} {human(col[1])}: {per_key:.2f} ms per listed key")
     lines.append("")
+    ratio = f"{human(large)} <= {RATIO_TARGET}x {human(small)}, " if small != large else ""
     lines.append(
-        f"Targets: every page < {PAGE_TARGET_MS:.0f} ms median at {human(large)} rows, "
-        f"{human(large)} <= {RATIO_TARGET}x {human(small)}, check overhead < {CHECK_OVERHEAD_TARGET_MS:.0f} ms."
+        f"Targets: every page < {PAGE_TARGET_MS:.0f} ms median, {ratio}"
+        f"range=all <= 2x range=30, own work per key per check < {CHECK_OVERHEAD_TARGET_MS:.0f} ms."
     )
     lines.append("Missed: " + ("; ".join(missed) if missed else "none"))
     return "\n".join(lines) + "\n"
@@ -191,14 +256,45 @@ def child(engine: str, rows: int, repeat: int, refill: bool) -> int:
         DailyFigure.objects.refresh()  # fold what a previous version of the code left unfolded
         HourlyFigure.objects.refresh()
     fill.analyze()
-    result = {"engine": engine, "rows": rows, "endpoints": measure_endpoints(repeat), "check": measure_check(repeat)}
+    result = {
+        "engine": engine,
+        "engine_version": engine_version(),
+        "rows": rows,
+        "endpoints": measure_endpoints(repeat),
+        "check": measure_check(repeat),
+        "listed": measure_listed_keys(max(3, repeat // 3)),
+    }
     (RESULTS / f"{engine}-{rows}.json").write_text(json.dumps(result, indent=2))
     return 0
 
 
+def engine_version() -> str:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return f"PostgreSQL {connection.cursor().connection.info.server_version // 10000}"
+    import sqlite3
+
+    return f"SQLite {sqlite3.sqlite_version}"
+
+
+def count_queries():
+    """A context manager counting the queries run inside it (the list of their SQL)."""
+    from django.db import connection
+
+    queries: list[str] = []
+
+    def count(execute, sql, params, many, context):
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    wrapper = connection.execute_wrapper(count)
+    wrapper.queries = queries
+    return wrapper
+
+
 def measure_endpoints(repeat: int) -> dict:
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.test import Client
 
     user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
@@ -215,13 +311,8 @@ def measure_endpoints(repeat: int) -> dict:
         extra = headers.get(auth, {})
         for _ in range(2):  # warm caches, templates, the connection
             response = client.get(path, headers=extra)
-        queries = []
-
-        def count(execute, sql, params, many, context, queries=queries):
-            queries.append(sql)
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(count):
+        counter = count_queries()
+        with counter:
             response = client.get(path, headers=extra)
         times = []
         for _ in range(repeat):
@@ -230,19 +321,49 @@ def measure_endpoints(repeat: int) -> dict:
             times.append((time.perf_counter() - started) * 1000)
         found[name] = {
             "status": response.status_code,
-            "median_ms": statistics.median(times),
-            "queries": len(queries),
+            **spread(times),
+            "queries": len(counter.queries),
             "bytes": len(response.content),
         }
-        print(f"   {name:<24} {found[name]['median_ms']:7.1f} ms {len(queries):4d} queries", flush=True)
+        print(f"   {name:<24} {cell(found[name]):>22} ms {len(counter.queries):4d} queries", flush=True)
     return found
 
 
-def measure_check(repeat: int) -> dict:
+def bare_round_trips(sim, repeat: int) -> list[float]:
+    """A plain requests.get to the same simulator: the HTTP cost a check cannot avoid."""
     import requests
+
+    from monitoring.simulator import PROD_KEY
+
+    times = []
+    for _ in range(repeat + 1):  # the first one warms up
+        started = time.perf_counter()
+        requests.get(f"{sim.url}/key", headers={"Authorization": f"Bearer {PROD_KEY}"}, timeout=5)
+        times.append((time.perf_counter() - started) * 1000)
+    return times[1:]
+
+
+def timed_checks(sim, repeat: int) -> tuple[list[float], list[int], int]:
+    """(ms per check_all, HTTP requests per check, queries of one check)."""
+    from monitoring import monitor
+
+    monitor.check_all()  # warm up
+    counter = count_queries()
+    with counter:
+        monitor.check_all()
+    checks, per_check = [], []
+    for _ in range(repeat):
+        before = len(sim.requests)
+        started = time.perf_counter()
+        monitor.check_all()
+        checks.append((time.perf_counter() - started) * 1000)
+        per_check.append(len(sim.requests) - before)
+    return checks, per_check, len(counter.queries)
+
+
+def measure_check(repeat: int) -> dict:
     from django.conf import settings
 
-    from monitoring import monitor
     from monitoring.simulator import PROD_KEY, Simulator
 
     sim = Simulator("management").start()
@@ -251,31 +372,57 @@ def measure_check(repeat: int) -> dict:
         settings.OPENROUTER_API_KEY = PROD_KEY
         settings.OPENROUTER_MANAGEMENT_KEY = ""
         settings.OPENROUTER_API_KEYS = ""
-        monitor.check_all()  # warm up
-        checks, per_check = [], []
-        for _ in range(repeat):
-            before = len(sim.requests)
-            started = time.perf_counter()
-            monitor.check_all()
-            checks.append((time.perf_counter() - started) * 1000)
-            per_check.append(len(sim.requests) - before)
-        bare = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            requests.get(f"{sim.url}/key", headers={"Authorization": f"Bearer {PROD_KEY}"}, timeout=5)
-            bare.append((time.perf_counter() - started) * 1000)
+        checks, per_check, queries = timed_checks(sim, repeat)
+        bare = bare_round_trips(sim, repeat)
     finally:
         sim.stop()
     http_requests = statistics.median(per_check)
-    check_ms, bare_ms = statistics.median(checks), statistics.median(bare)
+    check, bare_fig = spread(checks), spread(bare)
     result = {
-        "check_ms": check_ms,
-        "bare_ms": bare_ms,
+        "check": check,
+        "bare": bare_fig,
         "http_requests": http_requests,
-        "overhead_ms": check_ms - http_requests * bare_ms,
+        "queries": queries,
+        "overhead_ms": check["median_ms"] - http_requests * bare_fig["median_ms"],
     }
     print(
-        f"   one check {check_ms:.1f} ms = {http_requests:g} HTTP x {bare_ms:.1f} ms + {result['overhead_ms']:.1f} ms",
+        f"   one check {cell(check)} ms = {http_requests:g} HTTP x {cell(bare_fig)} ms "
+        f"+ {result['overhead_ms']:.1f} ms, {queries} queries",
+        flush=True,
+    )
+    return result
+
+
+def measure_listed_keys(repeat: int) -> dict:
+    """One check of the 150 keys a management key lists: our own work per key beyond the HTTP calls."""
+    from django.conf import settings
+
+    from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
+
+    sim = Simulator("many-keys").start()
+    try:
+        settings.OPENROUTER_BASE_URL = sim.url
+        settings.OPENROUTER_API_KEY = PROD_KEY
+        settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+        settings.OPENROUTER_API_KEYS = ""
+        checks, per_check, queries = timed_checks(sim, repeat)
+        bare = bare_round_trips(sim, repeat)
+    finally:
+        settings.OPENROUTER_MANAGEMENT_KEY = ""
+        sim.stop()
+    http_requests = statistics.median(per_check)
+    check, bare_fig = spread(checks), spread(bare)
+    own = check["median_ms"] - http_requests * bare_fig["median_ms"]
+    result = {
+        "check": check,
+        "bare": bare_fig,
+        "http_requests": http_requests,
+        "queries": queries,
+        "per_key_ms": own / LISTED_KEYS,
+    }
+    print(
+        f"   {LISTED_KEYS} listed keys {cell(check)} ms, {http_requests:g} HTTP, {queries} queries: "
+        f"{result['per_key_ms']:.2f} ms own work per key",
         flush=True,
     )
     return result

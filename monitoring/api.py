@@ -275,18 +275,28 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
         tail = [logs.filter(timestamp__gte=last_end, timestamp__lte=end)]
     stored = []
     if first_full < last_end:
-        # 720 rows a key a month, read as plain tuples: SQLite's stored text is already the ISO time.
         text = ISO_TEXT.get(connection.vendor, "{}")
-        columns = ", ".join(text.format(c) if c in ("hour", "last_at") else c for c in HOURLY_COLUMNS)
-        bounds = [connection.ops.adapt_datetimefield_value(t) for t in (first_full, last_end)]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {columns} FROM {HourlyFigure._meta.db_table}"
-                f" WHERE key_id IN ({', '.join(['%s'] * len(keys))}) AND hour >= %s AND hour < %s"
-                " ORDER BY key_id, hour",
-                [*(k.pk for k in keys), *bounds],
+        where = f" WHERE key_id IN ({', '.join(['%s'] * len(keys))}) AND hour >= %s AND hour < %s"
+        params = [*(k.pk for k in keys), *(connection.ops.adapt_datetimefield_value(t) for t in (first_full, last_end))]
+        if resolution == "hour":
+            # 720 rows a key a month, read as plain tuples: SQLite's stored text is already the ISO time.
+            columns = ", ".join(text.format(c) if c in ("hour", "last_at") else c for c in HOURLY_COLUMNS)
+            sql = f"SELECT {columns} FROM {HourlyFigure._meta.db_table}{where} ORDER BY key_id, hour"
+        else:
+            # Daily points: the database folds the hours of each UTC day, so Python sees 30 rows a key a month.
+            day = UTC_DAY.get(connection.vendor, "date(hour)")
+            sql = (
+                f"SELECT key_id, {day} AS d, SUM(checks), SUM(failures), MAX(usage_max), MIN(remaining_min),"
+                f" MAX(limit_max), MIN(balance_min), {text.format('MAX(last_at)')}"
+                f" FROM {HourlyFigure._meta.db_table}{where} GROUP BY key_id, d ORDER BY key_id, d"
             )
-            stored = [(row[0], _utc_iso(row[1]), *row[2:8], _utc_iso(row[8])) for row in cursor.fetchall()]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            found = cursor.fetchall()
+        if resolution == "hour":
+            stored = [(row[0], _utc_iso(row[1]), *row[2:8], _utc_iso(row[8])) for row in found]
+        else:
+            stored = [(row[0], f"{row[1]}T00:00:00+00:00", *row[2:8], _utc_iso(row[8])) for row in found]
     before = sorted(_part(p) for edge in head for p in hourly_aggregates(edge))
     after = [_part(p) for edge in tail for p in hourly_aggregates(edge)]
     if resolution == "hour":  # per key: its partial first hour, the stored hours in order, its partial last
@@ -317,6 +327,13 @@ ISO_TEXT = {
     "sqlite": "CAST({0} AS TEXT)",
     "postgresql": "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {0})"
     " = {0} THEN '' ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END || '+00:00'",
+}
+
+
+# The UTC day of a stored hour, as YYYY-MM-DD text.
+UTC_DAY = {
+    "sqlite": "substr(hour, 1, 10)",
+    "postgresql": "to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 }
 
 

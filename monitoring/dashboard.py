@@ -352,6 +352,21 @@ def account_financials(found: status.Status, start: datetime | None, kind: str, 
     }
 
 
+def sums_by(activity, field: str) -> tuple[list[dict], list[dict], dict]:
+    """(the 10 biggest `field` values with spend and calls, the daily rows, spend per day) from one grouped
+    query: a year is a row per day per model or key, summed here, not three scans of the activity table."""
+    daily = activity.daily_sums(field)
+    totals: dict[str, list] = defaultdict(lambda: [0.0, 0])
+    per_day: dict[date, float] = defaultdict(float)
+    for row in daily:
+        total = totals[row[field]]
+        total[0] += row["spend"] or 0.0
+        total[1] += row["calls"] or 0
+        per_day[row["date"]] += row["spend"] or 0.0
+    biggest = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:10]
+    return [{field: value, "spend": spend, "calls": calls} for value, (spend, calls) in biggest], daily, per_day
+
+
 def spend_breakdown(start: datetime | None, tz: tzinfo, activity_since: date | None = None) -> dict:
     """Spend by model and by key from the stored /activity rows (UTC days, as OpenRouter buckets them).
 
@@ -363,27 +378,16 @@ def spend_breakdown(start: datetime | None, tz: tzinfo, activity_since: date | N
         activity = activity.filter(date__gte=activity_since)
     elif start is not None:
         activity = activity.filter(date__gte=start.astimezone(tz).date())
-    by_model = activity.account_wide()
-    model_totals = by_model.totals_by("model", limit=10)
-    if not model_totals:
-        by_model = activity.per_key()  # only per-key rows stored: their sum is the account's
-        model_totals = by_model.totals_by("model", limit=10)
+    model_totals, model_days, model_per_day = sums_by(activity.account_wide(), "model")
+    if not model_totals:  # only per-key rows stored: their sum is the account's
+        model_totals, model_days, model_per_day = sums_by(activity.per_key(), "model")
     top_models = [row["model"] for row in model_totals[:TOP_N]]
-    models_chart = (
-        stacked(by_model.daily_by("model", top_models), "model", top_models, by_model.daily_totals(), {})
-        if model_totals
-        else None
-    )
+    models_chart = stacked(model_days, "model", top_models, model_per_day, {}) if model_totals else None
 
-    per_key = activity.per_key()
-    key_totals = per_key.totals_by("api_key_hash", limit=10)
+    key_totals, key_days, key_per_day = sums_by(activity.per_key(), "api_key_hash")
     names = {k.hash: k.display_name for k in ApiKey.objects.filter(hash__in=[r["api_key_hash"] for r in key_totals])}
     top_keys = [row["api_key_hash"] for row in key_totals[:TOP_N]]
-    keys_chart = (
-        stacked(per_key.daily_by("api_key_hash", top_keys), "api_key_hash", top_keys, per_key.daily_totals(), names)
-        if key_totals
-        else None
-    )
+    keys_chart = stacked(key_days, "api_key_hash", top_keys, key_per_day, names) if key_totals else None
     keys = drivers(key_totals, "api_key_hash", names)
     if not key_totals:
         keys, keys_chart = logged_spend_by_key(start, tz)

@@ -708,6 +708,12 @@ class ActivityQuerySet(models.QuerySet):
         rows = self.order_by().values("date").annotate(spend=Sum("usage")).order_by("date")
         return {row["date"]: row["spend"] or 0.0 for row in rows}
 
+    def daily_sums(self, field: str) -> list[dict]:
+        """Spend and requests per day per `field` ("model" or "api_key_hash"), oldest first: the one grouped
+        scan the Financial page derives its totals, top series and daily totals from."""
+        rows = self.order_by().values("date", field).annotate(spend=Sum("usage"), calls=Sum("requests"))
+        return list(rows.order_by("date", field))
+
 
 class Activity(models.Model):
     """One row of GET /activity: a UTC day's spend on one model endpoint, for one key (or all keys)."""

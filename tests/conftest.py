@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging.config
 import os
+import shutil
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -22,16 +26,84 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Hashing a password takes ~0.3 s of CPU by design; tests log in hundreds of users and test no hash strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    share_nothing_with_other_runs(config, settings)
+
+
+def share_nothing_with_other_runs(config, settings):
+    """Parallel workers (pytest-xdist) and concurrent runs each get their own Redis db and log file.
+
+    pytest-django already gives each xdist worker its own test database (test_<name>_gw0, ...).
+    Worker gwN uses Redis db (REDIS_URL's db + N), so a real qcluster on one worker never takes
+    another worker's tasks; subprocesses inherit it through the environment.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if settings.REDIS_URL and worker.startswith("gw"):
+        from django_q.conf import Conf
+
+        base, _, db = settings.REDIS_URL.partition("?")[0].rpartition("/")
+        url = f"{base}/{int(db or 0) + int(worker[2:])}"
+        settings.REDIS_URL = settings.Q_CLUSTER["redis"] = Conf.REDIS = os.environ["REDIS_URL"] = url
+    # A rotating log file shared by processes loses lines once another process rotates it.
+    log_dir = tempfile.mkdtemp(prefix="creditmon-test-logs-")
+    config.add_cleanup(lambda: shutil.rmtree(log_dir, ignore_errors=True))
+    settings.LOG_DIR = Path(log_dir)
+    settings.LOGGING["handlers"]["file"]["filename"] = str(settings.LOG_DIR / "creditmon.log")
+    logging.config.dictConfig(settings.LOGGING)
+    os.environ["CREDITMON_LOG_DIR"] = log_dir
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-django's stable sort: database tests, transactional, the rest
+def pytest_collection_modifyitems(config, items):
+    """Slow end-to-end tests first within their kind, so parallel workers overlap them with the rest.
+
+    pytest-django then keeps Django's order (a transactional test empties the tables the migrations
+    filled, so those run after the others). Browser tests share one worker (one Chromium): see the
+    `slow`, `serial` and `browser` markers in pyproject.toml.
+    """
+    for item in items:
+        for group in ("browser", "serial"):
+            if item.get_closest_marker(group) and config.pluginmanager.hasplugin("xdist"):
+                item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(
+        key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("browser") else 2
+    )
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory):
-    """SQLite tests use a file (not :memory:) so a qcluster subprocess can share the test database."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """SQLite tests use a file (not :memory:) so a qcluster subprocess can share the test database.
+
+    With pytest-xdist each worker has its own: its own tmp path, and on PostgreSQL test_<name>_gwN.
+    """
     from django.conf import settings
 
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+@pytest.fixture(autouse=True)
+def empty_task_queue(redis_client):
+    """Redis is not rolled back with a test's transaction: each test starts with django-q2's queue empty,
+    as it does with the database broker, whichever tests ran before it on this worker."""
+    if redis_client is not None:
+        from django.conf import settings
+
+        for key in redis_client.scan_iter(f"django_q:{settings.Q_CLUSTER['name']}:*"):
+            redis_client.delete(key)
 
 
 @pytest.fixture(scope="session")

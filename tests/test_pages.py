@@ -8,6 +8,7 @@ import zoneinfo
 from datetime import UTC, date, timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from monitoring.models import Activity, Alert, AlertEvent, ApiKey, CreditLog, DailyFigure, Delivery, Level
@@ -654,15 +655,29 @@ def seed_many(count):
     return failed
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("rows", [10, 20_000])
-@pytest.mark.parametrize("url", [*PAGES, "/financial/?range=all", "/financial/?range=7", "/alerts/?page=2"])
-def test_each_page_runs_a_bounded_number_of_queries(logged_in, configured, django_assert_max_num_queries, rows, url):
-    seed_many(rows)
-    DailyFigure.objects.refresh()  # a bulk load is folded once, as `rebuildrollups` does; then pages fold only new rows
-    with django_assert_max_num_queries(QUERY_BOUND):
-        response = logged_in.get(url)
-    assert response.status_code == 200
+@pytest.fixture(scope="class")
+def many_rows(request, django_db_setup, django_db_blocker):
+    """seed_many once per row count for the whole class, in a transaction rolled back after it.
+
+    Each test runs in a savepoint inside it (pytest-django), so every test sees the same rows.
+    """
+    with django_db_blocker.unblock(), transaction.atomic():
+        seed_many(request.param)
+        yield request.param
+        transaction.set_rollback(True)
+
+
+class TestBoundedQueries:
+    @pytest.mark.django_db
+    @pytest.mark.parametrize("many_rows", [10, 20_000], indirect=True)
+    @pytest.mark.parametrize("url", [*PAGES, "/financial/?range=all", "/financial/?range=7", "/alerts/?page=2"])
+    def test_each_page_runs_a_bounded_number_of_queries(
+        self, many_rows, logged_in, configured, django_assert_max_num_queries, url
+    ):
+        DailyFigure.objects.refresh()  # a bulk load is folded once, as `rebuildrollups` does; pages fold new rows
+        with django_assert_max_num_queries(QUERY_BOUND):
+            response = logged_in.get(url)
+        assert response.status_code == 200
 
 
 @pytest.mark.django_db

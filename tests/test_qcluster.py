@@ -32,6 +32,7 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_runs_the_due_schedule_notifies_and_stops_cleanly(sim, webhook_receiver, tmp_path):
     sim.set_key(PROD_KEY, limit=100, usage=96, limit_remaining=None)

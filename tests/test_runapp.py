@@ -20,6 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_key", [False, True], ids=["no-key", "make-demo-with-a-key"])
 def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path, with_key):
     port = free_port()

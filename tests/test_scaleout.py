@@ -23,10 +23,13 @@ from monitoring.simulator import PROD_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 ON_SCALEOUT_ENGINES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and bool(settings.REDIS_URL)
-pytestmark = pytest.mark.skipif(
-    not ON_SCALEOUT_ENGINES,
-    reason="scale-out smoke needs DATABASE_URL=postgres and REDIS_URL; `make test` runs it in its second pass",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not ON_SCALEOUT_ENGINES,
+        reason="scale-out smoke needs DATABASE_URL=postgres and REDIS_URL; `make test` runs it in its second pass",
+    ),
+]
 API_TOKEN = "scaleout-api-token"
 RUN_WAIT_SECONDS = 90  # the scheduler looks at schedules every 30 s
 EXTRA_WAIT_SECONDS = 40  # one more scheduler pass on each cluster: a duplicate would show by then
@@ -136,7 +139,7 @@ def test_gunicorn_and_two_clusters_run_a_due_schedule_exactly_once(transactional
     def healthy():
         try:
             return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine: ask again
             return False
 
     assert wait_for(healthy, 30), f"gunicorn did not answer /healthz\n{processes.logs()}"
