@@ -13,6 +13,9 @@ import pytest
 from monitoring.backtest import TraceError, parse_trace
 from monitoring.simulator import MODELS
 
+# The backtest swaps in its own in-memory SQLite: the PostgreSQL pass would repeat the identical run.
+pytestmark = pytest.mark.engine_independent
+
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "bench" / "traces"
 RUNAWAY_STARTS = datetime.fromisoformat("2026-11-08T13:00:00+00:00")  # see bench/traces/make_traces.py
