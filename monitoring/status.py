@@ -32,6 +32,8 @@ FULL_WINDOW_SHARE = 0.9  # readings spanning this share of the window count as t
 NO_BALANCE_HINT = "the key has no limit: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
 ACCOUNT_UNKNOWN = "account figures unknown: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
 RESET_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}
+# The conditions the status computes itself; an open alert of any other condition adds its level.
+OWN_CONDITIONS = {Alert.BALANCE, Alert.FORECAST, Alert.FAILURES, Alert.STALE}
 LEVEL_CSS = {Level.OK: "ok", Level.WARNING: "warning", Level.CRITICAL: "critical", Level.UNKNOWN: "unknown"}
 
 
@@ -491,7 +493,9 @@ class KeyStatus:
         elif not self.log.ok:
             level, message = failed_check_level(self.log)
             needed = max(settings.FAILURES_BEFORE_UNKNOWN, 1)
-            if level == Level.UNKNOWN and self.failures < needed:
+            if self.key is None:
+                pass  # no key configured, or the listing failed: the error says it all
+            elif level == Level.UNKNOWN and self.failures < needed:
                 message = f"Last check failed ({self.failures} of {needed} failed checks before an alert): {message}"
             elif level == Level.UNKNOWN:
                 message = f"The last {self.failures} checks failed: {message}"
@@ -516,6 +520,9 @@ class KeyStatus:
             age = self.now - self.success.timestamp
         else:
             age = self.now - (self.key.first_seen if self.key else self.now)
+        for alert in self.alerts:  # what only the alert rules see (a spike, a runaway, the cap, expiry)
+            if alert.condition not in OWN_CONDITIONS:
+                found.setdefault(f"alert:{alert.condition}:{alert.subject}", (alert.level, alert.message))
         if self.stale_after is not None and age > self.stale_after:
             since = f"since {self.success.timestamp:%Y-%m-%d %H:%M} UTC" if self.success else "ever"
             found["stale"] = (Level.UNKNOWN, f"No successful check {since} ({age.total_seconds() / 3600:.0f} h)")
@@ -612,6 +619,7 @@ class Status:
     @property
     def level(self) -> int:
         levels = [s.level for s in self.keys if s.key is None or not s.key.disabled]  # a disabled key serves none
+        levels += [alert.level for alert in self.unattached_alerts]  # budget, model spike, missed top-up
         if self.account.known:
             levels.append(self.account.level)
         return worst_level(levels, default=Level.UNKNOWN)

@@ -244,3 +244,12 @@ def test_the_notification_says_what_the_other_surfaces_say(surfaces, sim, settin
     assert found.primary.message in body
     assert notify.render(AlertEvent.objects.filter(alert=forecast_alert).first())[0].startswith("[CRITICAL]")
     assert alerts.forecast_condition(found.primary, None).level == Level.CRITICAL
+
+
+def test_an_open_alert_only_the_rules_see_raises_the_level_on_every_surface(surfaces, sim):
+    monitor.check_all()
+    key = ApiKey.objects.get(hash=key_hash(PROD_KEY))
+    Alert.objects.create(key=key, condition=Alert.SPIKE, level=Level.WARNING, message="Spent $55.00 today")
+    found = read_every_surface(surfaces)
+    assert_all_agree(found, {key.display_name: ("WARNING", None)}, "WARNING")
+    assert "WARNING · System Health" in surfaces.get("/health/").text

@@ -44,21 +44,7 @@ class Command(BaseCommand):
         is_demo = options["demo"] or not has_key
         if is_demo:
             simulator = start_simulator()
-            env.update(
-                CREDITMON_DEMO="true",
-                OPENROUTER_BASE_URL=simulator.url,
-                OPENROUTER_API_KEY=PROD_KEY,
-                OPENROUTER_MANAGEMENT_KEY=MANAGEMENT_KEY,
-                # Its own database, so the demo never mixes invented history with real checks.
-                DATABASE_URL=f"sqlite:///{options['demo_db']}",
-                CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES),
-                # Set (empty) so .env cannot fill them: the demo never watches real keys, notifies real
-                # channels, pings a real heartbeat or joins a real worker cluster.
-                OPENROUTER_API_KEYS="",
-                NOTIFY_URLS="",
-                HEARTBEAT_URL="",
-                REDIS_URL="",
-            )
+            env.update(demo_settings(simulator.url, options["demo_db"]), CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES))
         else:
             self.check(display_num_errors=False)
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
@@ -108,10 +94,9 @@ class Command(BaseCommand):
                 f"Log in as `{demo.DEMO_USERNAME}` with password `{demo.DEMO_PASSWORD}`.",
                 f"Demo data lives in {options['demo_db']}."
                 + ("" if has_key else " Put OPENROUTER_API_KEY in .env to monitor your real key."),
-                "A check from the command line against the simulator, while this runs:",
-                f"  CREDITMON_DEMO=true OPENROUTER_BASE_URL={simulator.url} OPENROUTER_API_KEY={PROD_KEY} "
-                f"DATABASE_URL=sqlite:///{options['demo_db']} "
-                ".venv/bin/python manage.py checkcredits",
+                "A check from the command line against the simulator, while this runs (the demo's own",
+                "settings, so it sees what the pages see and .env cannot lend it a real key or channel):",
+                f"  {demo_command(simulator.url, options['demo_db'])}",
             ]
         else:
             lines += [
@@ -119,3 +104,26 @@ class Command(BaseCommand):
                 "First time? Create a login with: .venv/bin/python manage.py createsuperuser",
             ]
         self.stdout.write(self.style.SUCCESS("\n".join(lines)) + "\n")
+
+
+def demo_settings(simulator_url: str, demo_db: str) -> dict[str, str]:
+    """The environment of the demo's processes, and of the checkcredits line it prints."""
+    return {
+        "CREDITMON_DEMO": "true",
+        "OPENROUTER_BASE_URL": simulator_url,
+        "OPENROUTER_API_KEY": PROD_KEY,
+        "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY,
+        # Set (empty) so .env cannot fill them: the demo never watches real keys, notifies real
+        # channels, pings a real heartbeat or joins a real worker cluster.
+        "OPENROUTER_API_KEYS": "",
+        "NOTIFY_URLS": "",
+        "HEARTBEAT_URL": "",
+        "REDIS_URL": "",
+        # Its own database, so the demo never mixes invented history with real checks.
+        "DATABASE_URL": f"sqlite:///{demo_db}",
+    }
+
+
+def demo_command(simulator_url: str, demo_db: str) -> str:
+    words = [f"{name}={value}" for name, value in demo_settings(simulator_url, demo_db).items()]
+    return " ".join(words) + " .venv/bin/python manage.py checkcredits"
