@@ -456,18 +456,22 @@ class KeyStatus:
     @cached_property
     def exhaustion_range(self) -> tuple[datetime | None, datetime | None]:
         """(earliest, latest): the 10th-90th percentile of the exhaustion time from the spread of the key's
-        daily spend (weekday-aware), for the money that binds; (None, None) while there is no forecast."""
+        daily spend (weekday-aware), for the money that binds; (None, None) while there is no forecast.
+
+        The days are scaled so their mean is the rate the point estimate uses (the account's when the shared
+        balance binds): the range is the forecast's spread around its own days left, never another forecast.
+        """
         if self.key is None or self.days_left is None:
             return None, None
-        money_left, scale = self.key_money, 1.0
-        if self.binding == "account":  # the account drains at its own rate: the key's spread, scaled to it
-            money_left = self.account.balance
-            scale = self.account.burn.rate / self.burn.rate if self.burn.rate and self.account.burn.rate else 0.0
-        if money_left is None or scale <= 0:
-            return None, None
+        account = self.binding == "account"
+        money_left = self.account.balance if account else self.key_money
+        rate = self.account.burn.rate if account else self.burn.rate
         if self.daily is None:
             self.daily = outlook.key_daily_spend(self.key, self.now, fold=False)
-        daily = {day: spent * scale for day, spent in self.daily.items()}
+        mean = sum(self.daily.values()) / len(self.daily) if self.daily else 0.0
+        if money_left is None or not rate or mean <= 0:
+            return None, None
+        daily = {day: spent * rate / mean for day, spent in self.daily.items()}
         found = forecast.exhaustion_range(money_left, daily, self.now, reporting_zone(), outlook.LOW, outlook.HIGH)
         return found if found is not None else (None, None)
 

@@ -76,6 +76,8 @@ def test_the_range_is_on_every_surface(week_of_spend, client, django_user_model)
     found = data["keys"][0]["exhaustion_range"]
     assert found["percentiles"] == [10, 90]
     assert datetime.fromisoformat(found["earliest"]) < datetime.fromisoformat(found["latest"])
+    point = datetime.fromisoformat(data["keys"][0]["exhaustion_date"])  # the range is around the point estimate
+    assert datetime.fromisoformat(found["earliest"]) <= point <= datetime.fromisoformat(found["latest"])
 
     client.force_login(django_user_model.objects.create_user("ops", password="x" * 12))
     page = client.get("/financial/").content.decode()
