@@ -20,7 +20,7 @@ RANKS = {
     "logredact": 0,
     "simulator": 0,  # the test double: a standalone HTTP server
     "models": 1,
-    "rollups": 2,
+    "rollups": 0,  # below the models: their rows, the credit log looked up through the app registry
     "openrouter": 2,
     "outlook": 2,
     "drivers": 2,
