@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make run    web + scheduler worker on SQLite (demo mode against the simulator without a key)
-#   make demo   the demo (simulated OpenRouter, invented history, open alert) even when .env has a key
-#   make test   the whole suite: SQLite, then PostgreSQL + Redis, browser tests included
+#   make test   the whole suite: SQLite and PostgreSQL + Redis at once, browser tests included
+# Also: make demo (the demo even when .env has a key; PORT=8001 for another port), make user (the first login,
+# after migrating; ARGS=--noinput with DJANGO_SUPERUSER_* for scripts), make bench, make lint.
 # Every install step lives here, so a fresh machine needs nothing done by hand.
 
 PYTHON ?= python3
