@@ -321,7 +321,7 @@ def account_financials(found: status.Status, start: datetime | None, kind: str, 
             for key_rows in grouped.values():
                 spends = spend_per_bucket(key_rows)
                 mtd += sum(s for row, s in zip(key_rows, spends, strict=True) if row["bucket"] >= month_start)
-            rates = [s.burn_rate for s in status.build(now).keys if s.key is not None]
+            rates = [s.burn_rate for s in found.keys if s.key is not None]
             burn = sum(r for r in rates if r is not None) if any(r is not None for r in rates) else None
     projected = forecast.projected_month_spend(mtd, burn, now, tz) if mtd is not None and burn is not None else None
     budget = settings.MONTHLY_BUDGET or None
@@ -441,9 +441,10 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
         kind = "week" if span > WEEKLY_AFTER_DAYS else "day"
         days = span
     today = now.astimezone(tz).date()
-    found = status.build(now, keys=[key] if key is not None else [])
-    key_status = found.for_key(key)
+    found = status.build(now)  # every key: the page's verdict reads it too (request.creditmon_status)
+    key_status = found.for_key(key) if key is not None else None
     ctx = {
+        "status": found,
         "configured": is_configured(),
         "range_days": days or 1,
         # The exports cover the same calendar days as the page (whole days in the reporting zone).

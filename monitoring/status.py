@@ -787,11 +787,15 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
     rows = annotated_keys(None if keys is None else list(keys), now, windows)
     logs = CreditLog.objects.in_bulk([i for r in rows for i in (r.latest_id, r.success_id) if i is not None])
     rates = key_rates(rows, now, windows)
-    # Stored activity where the checks span too little: the keys' and the account's, in one query.
+    # Stored activity where the checks span too little: the keys' and the account's, in one query (none
+    # when every rate is known from the checks).
+    account = account_status(now, threshold, by_key.get(None, []), None)
     missing = {r.hash: r.created_at for r in rows if not all(rate.known for rate in rates[r.pk].values())}
-    from_activity = activity_rates({**missing, ACCOUNT_HASH: None}, now, windows)
-    account_activity = from_activity.get(ACCOUNT_HASH, {}).get("forecast")
-    account = account_status(now, threshold, by_key.get(None, []), account_activity)
+    if account.known and not account.burn.known:
+        missing[ACCOUNT_HASH] = None
+    from_activity = activity_rates(missing, now, windows)
+    if ACCOUNT_HASH in from_activity:
+        account = account_status(now, threshold, by_key.get(None, []), from_activity[ACCOUNT_HASH].get("forecast"))
     stale_after = timedelta(minutes=2 * interval) if interval > 0 else None  # no schedule: no stale rule
     statuses = []
     for row in rows:

@@ -104,6 +104,7 @@ def financial(request):
         "ranges": [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("all", "All")],
         **dashboard.financial(timezone.now(), key, range_name),
     }
+    request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/financial.html", ctx)
 
 
