@@ -192,9 +192,11 @@ def exhaustion_range(
     z_high, z_low = NormalDist().inv_cdf(high), NormalDist().inv_cdf(low)
     mean_total = variance_days = elapsed = 0.0
     earliest = latest = None
-    step = timedelta(hours=1)
     when = now
     while elapsed < max_days and latest is None:
+        # Hourly near at hand, coarser further out (a day is the resolution a far date is told in): a range a
+        # year out costs a few hundred steps, not 8,760.
+        step = timedelta(hours=1 if elapsed < 2 else 6 if elapsed < 14 else 24)
         fraction = step.total_seconds() / SECONDS_PER_DAY
         mean_total += means[when.astimezone(tz).weekday()] * fraction
         elapsed += fraction
