@@ -412,93 +412,63 @@ def is_news(alert: Alert, kind: str, level: int, previous: int | None) -> bool:
 # --- people acting on alerts ----------------------------------------------------------------
 
 
-def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
-    """Silence an open alert until it resolves; None when it already was acknowledged."""
-    now = now or timezone.now()
-    who = notify.username(user)
+def act_on(alert: Alert, kind: str, changes: dict, message: str, who: str, now: datetime, needed) -> AlertEvent | None:
+    """A person's action on an open alert: the fields changed and the event written under the row's lock.
+    None when `needed(alert)` says there is nothing to do (already acknowledged, not snoozed...)."""
     with transaction.atomic():
         locked = Alert.objects.select_for_update().get(pk=alert.pk)
         if not locked.is_open:
             raise ValueError("This alert is already resolved.")
-        if locked.acknowledged_at is not None:
+        if not needed(locked):
             return None
-        locked.acknowledged_at, locked.acknowledged_by = now, who
-        locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
+        for name, value in changes.items():
+            setattr(locked, name, value)
+            setattr(alert, name, value)
+        locked.save(update_fields=list(changes))
         event = AlertEvent.objects.create(
-            alert=locked,
-            created=now,
-            kind=AlertEvent.ACKNOWLEDGED,
-            level=locked.level,
-            message=f"Acknowledged by {who or 'someone'}: no reminders until it resolves (a worse level notifies)",
-            user=who,
+            alert=locked, created=now, kind=kind, level=locked.level, message=message, user=who
         )
-    alert.acknowledged_at, alert.acknowledged_by = now, who
-    logger.info("Alert acknowledged by %s: %s", who, locked)
+    logger.info("Alert %s: %s (%s)", kind, locked, message)
     return event
+
+
+def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
+    """Silence an open alert's reminders until it resolves; None when it already was acknowledged."""
+    now, who = now or timezone.now(), notify.username(user)
+    message = f"Acknowledged by {who or 'someone'}: no reminders until it resolves (a worse level notifies)"
+    changes = {"acknowledged_at": now, "acknowledged_by": who}
+    return act_on(alert, AlertEvent.ACKNOWLEDGED, changes, message, who, now, lambda a: a.acknowledged_at is None)
 
 
 def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> AlertEvent:
     """Silence an open alert until a time; reminders resume after it if the alert is still open."""
-    now = now or timezone.now()
+    now, who = now or timezone.now(), notify.username(user)
     if until <= now:
         raise ValueError("Snooze until a time in the future.")
-    who = notify.username(user)
-    with transaction.atomic():
-        locked = Alert.objects.select_for_update().get(pk=alert.pk)
-        if not locked.is_open:
-            raise ValueError("This alert is already resolved.")
-        locked.snoozed_until, locked.snoozed_by = until, who
-        locked.save(update_fields=["snoozed_until", "snoozed_by"])
-        event = AlertEvent.objects.create(
-            alert=locked,
-            created=now,
-            kind=AlertEvent.SNOOZED,
-            level=locked.level,
-            message=f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC",
-            user=who,
-        )
-    alert.snoozed_until, alert.snoozed_by = until, who
-    logger.info("Alert snoozed by %s until %s: %s", who, until.isoformat(), locked)
-    return event
+    message = f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC"
+    changes = {"snoozed_until": until, "snoozed_by": who}
+    return act_on(alert, AlertEvent.SNOOZED, changes, message, who, now, lambda a: True)
 
 
 def unacknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
     """Withdraw an acknowledgement: reminders resume. None when it was not acknowledged."""
-    now = now or timezone.now()
-    who = notify.username(user)
-    with transaction.atomic():
-        locked = Alert.objects.select_for_update().get(pk=alert.pk)
-        if not locked.is_open:
-            raise ValueError("This alert is already resolved.")
-        if locked.acknowledged_at is None:
-            return None
-        locked.acknowledged_at, locked.acknowledged_by = None, ""
-        locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
-        event = AlertEvent.objects.create(
-            alert=locked, created=now, kind=AlertEvent.UNACKNOWLEDGED, level=locked.level,
-            message=f"Acknowledgement withdrawn by {who or 'someone'}: reminders resume", user=who,
-        )  # fmt: skip
-    alert.acknowledged_at, alert.acknowledged_by = None, ""
-    logger.info("Alert acknowledgement withdrawn by %s: %s", who, locked)
-    return event
+    now, who = now or timezone.now(), notify.username(user)
+    message = f"Acknowledgement withdrawn by {who or 'someone'}: reminders resume"
+    changes = {"acknowledged_at": None, "acknowledged_by": ""}
+    return act_on(alert, AlertEvent.UNACKNOWLEDGED, changes, message, who, now, lambda a: a.acknowledged_at is not None)
 
 
 def unsnooze(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
     """End a snooze now: reminders resume. None when it was not snoozed."""
-    now = now or timezone.now()
-    who = notify.username(user)
-    with transaction.atomic():
-        locked = Alert.objects.select_for_update().get(pk=alert.pk)
-        if not locked.is_open:
-            raise ValueError("This alert is already resolved.")
-        if locked.snoozed_until is None or locked.snoozed_until <= now:
-            return None
-        locked.snoozed_until, locked.snoozed_by = None, ""
-        locked.save(update_fields=["snoozed_until", "snoozed_by"])
-        event = AlertEvent.objects.create(
-            alert=locked, created=now, kind=AlertEvent.UNSNOOZED, level=locked.level,
-            message=f"Snooze ended by {who or 'someone'}: reminders resume", user=who,
-        )  # fmt: skip
-    alert.snoozed_until, alert.snoozed_by = None, ""
-    logger.info("Alert snooze ended by %s: %s", who, locked)
-    return event
+    now, who = now or timezone.now(), notify.username(user)
+    message = f"Snooze ended by {who or 'someone'}: reminders resume"
+    changes = {"snoozed_until": None, "snoozed_by": ""}
+    return act_on(
+        alert,
+        AlertEvent.UNSNOOZED,
+        changes,
+        message,
+        who,
+        now,
+        lambda a: bool(a.snoozed_until and a.snoozed_until > now),
+    )

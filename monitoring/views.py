@@ -132,56 +132,39 @@ def alerts(request):
     return render(request, "monitoring/alerts.html", ctx)
 
 
-@require_POST
-def alert_acknowledge(request, alert_id):
+def act_on_alert(request, alert_id, action, nothing: str, already: str, done: str):
+    """One person's action on an alert, told back in a flash message at the level the alert's card shows."""
     alert = get_object_or_404(Alert, pk=alert_id)
     try:
-        event = alert_rules.acknowledge(alert, request.user)
+        event = action(alert, request.user)
     except ValueError as exc:
-        messages.warning(request, f"Nothing to acknowledge: {exc}")
+        messages.warning(request, f"{nothing}: {exc}")
         return redirect("monitoring-alerts")
     if event is None:
-        messages.info(request, f"Already acknowledged: {alert.message}")
+        messages.info(request, f"{already}: {alert.message}")
     else:
-        messages.add_message(
-            request,
-            FLASH.get(alert.level, messages.ERROR),
-            f"Acknowledged: {alert.message}. No reminders until it resolves; a worse level still notifies.",
-        )
+        messages.add_message(request, FLASH.get(alert.level, messages.ERROR), done.format(message=alert.message))
     return redirect("monitoring-alerts")
+
+
+@require_POST
+def alert_acknowledge(request, alert_id):
+    done = "Acknowledged: {message}. No reminders until it resolves; a worse level still notifies."
+    return act_on_alert(
+        request, alert_id, alert_rules.acknowledge, "Nothing to acknowledge", "Already acknowledged", done
+    )
 
 
 @require_POST
 def alert_unacknowledge(request, alert_id):
-    alert = get_object_or_404(Alert, pk=alert_id)
-    try:
-        event = alert_rules.unacknowledge(alert, request.user)
-    except ValueError as exc:
-        messages.warning(request, f"Nothing to undo: {exc}")
-        return redirect("monitoring-alerts")
-    if event is None:
-        messages.info(request, f"Not acknowledged: {alert.message}")
-    else:
-        level = FLASH.get(alert.level, messages.ERROR)
-        messages.add_message(request, level, f"Acknowledgement withdrawn: {alert.message}. Reminders resume.")
-    return redirect("monitoring-alerts")
+    done = "Acknowledgement withdrawn: {message}. Reminders resume."
+    return act_on_alert(request, alert_id, alert_rules.unacknowledge, "Nothing to undo", "Not acknowledged", done)
 
 
 @require_POST
 def alert_unsnooze(request, alert_id):
-    alert = get_object_or_404(Alert, pk=alert_id)
-    try:
-        event = alert_rules.unsnooze(alert, request.user)
-    except ValueError as exc:
-        messages.warning(request, f"Nothing to undo: {exc}")
-        return redirect("monitoring-alerts")
-    if event is None:
-        messages.info(request, f"Not snoozed: {alert.message}")
-    else:
-        messages.add_message(
-            request, FLASH.get(alert.level, messages.ERROR), f"Snooze ended: {alert.message}. Reminders resume."
-        )
-    return redirect("monitoring-alerts")
+    done = "Snooze ended: {message}. Reminders resume."
+    return act_on_alert(request, alert_id, alert_rules.unsnooze, "Nothing to undo", "Not snoozed", done)
 
 
 @require_POST
