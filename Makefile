@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/creditmon
 # Parallel test workers (pytest-xdist); worker N uses Redis db (REDIS_TEST_URL's db + N), so keep db + N <= 15.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/12
 # How many of the two passes (SQLite, PostgreSQL + Redis) run at once; each has its own databases.
 TEST_PASSES ?= 2
