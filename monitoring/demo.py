@@ -19,10 +19,12 @@ from .simulator import DEV_KEY, PROD_KEY
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "creditmon-demo"
 
-# (token, name, usage now, spend per day, limit now, limit before the top-up, primary)
+# (token, name, usage now, spend per day, limit now, limit before the top-up, primary). The usage holds a month
+# at the simulator's own rates (3.20 and 0.40 $/day), so the log, the stored activity and the live checks agree;
+# the runapp command sets the simulator's keys to these figures.
 DEMO_KEYS = [
-    (PROD_KEY, "Production Key", 54.77, 3.2, 100.0, 35.0, True),
-    (DEV_KEY, "Dev Key", 3.10, 0.4, 20.0, 20.0, False),
+    (PROD_KEY, "Production Key", 154.77, 3.2, 200.0, 115.0, True),
+    (DEV_KEY, "Dev Key", 13.10, 0.4, 30.0, 30.0, False),
 ]
 TOPUP_DAYS_AGO = 12
 ACCOUNT_CREDITS_NOW, ACCOUNT_CREDITS_BEFORE, ACCOUNT_USAGE_NOW = 250.0, 150.0, 180.5
@@ -109,7 +111,7 @@ def seed(now: datetime, days: int = 30, step: timedelta = timedelta(hours=6)) ->
     """Create the demo keys, a month of checks and the demo login. Returns rows written."""
     rows = []
     topup_at = now - timedelta(days=TOPUP_DAYS_AGO)
-    account_per_day = sum(k[3] for k in DEMO_KEYS) * 1.4  # other keys of the account spend too
+    account_per_day = sum(k[3] for k in DEMO_KEYS)  # the account's spend is its keys' (as its activity says)
     for token, name, usage_now, per_day, limit_now, limit_before, primary in DEMO_KEYS:
         key, _ = ApiKey.objects.update_or_create(
             hash=key_hash(token),

@@ -57,7 +57,7 @@ def test_demo_data_on_every_page(login, quiet, console_errors):
     card = page.locator(".key-card").first
     assert "Production Key" in card.inner_text()
     assert "$45.23" in card.inner_text()
-    assert "$54.77 / $100.00 (55%)" in card.inner_text()
+    assert "$154.77 / $200.00 (77%)" in card.inner_text()
     assert page.locator("#account-balance").inner_text().startswith("$69.50")
     screenshot(page, "health-demo")
 
