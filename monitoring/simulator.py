@@ -171,6 +171,16 @@ def next_reset(now: datetime, reset: str | None) -> datetime | None:
     return None
 
 
+class Clock:
+    """A clock to hand the simulator (`Simulator(now=clock)`): a set time, or the wall clock when `at` is None."""
+
+    def __init__(self, at: datetime | None = None):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at or datetime.now(UTC)
+
+
 @dataclass
 class SimKey:
     token: str

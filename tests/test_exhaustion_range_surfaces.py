@@ -12,18 +12,10 @@ from django.utils import timezone
 
 from monitoring import outlook
 from monitoring.models import ApiKey
-from monitoring.simulator import DEV_KEY, PROD_KEY, Simulator
+from monitoring.simulator import DEV_KEY, PROD_KEY, Clock, Simulator
 from monitoring.tasks import monitor_job
 
 TOKEN = "range-token"
-
-
-class Clock:
-    def __init__(self, at: datetime | None = None):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at or datetime.now(UTC)
 
 
 @pytest.fixture

@@ -18,21 +18,11 @@ from django_q.models import Schedule, Task
 from monitoring import schedule, watch
 from monitoring.models import Alert, CreditLog, Level, WatchState
 from monitoring.schedule import SCHEDULE_NAME
-from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, MODELS, PROD_KEY, Simulator
+from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, MODELS, PROD_KEY, Clock, Simulator
 from monitoring.tasks import monitor_job, watch_job
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAMES = [m[0] for m in MODELS]
-
-
-class Clock:
-    """The simulator's clock: a set time, or the wall clock when `at` is None."""
-
-    def __init__(self, at: datetime | None = None):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at or datetime.now(UTC)
 
 
 @pytest.fixture

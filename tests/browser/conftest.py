@@ -73,20 +73,44 @@ def console_errors(page):
 
 
 @pytest.fixture
-def login(page, live_server, django_user_model, console_errors):
-    """Log in through the login form; returns a function that opens a path on the live server."""
-    django_user_model.objects.create_user("alice", password=PASSWORD)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill("alice")
+def quiet(settings):
+    """No real OpenRouter: checks are not made unless a test uses `sim`; the default thresholds."""
+    settings.OPENROUTER_API_KEY = "sk-or-v1-browser-test-key-0000"
+    settings.OPENROUTER_API_KEYS = ""
+    settings.OPENROUTER_MANAGEMENT_KEY = ""
+    settings.CREDITMON_TIME_ZONE = "UTC"
+    settings.MONTHLY_BUDGET = 0.0
+    settings.NOTIFY_URLS = ""
+    settings.FORECAST_CRITICAL_DAYS = 2
+    settings.FORECAST_WARNING_DAYS = 7
+    return settings
+
+
+def submit_login(page, live_server, username: str) -> None:
+    """Fill the login form already open in `page` and wait for System Health."""
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/health/")
+
+
+def opener(page, live_server):
+    """A function that opens a path on the live server and returns the page."""
 
     def visit(path: str):
         page.goto(f"{live_server.url}{path}")
         return page
 
     return visit
+
+
+@pytest.fixture
+def login(page, live_server, django_user_model, console_errors):
+    """Log in through the login form; returns a function that opens a path on the live server."""
+    django_user_model.objects.create_user("alice", password=PASSWORD)
+    page.goto(f"{live_server.url}/accounts/login/")
+    submit_login(page, live_server, "alice")
+    return opener(page, live_server)
 
 
 def screenshot(page, name: str) -> Path:

@@ -17,18 +17,6 @@ from .conftest import OVERFLOW_JS, points, screenshot, series
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def quiet(settings):
-    """No real OpenRouter: checks are not made unless a test uses `sim`."""
-    settings.OPENROUTER_API_KEY = "sk-or-v1-browser-test-key-0000"
-    settings.OPENROUTER_API_KEYS = ""
-    settings.OPENROUTER_MANAGEMENT_KEY = ""
-    settings.CREDITMON_TIME_ZONE = "UTC"
-    settings.MONTHLY_BUDGET = 0.0
-    settings.NOTIFY_URLS = ""
-    return settings
-
-
 MODELS = [("openai/gpt-4.1", 3.0), ("anthropic/claude-sonnet-4", 2.5), ("google/gemini-2.5-flash", 1.0)]
 
 

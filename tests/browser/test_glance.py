@@ -15,7 +15,7 @@ from monitoring.models import CreditLog
 from monitoring.schedule import SCHEDULE_NAME, TASK_FUNC
 from tests.test_pages import make_key, seed
 
-from .conftest import ARTIFACTS, OVERFLOW_JS, PASSWORD, points
+from .conftest import ARTIFACTS, OVERFLOW_JS, PASSWORD, opener, points, submit_login
 from .test_dashboard import seed_activity
 
 pytestmark = pytest.mark.browser
@@ -35,19 +35,6 @@ AXE_JS = """async () => {
 
 
 @pytest.fixture
-def quiet(settings):
-    settings.OPENROUTER_API_KEY = "sk-or-v1-browser-test-key-0000"
-    settings.OPENROUTER_API_KEYS = ""
-    settings.OPENROUTER_MANAGEMENT_KEY = ""
-    settings.CREDITMON_TIME_ZONE = "UTC"
-    settings.MONTHLY_BUDGET = 0.0
-    settings.NOTIFY_URLS = ""
-    settings.FORECAST_CRITICAL_DAYS = 2
-    settings.FORECAST_WARNING_DAYS = 7
-    return settings
-
-
-@pytest.fixture
 def admin_page(page, live_server, django_user_model, console_errors):
     """Logged in as a superuser (the admin changelist is screenshot too); opens a path on the live server."""
     django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
@@ -58,16 +45,8 @@ def admin_page(page, live_server, django_user_model, console_errors):
     page.add_script_tag(url=f"{live_server.url}/static/vendor/axe-core/axe.min.js")
     assert page.evaluate(AXE_JS) == [], "axe-core on the login page"
     page.set_viewport_size(DESKTOP)
-    page.get_by_label("Username").fill("root")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{live_server.url}/health/")
-
-    def visit(path: str):
-        page.goto(f"{live_server.url}{path}")
-        return page
-
-    return visit
+    submit_login(page, live_server, "root")
+    return opener(page, live_server)
 
 
 def shoot(page, name: str, width: str, state: str = "") -> None:
