@@ -99,6 +99,20 @@ def failed_check_level(log: CreditLog) -> tuple[int, str]:
     return Level.UNKNOWN, log.error
 
 
+class LevelWords:
+    """The level's label and CSS class, for whatever has a `level` (a key, the account, everything)."""
+
+    level: int
+
+    @property
+    def level_name(self) -> str:
+        return Level(self.level).label
+
+    @property
+    def level_css(self) -> str:
+        return LEVEL_CSS[Level(self.level)]
+
+
 # --- burn rates ---------------------------------------------------------------------------------
 
 
@@ -192,7 +206,7 @@ def reset_time(now: datetime, period: str) -> datetime | None:
 
 
 @dataclass
-class AccountStatus:
+class AccountStatus(LevelWords):
     """The shared balance all keys draw on (GET /credits with a management key)."""
 
     known: bool
@@ -211,10 +225,6 @@ class AccountStatus:
     @property
     def burn_rate(self) -> float | None:
         return self.burn.rate
-
-    @property
-    def level_name(self) -> str:
-        return Level(self.level).label
 
     def as_dict(self) -> dict:
         return {
@@ -315,7 +325,7 @@ def reporting_zone() -> ZoneInfo:
 
 
 @dataclass
-class KeyStatus:
+class KeyStatus(LevelWords):
     """One key as every surface shows it."""
 
     key: ApiKey | None
@@ -536,14 +546,6 @@ class KeyStatus:
         self.message = "Credits OK" if self.level == Level.OK else worst[0]
 
     @property
-    def level_name(self) -> str:
-        return Level(self.level).label
-
-    @property
-    def level_css(self) -> str:
-        return LEVEL_CSS[Level(self.level)]
-
-    @property
     def reason(self) -> str:
         return self.message
 
@@ -601,7 +603,7 @@ class KeyStatus:
 
 
 @dataclass
-class Status:
+class Status(LevelWords):
     """Every watched key (worst first) and the account, as of `now`."""
 
     now: datetime
@@ -627,14 +629,6 @@ class Status:
         if self.account.known:
             levels.append(self.account.level)
         return worst_level(levels, default=Level.UNKNOWN)
-
-    @property
-    def level_name(self) -> str:
-        return Level(self.level).label
-
-    @property
-    def level_css(self) -> str:
-        return LEVEL_CSS[Level(self.level)]
 
     @property
     def counts(self) -> dict[str, int]:
