@@ -302,6 +302,8 @@ RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw ro
 # --- Machine access --------------------------------------------------------------------------
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 API_TOKEN = env("API_TOKEN", "")
+# May also act (acknowledge, snooze, agent tasks) over the API and /mcp.
+API_OPERATOR_TOKEN = env("API_OPERATOR_TOKEN", "")
 
 # Demo mode: the built-in simulated OpenRouter stands in for the real one (set by `make run` without a key).
 CREDITMON_DEMO = envbool("CREDITMON_DEMO", "False")

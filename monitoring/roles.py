@@ -1,0 +1,38 @@
+"""Who may do what. Viewers read every page, export and the API; operators may also act.
+
+Acting means: acknowledge, snooze and their undos, Check now, Send test, and agent-task actions
+(claim, complete, dismiss). Superusers may do everything. A signed-in user in neither group is a
+viewer. Bearer tokens: `API_TOKEN` reads, `API_OPERATOR_TOKEN` may also act.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+
+VIEWERS = "Viewers"
+OPERATORS = "Operators"
+VIEWER, OPERATOR = "viewer", "operator"
+
+
+def can_operate(user) -> bool:
+    """A signed-in superuser or member of the Operators group."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_superuser or user.groups.filter(name=OPERATORS).exists()
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(given and expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def token_role(token: str | None) -> str | None:
+    """The role a bearer token carries: OPERATOR, VIEWER, or None for no or an unknown token."""
+    if not token:
+        return None
+    if _same(token, getattr(settings, "API_OPERATOR_TOKEN", "")):
+        return OPERATOR
+    if _same(token, settings.API_TOKEN):
+        return VIEWER
+    return None
