@@ -277,6 +277,13 @@ KEY_LIMIT_WARNING_PERCENT = envfloat("KEY_LIMIT_WARNING_PERCENT", 80, minimum=0,
 KEY_LIMIT_CRITICAL_PERCENT = envfloat("KEY_LIMIT_CRITICAL_PERCENT", 95, minimum=0, maximum=100)
 KEY_EXPIRY_WARNING_DAYS = envfloat("KEY_EXPIRY_WARNING_DAYS", 7, minimum=0)
 MONTHLY_BUDGET = envfloat("MONTHLY_BUDGET", 0.0, minimum=0)  # 0 = no budget
+# The model advisor: a used model retiring within ADVISOR_EXPIRY_DAYS warns; the window of spend it weighs;
+# how many like-for-like candidates each model lists; the share of the account's spend a swap must save
+# before it is an optimisation worth a task.
+ADVISOR_EXPIRY_DAYS = envint("ADVISOR_EXPIRY_DAYS", 30, minimum=0)
+ADVISOR_WINDOW_DAYS = envint("ADVISOR_WINDOW_DAYS", 30, minimum=1)
+ADVISOR_MAX_CANDIDATES = envint("ADVISOR_MAX_CANDIDATES", 5, minimum=1)
+ADVISOR_SAVING_PERCENT = envfloat("ADVISOR_SAVING_PERCENT", 30, minimum=0, maximum=100)
 # Auto top-up is on in OpenRouter: warn when the balance falls through the threshold and no credits arrive.
 AUTO_TOPUP_EXPECTED = envbool("AUTO_TOPUP_EXPECTED", "False")
 

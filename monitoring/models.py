@@ -478,6 +478,7 @@ class Alert(models.Model):
     BUDGET = "budget"
     EXPIRY = "expiry"
     MODEL_SPIKE = "model_spike"
+    MODEL_EXPIRY = "model_expiry"
     TOPUP_MISSED = "topup_missed"
     RUNAWAY = "runaway"
     CONDITION_CHOICES = [
@@ -490,6 +491,7 @@ class Alert(models.Model):
         (BUDGET, "Monthly budget"),
         (EXPIRY, "Key expiring"),
         (MODEL_SPIKE, "Model spend spike"),
+        (MODEL_EXPIRY, "Model going away"),
         (TOPUP_MISSED, "Auto top-up missing"),
         (RUNAWAY, "Runaway spend"),
     ]
@@ -628,6 +630,93 @@ class WatchState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id}: {len(self.readings)} watch readings"
+
+
+PRICE = {"max_digits": 24, "decimal_places": 14, "null": True, "blank": True}  # USD per token, as OpenRouter writes it
+
+
+class CatalogueFetch(models.Model):
+    """One attempt at GET /models: a failure is a row with its reason, so the advice can say how old its prices are."""
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ok = models.BooleanField(default=True)
+    error = models.TextField(blank=True)
+    models_count = models.PositiveIntegerField(default=0)
+    skipped = models.TextField(blank=True, help_text="Models left out, one per line with the reason")
+    price_changes = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = "catalogue fetch"
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M} {'ok' if self.ok else self.error}"
+
+
+class CatalogueModelQuerySet(models.QuerySet):
+    def listed(self) -> CatalogueModelQuerySet:
+        return self.filter(listed=True)
+
+
+class CatalogueModel(models.Model):
+    """A model of OpenRouter's public catalogue as last fetched: its context, capabilities and list prices."""
+
+    model_id = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    context_length = models.BigIntegerField(null=True, blank=True)
+    input_modalities = models.JSONField(default=list)
+    output_modalities = models.JSONField(default=list)
+    supported_parameters = models.JSONField(default=list)
+    expiration_date = models.DateField(null=True, blank=True)
+    prompt_price = models.DecimalField(**PRICE)
+    completion_price = models.DecimalField(**PRICE)
+    request_price = models.DecimalField(**PRICE)
+    internal_reasoning_price = models.DecimalField(**PRICE)
+    input_cache_read_price = models.DecimalField(**PRICE)
+    input_cache_write_price = models.DecimalField(**PRICE)
+    fetched_at = models.DateTimeField(default=timezone.now)
+    listed = models.BooleanField(default=True, help_text="False: missing from the latest catalogue")
+
+    objects = CatalogueModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["model_id"]
+        verbose_name = "catalogue model"
+
+    def __str__(self) -> str:
+        return self.model_id
+
+    def prices(self) -> dict:
+        """The list prices by OpenRouter's names (prompt, completion, ...), None when not given."""
+        return {name: getattr(self, f"{name}_price") for name in CATALOGUE_PRICES}
+
+
+CATALOGUE_PRICES = ("prompt", "completion", "request", "internal_reasoning", "input_cache_read", "input_cache_write")
+
+
+class CataloguePrice(models.Model):
+    """A model's list prices from the moment they were first seen or changed: the price history."""
+
+    model = models.ForeignKey(CatalogueModel, on_delete=models.CASCADE, related_name="price_history")
+    changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    first = models.BooleanField(default=False, help_text="The prices when the model was first seen, not a change")
+    prompt_price = models.DecimalField(**PRICE)
+    completion_price = models.DecimalField(**PRICE)
+    request_price = models.DecimalField(**PRICE)
+    internal_reasoning_price = models.DecimalField(**PRICE)
+    input_cache_read_price = models.DecimalField(**PRICE)
+    input_cache_write_price = models.DecimalField(**PRICE)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        verbose_name = "catalogue price"
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.changed_at:%Y-%m-%d}"
+
+    def prices(self) -> dict:
+        return {name: getattr(self, f"{name}_price") for name in CATALOGUE_PRICES}
 
 
 # The rollups (daily and hourly figures) live in their own module; importing them here registers their models.

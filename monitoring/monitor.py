@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import account as account_room
-from . import alerts, forecast, notify, status
+from . import alerts, catalogue, forecast, notify, status
 from .logredact import redact
 from .models import ApiKey, CreditLog, DailyFigure, Level, chain_total
 from .openrouter import AccountCredits, Client, KeySnapshot, ListedKey, OpenRouterError, key_hash
@@ -381,6 +381,10 @@ def run_monitor(now: datetime | None = None) -> status.Status:
             logger.error("Activity sync failed: %s", exc.message)
         except Exception:
             logger.exception("Activity sync failed")
+        try:
+            catalogue.refresh_if_stale(now)  # at most daily; a failure is a row, never a failed check
+        except Exception:
+            logger.exception("Model catalogue refresh failed")
     DailyFigure.objects.refresh()  # the daily rows the exhaustion range reads (a few rows per run)
     found = status.build(now)  # after the sync, so even the first run forecasts from the activity
     evaluation_error = None

@@ -24,8 +24,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 import urllib3
@@ -59,6 +61,12 @@ PROVIDER_LENGTH = 100  # Activity.provider_name
 HASH_PATTERN = re.compile(r"[0-9a-f]{64}")  # OpenRouter's key id: the SHA-256 hex of the key
 # NUL and every control character (C0, DEL, C1) plus the Unicode line/paragraph separators.
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MODELS_MAX_BYTES = 8 * 1024 * 1024  # the whole catalogue (about 350 models with descriptions) is ~1.5 MB
+MODELS_MAX_PAGES = 50  # a `links.next` chain longer than this is a loop, not a catalogue
+MAX_PRICE = Decimal("1")  # USD per token: $1,000,000 per million tokens is no price, it is a broken answer
+PRICE_FIELDS = ("prompt", "completion", "request", "internal_reasoning", "input_cache_read", "input_cache_write")
+CAPABILITY_LENGTH = 60  # one supported parameter or modality
+MAX_CONTEXT = 10**9  # tokens of context: beyond this is not a context length
 MAX_JSON_DEPTH = 32  # deeper nesting in an answer is cut when cleaning (nothing we read is that deep)
 
 
@@ -161,6 +169,29 @@ class ListedKey:
     created_at: datetime | None
     raw: dict = field(default_factory=dict)
     byok_usage: float | None = None
+
+
+@dataclass
+class ListedModel:
+    """One item of GET /models (the public catalogue): prices in USD per token, as Decimals."""
+
+    id: str
+    name: str
+    context_length: int | None
+    input_modalities: list[str]
+    output_modalities: list[str]
+    supported_parameters: list[str]
+    expiration_date: date | None
+    prices: dict[str, Decimal | None]  # PRICE_FIELDS -> price, None when not given
+
+
+@dataclass
+class Catalogue:
+    """Every page of GET /models: the models whose figures passed, and why the others did not."""
+
+    models: list[ListedModel]
+    skipped: list[str]  # "model id: reason", one per model left out
+    total_count: int | None = None
 
 
 # --- validation helpers: a hostile or broken body is rejected with a clear reason ---------------
@@ -400,8 +431,9 @@ class Client:
         referer: str = "",
         title: str = "",
         session: requests.Session | None = None,
+        public: bool = False,
     ):
-        if not api_key:
+        if not api_key and not public:
             raise OpenRouterError("OPENROUTER_API_KEY not set: add it to .env or the environment")
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -411,18 +443,21 @@ class Client:
         adapter = WatchedAdapter()
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self.headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        # A public endpoint (the model catalogue) is asked without any key: nothing to leak.
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers["Accept"] = "application/json"
         if referer:
             self.headers["HTTP-Referer"] = referer
         if title:
             self.headers["X-Title"] = title
 
     @classmethod
-    def from_settings(cls, api_key: str | None = None) -> Client:
+    def from_settings(cls, api_key: str | None = None, public: bool = False) -> Client:
         from django.conf import settings
 
         return cls(
-            api_key if api_key is not None else settings.OPENROUTER_API_KEY,
+            "" if public else api_key if api_key is not None else settings.OPENROUTER_API_KEY,
+            public=public,
             base_url=settings.OPENROUTER_BASE_URL,
             timeout=settings.OPENROUTER_TIMEOUT,
             max_retries=settings.OPENROUTER_MAX_RETRIES,
@@ -437,14 +472,14 @@ class Client:
 
     # --- transport ---------------------------------------------------------------------------
 
-    def get_json(self, path: str, params: dict | None = None) -> dict:
+    def get_json(self, path: str, params: dict | None = None, max_bytes: int = MAX_BODY_BYTES) -> dict:
         """GET a path, retrying transient failures within total_timeout, and return the decoded JSON object."""
         call_deadline = time.monotonic() + self.total_timeout
         attempt = 0
         while True:
             try:
                 budget = min(self.timeout, call_deadline - time.monotonic())
-                return self._get_once(path, params, budget)
+                return self._get_once(path, params, budget, max_bytes)
             except OpenRouterError as exc:
                 wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
                 # Only 429/5xx and refused connections are worth a second try; a timeout already
@@ -456,7 +491,9 @@ class Client:
                 attempt += 1
                 time.sleep(wait)
 
-    def _get_once(self, path: str, params: dict | None, budget: float | None = None) -> dict:
+    def _get_once(
+        self, path: str, params: dict | None, budget: float | None = None, max_bytes: int = MAX_BODY_BYTES
+    ) -> dict:
         url = f"{self.base_url}{path}"
         budget = self.timeout if budget is None else budget
         too_slow = f"OpenRouter did not answer within {self.timeout:g} s: retry in a few minutes"
@@ -481,7 +518,7 @@ class Client:
                     f"Cannot reach OpenRouter at {self.base_url} ({reason}): check the network", retryable=True
                 ) from None
             with response:
-                body = self._read_body(response, deadline)
+                body = self._read_body(response, deadline, max_bytes)
             if watchdog.fired:  # cut mid-headers, http.client takes the end of the stream for their end
                 raise OpenRouterError(
                     too_slow.replace("did not answer", "did not finish answering") if body else too_slow
@@ -508,18 +545,18 @@ class Client:
             raise _unexpected("not a JSON object")
         return clean_json(decoded)
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+    def _read_body(self, response: requests.Response, deadline: float, max_bytes: int = MAX_BODY_BYTES) -> bytes:
         declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise _unexpected(f"body of {int(declared)} bytes exceeds {MAX_BODY_BYTES}")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise _unexpected(f"body of {int(declared)} bytes exceeds {max_bytes}")
         chunks, size = [], 0
         too_slow = f"OpenRouter did not finish answering within {self.timeout:g} s: retry in a few minutes"
         try:
             # read1 returns what has arrived, so a body dripping byte by byte still meets the deadline.
             while chunk := response.raw.read1(65536, decode_content=True):
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise _unexpected(f"body larger than {MAX_BODY_BYTES} bytes")
+                if size > max_bytes:
+                    raise _unexpected(f"body larger than {max_bytes} bytes")
                 if time.monotonic() > deadline:
                     raise OpenRouterError(too_slow)
                 chunks.append(chunk)
@@ -664,3 +701,121 @@ class Client:
                 }
             )
         return rows
+
+    def list_models(self) -> Catalogue:
+        """GET /models, every page (`links.next`), without a key: the public catalogue.
+
+        A broken body rejects the whole answer; a model whose own figures are broken (a NaN or negative
+        price, a context that is not a number) is left out with its reason, unless most of them are.
+        """
+        found: list[ListedModel] = []
+        skipped: list[str] = []
+        params: dict | None = None
+        total_count = None
+        seen_offsets: set[str] = set()
+        for _ in range(MODELS_MAX_PAGES):
+            payload = self.get_json("/models", params, max_bytes=MODELS_MAX_BYTES)
+            items = payload.get("data")
+            if not isinstance(items, list):
+                raise _unexpected("`data` is not a list of models")
+            for item in items:
+                if not isinstance(item, dict):
+                    raise _unexpected("a model is not an object")
+                try:
+                    found.append(_listed_model(item))
+                except OpenRouterError as exc:
+                    ident = item.get("id") if isinstance(item.get("id"), str) else "a model"
+                    skipped.append(f"{clean_text(ident, MODEL_LENGTH)}: {exc.message.split(': ', 1)[-1]}")
+            count = payload.get("total_count")
+            if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= 100_000:
+                total_count = count
+            params = _next_page(payload, seen_offsets)
+            if params is None or (total_count is not None and len(found) + len(skipped) >= total_count):
+                break
+        else:
+            raise _unexpected(f"more than {MODELS_MAX_PAGES} pages of models (a `links.next` loop?)")
+        if skipped and len(skipped) >= len(found):
+            raise _unexpected(f"{len(skipped)} of {len(found) + len(skipped)} models rejected, first {skipped[0]}")
+        return Catalogue(found, skipped, total_count)
+
+
+def _next_page(payload: dict, seen: set[str]) -> dict | None:
+    """The query of `links.next`, on our own base URL: another host or path is never followed."""
+    links = payload.get("links")
+    nxt = links.get("next") if isinstance(links, dict) else None
+    if not isinstance(nxt, str) or not nxt:
+        return None
+    parts = urlsplit(nxt)
+    if not parts.path.rstrip("/").endswith("/models"):
+        raise _unexpected("`links.next` does not point to the model list")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items() if k in ("offset", "limit")}
+    offset = query.get("offset", "")
+    if not offset.isdigit() or offset in seen:
+        raise _unexpected("`links.next` has no new offset (a pagination loop?)")
+    seen.add(offset)
+    return query
+
+
+def parse_price(value: Any, name: str) -> Decimal | None:
+    """A catalogue price: a decimal string (or number) of USD per token, finite, >= 0, at most MAX_PRICE."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _unexpected(f"price `{name}` is {type(value).__name__}, not a decimal string")
+    try:
+        price = Decimal(str(value).strip()[:40])
+    except InvalidOperation:
+        raise _unexpected(f"price `{name}` is not a number") from None
+    if not price.is_finite():
+        raise _unexpected(f"price `{name}` is not a finite number")
+    if price < 0:
+        raise _implausible(f"price `{name}` is {price} (negative)")
+    if price > MAX_PRICE:
+        raise _implausible(f"price `{name}` is {price} per token")
+    return price
+
+
+def _words(data: dict, name: str) -> list[str]:
+    value = data.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _unexpected(f"`{name}` is not a list of names")
+    return [clean_text(v, CAPABILITY_LENGTH) for v in value[:100]]
+
+
+def _listed_model(item: dict) -> ListedModel:
+    ident = _text(item, "id", MODEL_LENGTH, nullable=False).strip()
+    if not ident:
+        raise _unexpected("a model has an empty `id`")
+    context = item.get("context_length")
+    if context is not None and (
+        isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= MAX_CONTEXT
+    ):
+        raise _unexpected("`context_length` is not a whole number of tokens")
+    architecture = item.get("architecture") or {}
+    if not isinstance(architecture, dict):
+        raise _unexpected("`architecture` is not an object")
+    pricing = item.get("pricing")
+    if not isinstance(pricing, dict):
+        raise _unexpected("`pricing` is missing")
+    prices = {name: parse_price(pricing.get(name), name) for name in PRICE_FIELDS}
+    if prices["prompt"] is None or prices["completion"] is None:
+        raise _unexpected("`pricing` has no prompt or completion price")
+    expires = item.get("expiration_date")
+    expiration = None
+    if expires not in (None, ""):
+        try:
+            expiration = date.fromisoformat(str(expires)[:10])
+        except ValueError:
+            raise _unexpected("`expiration_date` is not a date") from None
+    return ListedModel(
+        id=ident,
+        name=_text(item, "name", LABEL_LENGTH) or ident,
+        context_length=context,
+        input_modalities=_words(architecture, "input_modalities"),
+        output_modalities=_words(architecture, "output_modalities"),
+        supported_parameters=_words(item, "supported_parameters"),
+        expiration_date=expiration,
+        prices=prices,
+    )

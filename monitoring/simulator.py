@@ -85,6 +85,293 @@ MODELS: list[tuple[str, str, str, float, float]] = [
     ("meta-llama/llama-3.3-70b-instruct", "meta-llama/llama-3.3-70b-instruct", "DeepInfra", 0.10, 0.0008),
 ]
 
+
+# The public model catalogue (GET /api/v1/models): today's fields, prices as strings in USD per token.
+P_OAI = ["tools", "tool_choice", "response_format", "structured_outputs", "temperature", "top_p", "max_tokens", "seed"]
+P_ANTH = ["tools", "tool_choice", "reasoning", "include_reasoning", "temperature", "top_p", "max_tokens", "stop"]
+P_GEM = ["tools", "tool_choice", "reasoning", "include_reasoning", "response_format", "structured_outputs",
+         "temperature", "max_tokens", "seed", "stop"]  # fmt: skip
+P_OPEN = ["tools", "tool_choice", "response_format", "temperature", "top_p", "max_tokens", "stop", "seed"]
+P_PLAIN = ["temperature", "top_p", "max_tokens", "stop"]
+TIF, TI, T = ["text", "image", "file"], ["text", "image"], ["text"]
+ALL_IN = ["text", "image", "file", "audio", "video"]
+EXPIRING_MODEL = "anthropic/claude-sonnet-4"  # used by the demo keys, retiring soon
+EXPIRES_IN_DAYS = 20  # its expiration_date: this many days after the simulator's today
+MODELS_PAGE_SIZE = 25  # so the catalogue has a page boundary
+# id, name, context, inputs, params, prompt, completion, other prices
+CATALOGUE: list[tuple[str, str, int, list[str], list[str], str, str, dict[str, str]]] = [
+    (
+        "openai/gpt-4.1",
+        "OpenAI: GPT-4.1",
+        1047576,
+        TIF,
+        P_OAI,
+        "0.000002",
+        "0.000008",
+        {"input_cache_read": "0.0000005"},
+    ),
+    (
+        "openai/gpt-4.1-mini",
+        "OpenAI: GPT-4.1 Mini",
+        1047576,
+        TIF,
+        P_OAI,
+        "0.0000004",
+        "0.0000016",
+        {"input_cache_read": "0.0000001"},
+    ),
+    (
+        "openai/gpt-4.1-nano",
+        "OpenAI: GPT-4.1 Nano",
+        1047576,
+        TIF,
+        P_OAI,
+        "0.0000001",
+        "0.0000004",
+        {"input_cache_read": "0.000000025"},
+    ),
+    ("openai/gpt-4o", "OpenAI: GPT-4o", 128000, TIF, P_OAI, "0.0000025", "0.00001", {"input_cache_read": "0.00000125"}),
+    (
+        "openai/gpt-4o-mini",
+        "OpenAI: GPT-4o-mini",
+        128000,
+        TIF,
+        P_OAI,
+        "0.00000015",
+        "0.0000006",
+        {"input_cache_read": "0.000000075"},
+    ),
+    (
+        "openai/o4-mini",
+        "OpenAI: o4 Mini",
+        200000,
+        TIF,
+        [*P_OAI, "reasoning"],
+        "0.0000011",
+        "0.0000044",
+        {"input_cache_read": "0.000000275"},
+    ),
+    (
+        "openai/gpt-5",
+        "OpenAI: GPT-5",
+        400000,
+        TIF,
+        [*P_OAI, "reasoning"],
+        "0.00000125",
+        "0.00001",
+        {"input_cache_read": "0.000000125"},
+    ),
+    (
+        "openai/gpt-5-mini",
+        "OpenAI: GPT-5 Mini",
+        400000,
+        TIF,
+        [*P_OAI, "reasoning"],
+        "0.00000025",
+        "0.000002",
+        {"input_cache_read": "0.000000025"},
+    ),
+    (
+        "anthropic/claude-sonnet-4",
+        "Anthropic: Claude Sonnet 4",
+        200000,
+        TIF,
+        P_ANTH,
+        "0.000003",
+        "0.000015",
+        {"input_cache_read": "0.0000003", "input_cache_write": "0.00000375"},
+    ),
+    (
+        "anthropic/claude-sonnet-4.5",
+        "Anthropic: Claude Sonnet 4.5",
+        1000000,
+        TIF,
+        P_ANTH,
+        "0.000003",
+        "0.000015",
+        {"input_cache_read": "0.0000003", "input_cache_write": "0.00000375"},
+    ),
+    (
+        "anthropic/claude-haiku-4.5",
+        "Anthropic: Claude Haiku 4.5",
+        200000,
+        TIF,
+        P_ANTH,
+        "0.000001",
+        "0.000005",
+        {"input_cache_read": "0.0000001", "input_cache_write": "0.00000125"},
+    ),
+    (
+        "anthropic/claude-3.5-haiku",
+        "Anthropic: Claude 3.5 Haiku",
+        200000,
+        TI,
+        P_ANTH[:2] + P_ANTH[4:],
+        "0.0000008",
+        "0.000004",
+        {"input_cache_read": "0.00000008"},
+    ),
+    (
+        "anthropic/claude-opus-4.1",
+        "Anthropic: Claude Opus 4.1",
+        200000,
+        TIF,
+        P_ANTH,
+        "0.000015",
+        "0.000075",
+        {"input_cache_read": "0.0000015"},
+    ),
+    (
+        "google/gemini-2.5-flash",
+        "Google: Gemini 2.5 Flash",
+        1048576,
+        ALL_IN,
+        P_GEM,
+        "0.0000003",
+        "0.0000025",
+        {"input_cache_read": "0.00000003", "internal_reasoning": "0.0000025"},
+    ),
+    (
+        "google/gemini-2.5-flash-lite",
+        "Google: Gemini 2.5 Flash Lite",
+        1048576,
+        ALL_IN,
+        P_GEM,
+        "0.0000001",
+        "0.0000004",
+        {"input_cache_read": "0.00000001", "internal_reasoning": "0.0000004"},
+    ),
+    (
+        "google/gemini-2.5-pro",
+        "Google: Gemini 2.5 Pro",
+        1048576,
+        ALL_IN,
+        P_GEM,
+        "0.00000125",
+        "0.00001",
+        {"input_cache_read": "0.00000031", "internal_reasoning": "0.00001"},
+    ),
+    (
+        "google/gemini-2.0-flash-001",
+        "Google: Gemini 2.0 Flash",
+        1048576,
+        ALL_IN,
+        ["tools", "tool_choice", "response_format", "structured_outputs", "temperature", "max_tokens"],
+        "0.0000001",
+        "0.0000004",
+        {"input_cache_read": "0.000000025"},
+    ),
+    (
+        "google/gemini-2.0-flash-lite-001",
+        "Google: Gemini 2.0 Flash Lite",
+        1048576,
+        ALL_IN,
+        [*P_PLAIN, "response_format"],
+        "0.000000075",
+        "0.0000003",
+        {},
+    ),
+    (
+        "google/gemma-3-27b-it",
+        "Google: Gemma 3 27B",
+        131072,
+        TI,
+        [*P_PLAIN, "response_format"],
+        "0.00000009",
+        "0.00000016",
+        {},
+    ),
+    (
+        "meta-llama/llama-3.3-70b-instruct",
+        "Meta: Llama 3.3 70B Instruct",
+        131072,
+        T,
+        P_OPEN,
+        "0.00000013",
+        "0.00000039",
+        {},
+    ),
+    ("meta-llama/llama-3.3-70b-instruct:free", "Meta: Llama 3.3 70B Instruct (free)", 131072, T, P_OPEN, "0", "0", {}),
+    (
+        "meta-llama/llama-3.1-8b-instruct",
+        "Meta: Llama 3.1 8B Instruct",
+        131072,
+        T,
+        P_OPEN,
+        "0.00000002",
+        "0.00000005",
+        {},
+    ),
+    ("meta-llama/llama-4-maverick", "Meta: Llama 4 Maverick", 1048576, TI, P_OPEN, "0.00000015", "0.0000006", {}),
+    ("meta-llama/llama-4-scout", "Meta: Llama 4 Scout", 327680, TI, P_OPEN, "0.00000008", "0.0000003", {}),
+    (
+        "mistralai/mistral-small-3.2-24b-instruct",
+        "Mistral: Mistral Small 3.2 24B",
+        131072,
+        TI,
+        P_OPEN,
+        "0.00000005",
+        "0.0000001",
+        {},
+    ),
+    ("mistralai/mistral-medium-3.1", "Mistral: Mistral Medium 3.1", 131072, TI, P_OPEN, "0.0000004", "0.000002", {}),
+    ("mistralai/mistral-nemo", "Mistral: Mistral Nemo", 131072, T, P_OPEN, "0.00000002", "0.00000004", {}),
+    (
+        "deepseek/deepseek-chat-v3.1",
+        "DeepSeek: DeepSeek V3.1",
+        163840,
+        T,
+        [*P_OPEN, "reasoning", "structured_outputs"],
+        "0.0000002",
+        "0.0000008",
+        {},
+    ),
+    (
+        "deepseek/deepseek-r1-0528",
+        "DeepSeek: R1 0528",
+        163840,
+        T,
+        [*P_PLAIN, "reasoning"],
+        "0.0000004",
+        "0.00000175",
+        {},
+    ),
+    (
+        "qwen/qwen3-235b-a22b-2507",
+        "Qwen: Qwen3 235B A22B Instruct 2507",
+        262144,
+        T,
+        [*P_OPEN, "structured_outputs"],
+        "0.000000078",
+        "0.000000312",
+        {},
+    ),
+    ("qwen/qwen3-coder", "Qwen: Qwen3 Coder 480B A35B", 262144, T, P_OPEN, "0.00000022", "0.00000095", {}),
+    (
+        "x-ai/grok-4",
+        "xAI: Grok 4",
+        256000,
+        TI,
+        [*P_GEM[:6], "temperature"],
+        "0.000003",
+        "0.000015",
+        {"input_cache_read": "0.00000075"},
+    ),
+    (
+        "x-ai/grok-4-fast",
+        "xAI: Grok 4 Fast",
+        2000000,
+        TI,
+        [*P_GEM[:6], "temperature"],
+        "0.0000002",
+        "0.0000005",
+        {"input_cache_read": "0.00000005"},
+    ),
+    ("cohere/command-r-08-2024", "Cohere: Command R (08-2024)", 128000, T, P_OPEN, "0.00000015", "0.0000006", {}),
+    ("perplexity/sonar", "Perplexity: Sonar", 127072, TI, P_PLAIN, "0.000001", "0.000001", {"request": "0.005"}),
+    ("openrouter/auto", "Auto Router", 2000000, TIF, P_OAI, "-1", "-1", {}),  # the real catalogue's -1 quirk
+]
+
 KEY_FIELDS = {
     "usage",
     "limit",
@@ -108,6 +395,7 @@ KEY_FIELDS = {
     "last_used_at",
     "created_at",
     "external_user",
+    "activity_models",
 }
 _DRIFTING = ("usage", "usage_daily", "usage_weekly", "usage_monthly")
 # Setting any of these without limit_remaining drops an explicit limit_remaining override.
@@ -210,6 +498,7 @@ class SimKey:
     external_user: str | None = None
     is_management: bool = False
     spend_by_day: dict[date, float] | None = None  # a replayed trace's exact spend per UTC day, for /activity
+    activity_models: list[str] | None = None  # the catalogue models its activity uses (None: MODELS)
 
     @property
     def hash(self) -> str:
@@ -243,6 +532,57 @@ def _error(status: int, message: str) -> _Reply:
     return _Reply(status, {"error": {"code": status, "message": message}})
 
 
+def model_entry(item: tuple, today: date) -> dict[str, Any]:
+    """One catalogue model as GET /models answers it today."""
+    ident, name, context, inputs, params, prompt, completion, extra = item
+    modality = f"{'+'.join(inputs)}->text"
+    return {
+        "id": ident,
+        "canonical_slug": ident,
+        "hugging_face_id": "",
+        "name": name,
+        "created": 1750000000,
+        "description": f"{name}, as the simulator lists it.",
+        "context_length": context,
+        "architecture": {
+            "modality": modality,
+            "input_modalities": list(inputs),
+            "output_modalities": ["text"],
+            "tokenizer": ident.split("/")[0],
+            "instruct_type": None,
+        },
+        "pricing": {"prompt": prompt, "completion": completion, **extra},
+        "top_provider": {"context_length": context, "max_completion_tokens": 32768, "is_moderated": False},
+        "per_request_limits": None,
+        "supported_parameters": list(params),
+        "default_parameters": {},
+        "expiration_date": (today + timedelta(days=EXPIRES_IN_DAYS)).isoformat() if ident == EXPIRING_MODEL else None,
+        "knowledge_cutoff": None,
+        "links": {"details": f"/api/v1/models/{ident}/endpoints"},
+    }
+
+
+def list_price(item: tuple, name: str) -> float:
+    prices = {"prompt": item[5], "completion": item[6], **item[7]}
+    return float(prices.get(name) or 0)
+
+
+def _mangle_models(data: Any, how: str) -> Any:
+    """Hostile catalogue answers: NaN prices, strings where numbers belong, negative prices."""
+    if not isinstance(data, list):
+        return data
+    out = copy.deepcopy(data)
+    for model in out:
+        if how == "nan":
+            model["pricing"]["prompt"] = "NaN"
+        elif how == "wrong-types":
+            model["context_length"] = "a lot"
+            model["pricing"]["completion"] = [model["pricing"]["completion"]]
+        elif how == "implausible":
+            model["pricing"]["prompt"] = "-0.5"
+    return out
+
+
 class Simulator:
     """A simulated OpenRouter; `start()` it in a thread, point OPENROUTER_BASE_URL at `url`."""
 
@@ -267,6 +607,8 @@ class Simulator:
         self.keys: dict[str, SimKey] = {}
         self.account = Account(0.0, 0.0, self.now())
         self.failure = Failure()
+        self.catalogue: list[tuple] = list(CATALOGUE)
+        self.models_page_size = MODELS_PAGE_SIZE
         self.scenario = ""
         self.set_scenario(scenario)
         self._server = ThreadingHTTPServer((host, port), _Handler)
@@ -335,6 +677,7 @@ class Simulator:
             now = self.now()
             self.scenario = name
             self.failure = Failure()
+            self.catalogue = list(CATALOGUE)
             self.keys = {}
             drift = name == "steady"  # every other scenario keeps exact figures
             self._add(
@@ -486,6 +829,21 @@ class Simulator:
             self.account.total_credits = float(total_credits)
             self.account.total_usage = float(total_usage)
 
+    def set_model_prices(self, model: str, **prices: str) -> None:
+        """Change a catalogue model's list prices (strings, USD per token), as OpenRouter does now and then."""
+        with self._lock:
+            for i, item in enumerate(self.catalogue):
+                if item[0] == model:
+                    base = {"prompt": item[5], "completion": item[6], **item[7]}
+                    base.update(prices)
+                    extra = {k: v for k, v in base.items() if k not in ("prompt", "completion")}
+                    self.catalogue[i] = (*item[:5], base["prompt"], base["completion"], extra)
+                    return
+            raise KeyError(f"unknown model {model!r}")
+
+    def offer(self, model: str) -> tuple | None:
+        return next((item for item in self.catalogue if item[0] == model), None)
+
     def set_failure(self, name: str | None, count: int | None = None) -> None:
         """Force a failure mode for the next `count` /api/v1 requests (None = until cleared)."""
         if name is not None and name not in FAILURES:
@@ -609,13 +967,35 @@ class Simulator:
             total = k.history_rate() * (0.85 + 0.3 * _unit("day", k.hash, day))  # within 15% of the rate
         if total <= 0:
             return []
-        picked = [m for m in MODELS if m[0] != MODELS[-1][0] or _unit("skip", k.hash, day) > 0.3]
+        if k.activity_models is not None:
+            picked = [(m, m, "Simulated", 1.0 / len(k.activity_models), 0.0) for m in k.activity_models]
+        else:
+            picked = [m for m in MODELS if m[0] != MODELS[-1][0] or _unit("skip", k.hash, day) > 0.3]
         weights = [m[3] * (0.6 + 0.8 * _unit(day, m[0], k.hash)) for m in picked]
         rows = []
         for (model, slug, provider, _, per_req), w in zip(picked, weights, strict=True):
             usage = total * w / sum(weights)
+            offer = self.offer(model)
+            # A request's token mix; scaled so the list price of the tokens is what was spent.
+            prompt_1 = 700 + int(800 * _unit("p", day, model, k.hash))
+            completion_1 = 150 + int(300 * _unit("c", day, model, k.hash))
+            cached_share = 0.3 * _unit("k", day, model, k.hash)
+            reasoning_1 = 40 if provider in ("Anthropic", "Google") else 0
+            if offer is not None:
+                cache = list_price(offer, "input_cache_read")
+                one = (
+                    prompt_1 * (1 - cached_share) * list_price(offer, "prompt")
+                    + prompt_1 * cached_share * (cache if cache else list_price(offer, "prompt"))
+                    + completion_1 * list_price(offer, "completion")
+                    + reasoning_1 * list_price(offer, "internal_reasoning")
+                    + list_price(offer, "request")
+                )
+                per_req = per_req or max(one * 2.5, 1e-6)
+                scale = per_req / one if one > 0 else 1.0
+            else:
+                per_req, scale = per_req or 0.001, 1.0
             requests = max(1, round(usage / per_req))
-            prompt = requests * (700 + int(800 * _unit("p", day, model, k.hash)))
+            prompt = round(requests * prompt_1 * scale)
             rows.append(
                 {
                     "date": day.isoformat(),
@@ -627,9 +1007,9 @@ class Simulator:
                     "byok_usage_inference": 0.0,
                     "requests": requests,
                     "prompt_tokens": prompt,
-                    "completion_tokens": requests * (150 + int(300 * _unit("c", day, model, k.hash))),
-                    "reasoning_tokens": requests * 40 if provider in ("Anthropic", "Google") else 0,
-                    "cached_tokens": int(prompt * 0.3 * _unit("k", day, model, k.hash)),
+                    "completion_tokens": round(requests * completion_1 * scale),
+                    "reasoning_tokens": round(requests * reasoning_1 * scale),
+                    "cached_tokens": int(prompt * cached_share),
                 }
             )
         return rows
@@ -669,6 +1049,8 @@ class Simulator:
         sub = path[len("/api/v1") :].rstrip("/") or "/"
         with self._lock:
             now = self.now()
+            if sub == "/models":
+                return self._models(query, now)  # public: no key needed
             if sub not in ("/key", "/auth/key", "/credits", "/activity", "/keys") and not sub.startswith("/keys/"):
                 return _error(404, f"Not Found: {path}")
             if not token:
@@ -703,6 +1085,22 @@ class Simulator:
                 if other.hash == wanted and not other.is_management:
                     return _Reply(200, {"data": self._list_item(other, now)})
             return _error(404, "API key not found")
+
+    def _models(self, query: dict[str, str], now: datetime) -> _Reply:
+        """The catalogue, a page at a time: `links.next` and `total_count` like today's answers."""
+        try:
+            offset = int(query.get("offset") or 0)
+            limit = int(query.get("limit") or self.models_page_size)
+        except ValueError:
+            return _error(400, "offset and limit must be integers")
+        if offset < 0 or limit < 1:
+            return _error(400, "offset must be >= 0 and limit >= 1")
+        items = [model_entry(item, now.date()) for item in self.catalogue]
+        page = items[offset : offset + limit]
+        body: dict[str, Any] = {"data": page, "total_count": len(items)}
+        if offset + limit < len(items):
+            body["links"] = {"next": f"/api/v1/models?offset={offset + limit}&limit={limit}"}
+        return _Reply(200, body)
 
     def _activity(self, query: dict[str, str], now: datetime) -> _Reply:
         today = now.date()
@@ -961,6 +1359,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_error(404, f"Not Found: {path}"))
             return
         failure = self.sim._take_failure()
+        self._models_path = path.rstrip("/") == "/api/v1/models"
         if method != "GET":
             reply = _error(405, f"Method {method} not allowed here")
         else:
@@ -982,6 +1381,15 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "echo-key":
             token = self._token() or ""
             self._send(_error(500, f"Internal error for key {token.removeprefix('sk-or-v1-')}: upstream rejected it"))
+            return
+        if (
+            getattr(self, "_models_path", False)
+            and name in ("nan", "wrong-types", "implausible")
+            and reply.status == 200
+        ):
+            body = dict(reply.body)
+            body["data"] = _mangle_models(body.get("data"), name)
+            self._send(_Reply(200, body))
             return
         if name == "implausible":
             wild = dict(sim.implausible)

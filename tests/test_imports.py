@@ -17,6 +17,7 @@ APP = Path(__file__).resolve().parents[1] / "monitoring"
 # Modules not listed are entry points (views, commands, tasks, admin...): nothing below imports them.
 RANKS = {
     "forecast": 0,
+    "modelcosts": 0,  # the advisor's maths: plain values in and out
     "logredact": 0,
     "simulator": 0,  # the test double: a standalone HTTP server
     "models": 1,
@@ -28,6 +29,8 @@ RANKS = {
     "checks": 2,
     "retention": 3,
     "status": 3,
+    "catalogue": 3,  # the model catalogue, beside the client
+    "advisor": 4,  # the advice: catalogue, activity and the status's forecast
     "report": 4,
     "account": 4,
     "notify": 5,
