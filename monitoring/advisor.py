@@ -19,7 +19,7 @@ from .modelcosts import Offer, Usage, cents, compare, effective_prices, swapped_
 from .models import Activity, CatalogueFetch, CatalogueModel, CreditLog
 
 WINDOWS = (7, 30, 90)  # as on Financial
-MAX_REFUSED = 10  # cheaper models that are not like-for-like, listed with the reason
+MAX_REFUSED = 20  # the cheapest models that are not like-for-like, listed with the reason
 DAYS_PER_MONTH = 30
 
 

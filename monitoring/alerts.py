@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from . import drivers, forecast, notify, status
+from . import advisor, drivers, forecast, notify, status
 from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level, severity
 from .status import KeyStatus, Status, money
 
@@ -166,7 +166,12 @@ def conditions_for(found: Status, now: datetime) -> list[Condition]:
 
 def account_conditions(found: Status, now: datetime) -> list[Condition]:
     """Monthly budget, model spikes, missed top-ups: every evaluated one, OK ones too, so open alerts resolve."""
-    return [budget_condition(found, now), *model_spike_conditions(now), topup_missed_condition()]
+    return [
+        budget_condition(found, now),
+        *model_spike_conditions(now),
+        topup_missed_condition(),
+        *model_expiry_conditions(now),
+    ]
 
 
 def key_limit_condition(key: ApiKey, log: CreditLog) -> Condition:
@@ -246,6 +251,28 @@ def model_spike_conditions(now: datetime) -> list[Condition]:
         else:
             message = f"{model} spent {money(last)} on {yesterday} (7-day average {money(average)}/day)"
             conditions.append(Condition(None, Alert.MODEL_SPIKE, Level.OK, message, last, subject=model))
+    return conditions
+
+
+def model_expiry_conditions(now: datetime) -> list[Condition]:
+    """A used model whose expiration date falls within ADVISOR_EXPIRY_DAYS: WARNING with the date, the spend
+    at risk and the best like-for-like candidates; OK again (so the alert resolves) once it is no longer so."""
+    going = {entry["model"]: entry for entry in advisor.expiring(now)}
+    open_subjects = Alert.objects.open().filter(condition=Alert.MODEL_EXPIRY).values_list("subject", flat=True)
+    conditions = []
+    for model in sorted(set(going) | set(open_subjects)):
+        entry = going.get(model)
+        if entry is None:
+            message = f"{model} is no longer used or no longer retiring within {settings.ADVISOR_EXPIRY_DAYS} days"
+            conditions.append(Condition(None, Alert.MODEL_EXPIRY, Level.OK, message, subject=model))
+            continue
+        best = ", ".join(f"{c['model']} ({money(c['cost'])})" for c in entry["candidates"][:3])
+        message = (
+            f"{model} may be removed after {entry['expiration_date']} (in {entry['expires_in_days']} days): "
+            f"{money(entry['spend'])} spent on it in the last {settings.ADVISOR_WINDOW_DAYS} days is at risk; "
+            + (f"like-for-like: {best}" if best else "no like-for-like candidate in the catalogue")
+        )
+        conditions.append(Condition(None, Alert.MODEL_EXPIRY, Level.WARNING, message, entry["spend"], subject=model))
     return conditions
 
 

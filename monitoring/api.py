@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from . import forecast, status
+from . import advisor, catalogue, forecast, status
 from .models import ApiKey, CreditLog, HourlyFigure, hourly_aggregates
 
 HASH_PREFIX = status.HASH_PREFIX
@@ -131,15 +131,17 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="creditmon"'
         return response
     registry = CollectorRegistry()
-    registry.register(CreditmonCollector(status.build(timezone.now())))
+    now = timezone.now()
+    registry.register(CreditmonCollector(status.build(now), catalogue.age_seconds(now)))
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class CreditmonCollector:
     """Yields gauges from the status already built; prometheus_client calls collect() once per scrape."""
 
-    def __init__(self, found: status.Status):
+    def __init__(self, found: status.Status, catalogue_age: float | None = None):
         self.found = found
+        self.catalogue_age = catalogue_age
 
     def collect(self):
         labels = ["key", "key_hash"]
@@ -206,6 +208,12 @@ class CreditmonCollector:
             account_level = GaugeMetricFamily("creditmon_account_level", "Level of the account balance and forecast")
             account_level.add_metric([], account.level)
             yield account_level
+        if self.catalogue_age is not None:
+            age = GaugeMetricFamily(
+                "creditmon_model_catalogue_age_seconds", "Seconds since the model catalogue (list prices) was fetched"
+            )
+            age.add_metric([], self.catalogue_age)
+            yield age
         overall = GaugeMetricFamily("creditmon_level", "The worst level of every key and the account")
         overall.add_metric([], self.found.level)
         yield overall
@@ -219,6 +227,20 @@ def status_view(request: HttpRequest) -> JsonResponse:
     if (refused := api_auth_error(request)) is not None:
         return refused
     return JsonResponse(status.build(timezone.now()).as_dict())
+
+
+@login_not_required
+@require_GET
+@never_cache
+def models_advice(request: HttpRequest) -> JsonResponse:
+    """The advisor's answer (the `advisemodels --json` object): ?days=30 (1-90), optional ?model=ID."""
+    if (refused := api_auth_error(request)) is not None:
+        return refused
+    raw = request.GET.get("days", "30")
+    if not raw.isdigit() or not 1 <= int(raw) <= 90:
+        return JsonResponse({"error": "days must be a whole number from 1 to 90"}, status=400)
+    model = request.GET.get("model", "").strip()[:200] or None
+    return JsonResponse(advisor.advice(timezone.now(), int(raw), model))
 
 
 def resolution_for(start: datetime, end: datetime, asked: str | None) -> str:

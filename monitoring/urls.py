@@ -21,4 +21,5 @@ urlpatterns = [
     path("metrics", api.metrics, name="monitoring-metrics"),
     path("api/status/", api.status_view, name="monitoring-api-status"),
     path("api/history/", api.history, name="monitoring-api-history"),
+    path("api/models/advice", api.models_advice, name="monitoring-api-models-advice"),
 ]

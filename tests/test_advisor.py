@@ -1,0 +1,318 @@
+"""The model advisor against the simulator over real HTTP: the catalogue, the costs, the candidates, the
+models going away, and the surfaces that show them (CLI, API)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from io import StringIO
+
+import pytest
+import requests
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from monitoring import advisor, alerts, catalogue, monitor
+from monitoring.models import Alert, AlertEvent, CatalogueFetch, CatalogueModel, CataloguePrice, Level
+from monitoring.simulator import DEV_KEY, EXPIRING_MODEL, MANAGEMENT_KEY, PROD_KEY
+
+EXPENSIVE = "openai/gpt-4.1"
+TOKEN = "advice-token-for-tests"
+
+
+@pytest.fixture
+def account(sim, settings):
+    """A management key, so the scheduled run syncs the per-model activity and the catalogue."""
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    settings.API_TOKEN = TOKEN
+    return sim
+
+
+def one_model(sim, model: str = EXPENSIVE) -> None:
+    """A month of activity on one model, on both keys."""
+    sim.set_key(PROD_KEY, activity_models=[model])
+    sim.set_key(DEV_KEY, activity_models=[model])
+
+
+def advise(*args: str) -> dict:
+    out = StringIO()
+    call_command("advisemodels", "--json", *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def served_activity(sim) -> list[dict]:
+    response = requests.get(
+        f"{sim.url}/activity", headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"}, timeout=5
+    )
+    return response.json()["data"]
+
+
+def served_catalogue(sim) -> dict[str, dict]:
+    """Every page of the simulator's catalogue, read without our client."""
+    found, url = {}, f"{sim.url}/models"
+    while url:
+        body = requests.get(url, timeout=5).json()
+        found.update({m["id"]: m for m in body["data"]})
+        nxt = (body.get("links") or {}).get("next")
+        url = sim.url.removesuffix("/api/v1") + nxt if nxt else None
+    return found
+
+
+def by_hand(rows: list[dict], pricing: dict, cache: bool) -> Decimal:
+    """The cost of these activity rows' tokens at these string prices, computed here, then cents."""
+    prompt = sum(r["prompt_tokens"] for r in rows)
+    cached = sum(r["cached_tokens"] for r in rows) if cache else 0
+    cost = (prompt - cached) * Decimal(pricing["prompt"]) + sum(r["completion_tokens"] for r in rows) * Decimal(
+        pricing["completion"]
+    )
+    if cache:
+        cost += cached * Decimal(pricing["input_cache_read"])
+    if "internal_reasoning" in pricing:
+        cost += sum(r["reasoning_tokens"] for r in rows) * Decimal(pricing["internal_reasoning"])
+    if "request" in pricing:
+        cost += sum(r["requests"] for r in rows) * Decimal(pricing["request"])
+    return cost.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def entry_for(answer: dict, model: str) -> dict:
+    return next(m for m in answer["models"] if m["model"] == model)
+
+
+@pytest.mark.django_db
+def test_a_month_on_one_expensive_model_gives_its_spend_and_a_cheaper_candidate_to_the_cent(account):
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+    answer = advise()
+    rows = [r for r in served_activity(account) if r["model"] == EXPENSIVE]
+    assert [m["model"] for m in answer["models"]] == [EXPENSIVE]
+    entry = answer["models"][0]
+    assert entry["spend"] == float(Decimal(str(sum(r["usage"] for r in rows))).quantize(Decimal("0.01")))
+    assert entry["requests"] == sum(r["requests"] for r in rows)
+    assert entry["prompt_tokens"] == sum(r["prompt_tokens"] for r in rows)
+    assert entry["cached_tokens"] == sum(r["cached_tokens"] for r in rows)
+    listed = served_catalogue(account)
+    nano = next(c for c in entry["candidates"] if c["model"] == "openai/gpt-4.1-nano")
+    assert nano["cost"] == float(by_hand(rows, listed["openai/gpt-4.1-nano"]["pricing"], cache=True))
+    assert nano["saving"] == pytest.approx(entry["spend"] - nano["cost"], abs=0.011)
+    assert nano["cost"] < entry["spend"]
+    assert "tools" in nano["matched"] and "context >= 1,047,576" in nano["matched"]
+    assert nano["url"] == "https://openrouter.ai/openai/gpt-4.1-nano"
+    assert entry["candidates"][0]["saving"] >= entry["candidates"][-1]["saving"]  # ranked by saving
+    # Its own list price for the same tokens is what the simulator charged: paid as listed, no reason to give.
+    assert entry["list_cost"] == pytest.approx(entry["spend"], rel=0.001) and entry["price_notes"] == []
+    assert entry["list_prompt_price"] == 2.0 and entry["list_completion_price"] == 8.0
+
+
+@pytest.mark.django_db
+def test_a_model_with_a_smaller_context_is_not_a_candidate(account):
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+    entry = advise()["models"][0]
+    assert "openai/gpt-4o-mini" not in [c["model"] for c in entry["candidates"]]
+    refused = {r["model"]: r["reason"] for r in entry["not_like_for_like"]}
+    assert refused["openai/gpt-4o-mini"] == "context 128,000 tokens < 1,047,576"
+
+
+@pytest.mark.django_db
+def test_a_model_without_tool_calling_is_not_a_candidate(account):
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+    entry = advise()["models"][0]
+    assert "google/gemini-2.0-flash-lite-001" not in [c["model"] for c in entry["candidates"]]
+    refused = {r["model"]: r["reason"] for r in entry["not_like_for_like"]}
+    assert refused["google/gemini-2.0-flash-lite-001"] == "no tools"
+
+
+@pytest.mark.django_db
+def test_a_model_missing_an_input_modality_is_not_a_candidate(account):
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+    entry = advise()["models"][0]
+    refused = {r["model"]: r["reason"] for r in entry["not_like_for_like"]}
+    assert refused["x-ai/grok-4-fast"] == "no input file"
+    assert "x-ai/grok-4-fast" not in [c["model"] for c in entry["candidates"]]
+
+
+@pytest.mark.django_db
+def test_a_model_without_reasoning_is_not_a_candidate_for_one_that_reasons(account):
+    one_model(account, "google/gemini-2.5-flash")
+    monitor.run_monitor(timezone.now())
+    entry = advise()["models"][0]
+    refused = {r["model"]: r["reason"] for r in entry["not_like_for_like"]}
+    assert refused["google/gemini-2.0-flash-001"] == "no reasoning"
+    lite = next(c for c in entry["candidates"] if c["model"] == "google/gemini-2.5-flash-lite")
+    rows = [r for r in served_activity(account) if r["model"] == "google/gemini-2.5-flash"]
+    assert lite["cost"] == float(by_hand(rows, served_catalogue(account)["google/gemini-2.5-flash-lite"]["pricing"], True))
+
+
+@pytest.mark.django_db
+def test_a_free_variant_counts_only_when_the_free_quota_carries_the_busiest_day(account):
+    one_model(account, "meta-llama/llama-3.3-70b-instruct")
+    monitor.run_monitor(timezone.now())
+    entry = advise()["models"][0]
+    free = "meta-llama/llama-3.3-70b-instruct:free"
+    # The simulator's keys report a quota of 1000 requests a day; the busiest day is far above it.
+    assert entry["requests"] / 30 > 1000
+    assert free not in [c["model"] for c in entry["candidates"]]
+    reason = {r["model"]: r["reason"] for r in entry["not_like_for_like"]}[free]
+    assert reason.endswith("> the free quota of 1,000 a day")
+
+
+@pytest.mark.django_db
+def test_a_used_model_retiring_within_30_days_is_named_with_its_date_and_warns_once(account):
+    monitor.run_monitor(timezone.now())  # the demo's keys use the expiring model among others
+    answer = advise()
+    entry = entry_for(answer, EXPIRING_MODEL)
+    expected = (timezone.now().date() + timedelta(days=20)).isoformat()
+    assert entry["expiration_date"] == expected and entry["expires_in_days"] == 20
+    assert [m["model"] for m in answer["models"] if m["expiration_date"]] == [EXPIRING_MODEL]
+    alert = Alert.objects.open().get(condition=Alert.MODEL_EXPIRY)
+    assert alert.subject == EXPIRING_MODEL and alert.level == Level.WARNING
+    assert expected in alert.message and entry["candidates"][0]["model"] in alert.message
+    assert "anthropic/claude-haiku-4.5" in [c["model"] for c in entry["candidates"]]
+    assert alert.get_condition_display() == "Model going away"
+    monitor.run_monitor(timezone.now() + timedelta(minutes=5))
+    assert AlertEvent.objects.filter(alert=alert, kind=AlertEvent.OPENED).count() == 1
+    assert Alert.objects.filter(condition=Alert.MODEL_EXPIRY).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_model_not_retiring_soon_resolves_its_alert(account, settings):
+    monitor.run_monitor(timezone.now())
+    assert Alert.objects.open().filter(condition=Alert.MODEL_EXPIRY).exists()
+    settings.ADVISOR_EXPIRY_DAYS = 10
+    alerts.evaluate(monitor.status.build(timezone.now()), timezone.now())
+    assert not Alert.objects.open().filter(condition=Alert.MODEL_EXPIRY).exists()
+
+
+@pytest.mark.django_db
+def test_the_catalogue_follows_every_page_and_leaves_out_a_negative_price_with_its_reason(account):
+    fetch = catalogue.refresh(timezone.now())
+    pages = [r for r in account.requests if r["path"].endswith("/models")]
+    assert len(pages) == 2
+    assert fetch.ok and fetch.models_count == len(served_catalogue(account)) - 1
+    assert fetch.skipped == "openrouter/auto: price `prompt` is -1 (negative)"
+    assert all("Authorization" not in r["headers"] for r in pages)  # public: the key is never sent
+    assert CatalogueModel.objects.get(model_id=EXPENSIVE).prompt_price == Decimal("0.000002")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        ("html", "text/html instead of JSON"),
+        ("huge", "exceeds"),
+        ("nan", "is not a finite number"),
+        ("wrong-types", "`context_length` is not a whole number"),
+        ("implausible", "(negative)"),
+        ("malformed", "malformed JSON"),
+    ],
+)
+def test_a_hostile_catalogue_fails_cleanly_and_the_advice_says_how_old_its_prices_are(account, mode, reason):
+    old = timezone.now() - timedelta(days=3)
+    assert catalogue.refresh(old).ok
+    account.set_failure(mode)
+    one_model(account)
+    monitor.run_monitor(timezone.now())  # the check itself goes on
+    account.set_failure(None)
+    failed = CatalogueFetch.objects.first()
+    assert not failed.ok and reason in failed.error
+    assert CatalogueModel.objects.get(model_id=EXPENSIVE).fetched_at == old  # the old copy is kept
+    answer = advisor.advice(timezone.now(), 30)
+    assert answer["catalogue_age_hours"] == pytest.approx(72, abs=0.2)
+    assert reason in answer["catalogue_note"]
+
+
+@pytest.mark.django_db
+def test_a_price_change_is_a_row_in_the_price_history(account):
+    catalogue.refresh(timezone.now() - timedelta(days=2))
+    account.set_model_prices(EXPENSIVE, prompt="0.0000025")
+    catalogue.refresh(timezone.now())
+    history = CataloguePrice.objects.filter(model__model_id=EXPENSIVE).order_by("changed_at")
+    assert [(h.first, h.prompt_price) for h in history] == [(True, Decimal("0.000002")), (False, Decimal("0.0000025"))]
+    changes = catalogue.price_changes([EXPENSIVE], timezone.now() - timedelta(days=7))
+    assert changes[0]["before"]["prompt"] == Decimal("0.000002") and changes[0]["after"]["prompt"] == Decimal(
+        "0.0000025"
+    )
+    assert CataloguePrice.objects.filter(model__model_id="openai/gpt-4.1-mini").count() == 1  # unchanged
+
+
+@pytest.mark.django_db
+def test_the_catalogue_is_fetched_at_most_daily_by_the_scheduled_run(account):
+    now = timezone.now()
+    monitor.run_monitor(now)
+    monitor.run_monitor(now + timedelta(hours=6))
+    assert CatalogueFetch.objects.count() == 1
+    monitor.run_monitor(now + timedelta(days=1, minutes=1))
+    assert CatalogueFetch.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_cli_json_and_the_api_give_the_same_answer(account, client):
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+    from_cli = advise("--days", "7")
+    response = client.get("/api/models/advice?days=7", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    from_api = response.json()
+    for answer in (from_cli, from_api):
+        answer.pop("generated_at")
+        answer.pop("catalogue_age_hours")
+    assert from_cli == from_api
+    assert from_cli["models"][0]["candidates"]
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_without_a_token_and_a_bad_window(account, client):
+    assert client.get("/api/models/advice").status_code == 401
+    bad = client.get("/api/models/advice?days=nine", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bad.status_code == 400 and "days" in bad.json()["error"]
+
+
+@pytest.mark.django_db
+def test_the_text_report_has_one_block_per_model_biggest_spend_first(account):
+    monitor.run_monitor(timezone.now())
+    out = StringIO()
+    call_command("advisemodels", stdout=out)
+    text = out.getvalue()
+    answer = advise()
+    heads = [line.split(":")[0] for line in text.splitlines() if line and not line.startswith((" ", "Model", "List"))]
+    assert heads == [m["model"] for m in answer["models"]]
+    spends = [m["spend"] for m in answer["models"]]
+    assert spends == sorted(spends, reverse=True)
+    assert f"GOING AWAY: may be removed after {entry_for(answer, EXPIRING_MODEL)['expiration_date']}" in text
+
+
+@pytest.mark.django_db
+def test_the_cli_refuses_a_bad_window_in_one_line(account):
+    with pytest.raises(CommandError, match="--days must be a whole number from 1 to 90"):
+        call_command("advisemodels", "--days", "0")
+
+
+@pytest.mark.django_db
+def test_an_optimisation_opportunity_names_the_candidate_that_saves_most_of_the_spend(account, settings):
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+    found = advisor.optimization_opportunity(timezone.now())
+    entry = advise()["models"][0]
+    assert found["model"] == EXPENSIVE and found["candidate"] == entry["candidates"][0]["model"]
+    assert found["saving_percent_of_account"] > 30
+    settings.ADVISOR_SAVING_PERCENT = 99.9
+    assert advisor.optimization_opportunity(timezone.now()) is None
+
+
+@pytest.mark.django_db
+def test_the_what_if_moves_the_models_spend_to_the_candidates_cost(account):
+    one_model(account)
+    now = timezone.now()
+    monitor.run_monitor(now)
+    entry = advise()["models"][0]
+    best = entry["candidates"][0]
+    found = advisor.what_if(now, 30, EXPENSIVE, best["model"])
+    assert found["burn_rate_per_day"] is not None
+    expected = found["burn_rate_per_day"] - entry["spend"] / 30 + best["cost"] / 30
+    assert found["swapped_burn_rate_per_day"] == pytest.approx(max(0.0, expected))
+    assert found["swapped_monthly_spend"] == pytest.approx(found["swapped_burn_rate_per_day"] * 30)
+    with pytest.raises(ValueError, match="not a like-for-like candidate"):
+        advisor.what_if(now, 30, EXPENSIVE, "openai/gpt-4o-mini")
