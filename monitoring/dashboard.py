@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import Min, OuterRef, Subquery
 
-from . import forecast, status
+from . import advisor, catalogue, forecast, status
 from .models import (
     Activity,
     ApiKey,
@@ -429,7 +429,35 @@ def logged_spend_by_key(start: datetime | None, tz: tzinfo) -> tuple[list[dict],
     return drivers(rows, "key", names), chart
 
 
-def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
+def model_costs(now: datetime, range_name: str, swap: str, found: status.Status) -> dict:
+    """The "Model costs" section: the advisor's answer for the page's window (90 days for "all"), the list-price
+    changes of the models in it, and the what-if of one swap ("model|replacement")."""
+    days = RANGES[range_name] or max(advisor.WINDOWS)
+    answer = advisor.advice(now, days)
+    used = [m["model"] for m in answer["models"]]
+    swaps = [
+        {"value": f"{m['model']}|{c['model']}", "model": m["model"], "replacement": c["model"], "saving": c["saving"]}
+        for m in answer["models"]
+        for c in m["candidates"]
+    ]
+    what_if, swap_error = None, ""
+    if swap:
+        model, _, replacement = swap.partition("|")
+        try:
+            what_if = advisor.what_if(now, days, model, replacement, found)
+        except ValueError as exc:
+            swap_error = str(exc)
+    return {
+        "advice": answer,
+        "price_changes": catalogue.price_changes(used, now - timedelta(days=days)) if used else [],
+        "swaps": swaps,
+        "swap": swap,
+        "what_if": what_if,
+        "swap_error": swap_error,
+    }
+
+
+def financial(now: datetime, key: ApiKey | None, range_name: str, swap: str = "") -> dict:
     tz = reporting_tz()
     DailyFigure.objects.refresh()  # fold the checks logged since the last view (a few rows)
     days = RANGES[range_name]
@@ -463,6 +491,7 @@ def financial(now: datetime, key: ApiKey | None, range_name: str) -> dict:
     ctx["activity_start"] = activity_since or ctx["export_start"]
     ctx["activity_end"] = utc_today - timedelta(days=1)
     ctx["breakdown"] = spend_breakdown(start, tz, activity_since)
+    ctx["model_costs"] = model_costs(now, range_name, swap, found)
     ctx["chart"] = {
         **(ctx["key_data"]["chart"] if key is not None else {}),
         "account": ctx["account"]["chart"],

@@ -102,7 +102,7 @@ def financial(request):
         "key": key,
         "range_name": range_name,
         "ranges": [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("all", "All")],
-        **dashboard.financial(timezone.now(), key, range_name),
+        **dashboard.financial(timezone.now(), key, range_name, request.GET.get("swap", "")[:500]),
     }
     request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/financial.html", ctx)

@@ -42,9 +42,7 @@ def advise(*args: str) -> dict:
 
 
 def served_activity(sim) -> list[dict]:
-    response = requests.get(
-        f"{sim.url}/activity", headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"}, timeout=5
-    )
+    response = requests.get(f"{sim.url}/activity", headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"}, timeout=5)
     return response.json()["data"]
 
 
@@ -143,7 +141,8 @@ def test_a_model_without_reasoning_is_not_a_candidate_for_one_that_reasons(accou
     assert refused["google/gemini-2.0-flash-001"] == "no reasoning"
     lite = next(c for c in entry["candidates"] if c["model"] == "google/gemini-2.5-flash-lite")
     rows = [r for r in served_activity(account) if r["model"] == "google/gemini-2.5-flash"]
-    assert lite["cost"] == float(by_hand(rows, served_catalogue(account)["google/gemini-2.5-flash-lite"]["pricing"], True))
+    pricing = served_catalogue(account)["google/gemini-2.5-flash-lite"]["pricing"]
+    assert lite["cost"] == float(by_hand(rows, pricing, cache=True))
 
 
 @pytest.mark.django_db
@@ -316,3 +315,50 @@ def test_the_what_if_moves_the_models_spend_to_the_candidates_cost(account):
     assert found["swapped_monthly_spend"] == pytest.approx(found["swapped_burn_rate_per_day"] * 30)
     with pytest.raises(ValueError, match="not a like-for-like candidate"):
         advisor.what_if(now, 30, EXPENSIVE, "openai/gpt-4o-mini")
+
+
+@pytest.fixture
+def logged_in(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("viewer", password="pw-for-tests"))
+    return client
+
+
+@pytest.mark.django_db
+def test_financial_shows_model_costs_as_a_table_with_the_advices_figures(account, logged_in):
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+    response = logged_in.get("/financial/?range=30")
+    assert response.status_code == 200
+    entry = advise()["models"][0]
+    best = entry["candidates"][0]
+    section = response.content.decode().split('id="model-costs"')[1].split("</section>")[0]
+    assert "Model costs" in section and EXPENSIVE in section
+    assert f"${entry['spend']:,.2f}" in section and f"${best['cost']:,.2f}" in section
+    assert best["url"] in section
+
+
+@pytest.mark.django_db
+def test_the_what_if_on_financial_projects_the_swap_with_the_same_figures(account, logged_in):
+    one_model(account)
+    now = timezone.now()
+    monitor.run_monitor(now)
+    best = advise()["models"][0]["candidates"][0]["model"]
+    response = logged_in.get("/financial/", {"range": "30", "swap": f"{EXPENSIVE}|{best}"})
+    assert response.status_code == 200
+    found = advisor.what_if(timezone.now(), 30, EXPENSIVE, best)
+    table = response.content.decode().split('id="what-if-table"')[1].split("</table>")[0]
+    assert f"${found['swapped_burn_rate_per_day']:,.2f}/day" in table
+    assert f"${found['swapped_monthly_spend']:,.2f}" in table
+    bad = logged_in.get("/financial/", {"range": "30", "swap": f"{EXPENSIVE}|openai/gpt-4o-mini"})
+    assert "not a like-for-like candidate" in bad.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_price_change_on_a_used_model_is_an_event_on_financial(account, logged_in):
+    one_model(account)
+    monitor.run_monitor(timezone.now() - timedelta(days=1, hours=1))
+    account.set_model_prices(EXPENSIVE, prompt="0.0000025")
+    monitor.run_monitor(timezone.now())
+    page = logged_in.get("/financial/?range=30").content.decode()
+    events = page.split('id="price-changes"')[1].split("</ul>")[0]
+    assert EXPENSIVE in events and "prompt $2 → $2.5 per M" in events

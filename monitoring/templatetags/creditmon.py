@@ -38,3 +38,14 @@ def level_css(level) -> str:
 @register.filter
 def level_name(level) -> str:
     return Level(level).label if level is not None else "UNKNOWN"
+
+
+@register.filter
+def get_item(mapping, name):
+    return (mapping or {}).get(name)
+
+
+@register.filter
+def per_million(price) -> str:
+    """A per-token list price as dollars per million tokens: $2.00, or "none"."""
+    return "none" if price is None else f"${float(price) * 1_000_000:,.4g}"
