@@ -5,7 +5,17 @@ from datetime import UTC
 from django.contrib import admin
 from django.template.defaultfilters import truncatechars
 
-from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Delivery
+from .models import (
+    Activity,
+    Alert,
+    AlertEvent,
+    ApiKey,
+    CatalogueFetch,
+    CatalogueModel,
+    CataloguePrice,
+    CreditLog,
+    Delivery,
+)
 
 admin.site.site_header = "creditmon admin"
 admin.site.site_title = "creditmon"
@@ -159,3 +169,28 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="error")
     def short_error(self, obj):
         return truncatechars(obj.error, 80)
+
+
+@admin.register(CatalogueFetch)
+class CatalogueFetchAdmin(ReadOnlyAdmin):
+    list_display = (time_column("started_at", "started"), "ok", "models_count", "price_changes", "error")
+    list_filter = ("ok",)
+
+
+class CataloguePriceInline(admin.TabularInline):
+    model = CataloguePrice
+    extra = 0
+    can_delete = False
+    fields = ("changed_at", "first", "prompt_price", "completion_price", "input_cache_read_price", "request_price")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CatalogueModel)
+class CatalogueModelAdmin(ReadOnlyAdmin):
+    list_display = ("model_id", "context_length", "prompt_price", "completion_price", "expiration_date", "listed")
+    list_filter = ("listed", ("expiration_date", admin.EmptyFieldListFilter))
+    search_fields = ("model_id", "name")
+    inlines = [CataloguePriceInline]

@@ -968,7 +968,11 @@ class Simulator:
         if total <= 0:
             return []
         if k.activity_models is not None:
-            picked = [(m, m, "Simulated", 1.0 / len(k.activity_models), 0.0) for m in k.activity_models]
+            known = {m[0]: m for m in MODELS}
+            picked = [
+                (m, m, known[m][2] if m in known else m.split("/")[0], 1.0 / len(k.activity_models), 0.0)
+                for m in k.activity_models
+            ]
         else:
             picked = [m for m in MODELS if m[0] != MODELS[-1][0] or _unit("skip", k.hash, day) > 0.3]
         weights = [m[3] * (0.6 + 0.8 * _unit(day, m[0], k.hash)) for m in picked]

@@ -8,7 +8,8 @@ from django.utils import timezone
 from monitoring import advisor, catalogue
 from monitoring.logredact import console_logging
 
-MAX_DAYS = 90  # OpenRouter serves 30 days of activity; the stored copy goes back as far as Financial shows
+MAX_DAYS = 90
+TEXT_REFUSED = 5  # the text names the cheapest few models that are not like-for-like; --json has more  # OpenRouter serves 30 days of activity; the stored copy goes back as far as Financial shows
 
 
 class Command(BaseCommand):
@@ -83,12 +84,19 @@ def model_block(entry: dict) -> list[str]:
     if entry["candidates"]:
         lines.append("  like-for-like candidates, the same tokens at list price:")
         for c in entry["candidates"]:
-            lines.append(
-                f"    {c['model']}: {_usd(c['cost'])}, saves {_usd(c['saving'])} ({c['saving_percent']}%)"
-                f"  matched: {', '.join(c['matched'])}  {c['url']}"
-            )
+            if c["saving"] is not None and c["saving"] < 0:
+                verdict = f"costs {_usd(-c['saving'])} more"
+            else:
+                verdict = f"saves {_usd(c['saving'])} ({c['saving_percent']}%)"
+            lines.append(f"    {c['model']}: {_usd(c['cost'])}, {verdict}  {c['url']}")
+        lines.append(f"    matched: {', '.join(entry['candidates'][0]['matched'])}")
     elif entry["in_catalogue"]:
         lines.append("  no like-for-like candidate in the catalogue")
-    for r in entry["not_like_for_like"]:
-        lines.append(f"    not like-for-like: {r['model']} ({_usd(r['cost'])}): {r['reason']}")
+    refused = entry["not_like_for_like"]
+    if refused:
+        lines.append("  cheaper, but not like-for-like:")
+    for r in refused[:TEXT_REFUSED]:
+        lines.append(f"    {r['model']} ({_usd(r['cost'])}): {r['reason']}")
+    if len(refused) > TEXT_REFUSED:
+        lines.append(f"    and {len(refused) - TEXT_REFUSED} more (--json lists them)")
     return lines
