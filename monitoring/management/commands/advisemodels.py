@@ -8,8 +8,8 @@ from django.utils import timezone
 from monitoring import advisor, catalogue
 from monitoring.logredact import console_logging
 
-MAX_DAYS = 90
-TEXT_REFUSED = 5  # the text names the cheapest few models that are not like-for-like; --json has more  # OpenRouter serves 30 days of activity; the stored copy goes back as far as Financial shows
+MAX_DAYS = 90  # OpenRouter serves 30 days of activity; the stored copy goes back as far as Financial shows
+TEXT_REFUSED = 5  # the text names the cheapest few models that are not like-for-like; --json has more
 
 
 class Command(BaseCommand):
