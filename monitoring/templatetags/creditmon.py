@@ -49,3 +49,9 @@ def get_item(mapping, name):
 def per_million(price) -> str:
     """A per-token list price as dollars per million tokens: $2.00, or "none"."""
     return "none" if price is None else f"${float(price) * 1_000_000:,.4g}"
+
+
+@register.filter
+def count(value) -> str:
+    """12,345: a whole number with thousands separators."""
+    return "unknown" if value is None else f"{int(value):,}"
