@@ -95,7 +95,7 @@ P_OPEN = ["tools", "tool_choice", "response_format", "temperature", "top_p", "ma
 P_PLAIN = ["temperature", "top_p", "max_tokens", "stop"]
 TIF, TI, T = ["text", "image", "file"], ["text", "image"], ["text"]
 ALL_IN = ["text", "image", "file", "audio", "video"]
-EXPIRING_MODEL = "anthropic/claude-sonnet-4"  # used by the demo keys, retiring soon
+EXPIRING_MODEL = "anthropic/claude-sonnet-4"  # used by the demo keys, retiring soon in the "steady" world
 EXPIRES_IN_DAYS = 20  # its expiration_date: this many days after the simulator's today
 MODELS_PAGE_SIZE = 25  # so the catalogue has a page boundary
 # id, name, context, inputs, params, prompt, completion, other prices
@@ -532,8 +532,8 @@ def _error(status: int, message: str) -> _Reply:
     return _Reply(status, {"error": {"code": status, "message": message}})
 
 
-def model_entry(item: tuple, today: date) -> dict[str, Any]:
-    """One catalogue model as GET /models answers it today."""
+def model_entry(item: tuple, today: date, retiring: dict[str, int] | None = None) -> dict[str, Any]:
+    """One catalogue model as GET /models answers it today; `retiring`: model -> days until its expiration_date."""
     ident, name, context, inputs, params, prompt, completion, extra = item
     modality = f"{'+'.join(inputs)}->text"
     return {
@@ -556,7 +556,7 @@ def model_entry(item: tuple, today: date) -> dict[str, Any]:
         "per_request_limits": None,
         "supported_parameters": list(params),
         "default_parameters": {},
-        "expiration_date": (today + timedelta(days=EXPIRES_IN_DAYS)).isoformat() if ident == EXPIRING_MODEL else None,
+        "expiration_date": (today + timedelta(days=retiring[ident])).isoformat() if ident in (retiring or {}) else None,
         "knowledge_cutoff": None,
         "links": {"details": f"/api/v1/models/{ident}/endpoints"},
     }
@@ -608,6 +608,7 @@ class Simulator:
         self.account = Account(0.0, 0.0, self.now())
         self.failure = Failure()
         self.catalogue: list[tuple] = list(CATALOGUE)
+        self.retiring: dict[str, int] = {}  # model -> days from today to its expiration_date
         self.models_page_size = MODELS_PAGE_SIZE
         self.scenario = ""
         self.set_scenario(scenario)
@@ -678,6 +679,8 @@ class Simulator:
             self.scenario = name
             self.failure = Failure()
             self.catalogue = list(CATALOGUE)
+            # The demo's world ("steady") uses a model that is going away; the others stay quiet about it.
+            self.retiring = {EXPIRING_MODEL: EXPIRES_IN_DAYS} if name == "steady" else {}
             self.keys = {}
             drift = name == "steady"  # every other scenario keeps exact figures
             self._add(
@@ -1099,7 +1102,7 @@ class Simulator:
             return _error(400, "offset and limit must be integers")
         if offset < 0 or limit < 1:
             return _error(400, "offset must be >= 0 and limit >= 1")
-        items = [model_entry(item, now.date()) for item in self.catalogue]
+        items = [model_entry(item, now.date(), self.retiring) for item in self.catalogue]
         page = items[offset : offset + limit]
         body: dict[str, Any] = {"data": page, "total_count": len(items)}
         if offset + limit < len(items):

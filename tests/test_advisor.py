@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from monitoring import advisor, alerts, catalogue, monitor
 from monitoring.models import Alert, AlertEvent, CatalogueFetch, CatalogueModel, CataloguePrice, Level
-from monitoring.simulator import DEV_KEY, EXPIRING_MODEL, MANAGEMENT_KEY, PROD_KEY
+from monitoring.simulator import DEV_KEY, EXPIRES_IN_DAYS, EXPIRING_MODEL, MANAGEMENT_KEY, PROD_KEY, Simulator
 
 EXPENSIVE = "openai/gpt-4.1"
 TOKEN = "advice-token-for-tests"
@@ -26,6 +26,7 @@ def account(sim, settings):
     """A management key, so the scheduled run syncs the per-model activity and the catalogue."""
     settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
     settings.API_TOKEN = TOKEN
+    sim.retiring = {EXPIRING_MODEL: EXPIRES_IN_DAYS}  # as in the demo's world (the "steady" scenario)
     return sim
 
 
@@ -163,8 +164,8 @@ def test_a_used_model_retiring_within_30_days_is_named_with_its_date_and_warns_o
     monitor.run_monitor(timezone.now())  # the demo's keys use the expiring model among others
     answer = advise()
     entry = entry_for(answer, EXPIRING_MODEL)
-    expected = (timezone.now().date() + timedelta(days=20)).isoformat()
-    assert entry["expiration_date"] == expected and entry["expires_in_days"] == 20
+    expected = (timezone.now().date() + timedelta(days=EXPIRES_IN_DAYS)).isoformat()
+    assert entry["expiration_date"] == expected and entry["expires_in_days"] == EXPIRES_IN_DAYS
     assert [m["model"] for m in answer["models"] if m["expiration_date"]] == [EXPIRING_MODEL]
     alert = Alert.objects.open().get(condition=Alert.MODEL_EXPIRY)
     assert alert.subject == EXPIRING_MODEL and alert.level == Level.WARNING
@@ -362,3 +363,13 @@ def test_a_price_change_on_a_used_model_is_an_event_on_financial(account, logged
     page = logged_in.get("/financial/?range=30").content.decode()
     events = page.split('id="price-changes"')[1].split("</ul>")[0]
     assert EXPENSIVE in events and "prompt $2 → $2.5 per M" in events
+
+
+def test_the_demo_world_uses_a_model_going_away_and_one_with_a_cheaper_like_for_like_candidate():
+    with Simulator("steady") as world:
+        listed = served_catalogue(world)
+        used = {row["model"] for row in served_activity(world)}
+    assert EXPIRING_MODEL in used and listed[EXPIRING_MODEL]["expiration_date"]
+    assert EXPENSIVE in used and "openai/gpt-4.1-nano" in listed
+    with Simulator("management") as quiet:  # the tests' world: nothing retires unless a test says so
+        assert all(m["expiration_date"] is None for m in served_catalogue(quiet).values())
