@@ -3,22 +3,21 @@
 import json
 import sys
 
-from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
 from monitoring import monitor
 from monitoring.logredact import console_logging
-from monitoring.management.base import database_problem
+from monitoring.management.base import MonitoringCommand, database_problem, usd_amount
 from monitoring.models import Level
 from monitoring.report import format_report
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # keep script output clean; `manage.py check` reports configuration
     help = "Check OpenRouter credits now, log the result, and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 
     def add_arguments(self, parser):
-        parser.add_argument("--threshold", type=float, help="warning threshold in USD (default: setting)")
+        parser.add_argument("--threshold", type=usd_amount, help="warning threshold in USD (default: setting)")
         parser.add_argument("--verbose", action="store_true", help="add limit window, usage windows, raw limits")
         parser.add_argument("--json", action="store_true", help="print one JSON object for scripts")
         parser.add_argument("--all", action="store_true", help="list every key, OK ones too (default: the others)")
