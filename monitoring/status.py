@@ -56,10 +56,19 @@ def min_span_text() -> str:
 # --- the level rules (the alert rules add hysteresis on top of these) ---------------------------
 
 
+def balance_bounds(threshold: float | None = None) -> tuple[float, float]:
+    """(warning below, critical at or below): the dollars balance_level compares with, for surfaces that print them."""
+    return settings.OPENROUTER_CREDIT_THRESHOLD if threshold is None else threshold, settings.OPENROUTER_MIN_BALANCE
+
+
+def forecast_bounds() -> tuple[float, float]:
+    """(warning below, critical below): the days left forecast_level compares with."""
+    return settings.FORECAST_WARNING_DAYS, settings.FORECAST_CRITICAL_DAYS
+
+
 def balance_level(remaining: float | None, threshold: float | None = None) -> tuple[int, str]:
     """Warning below the threshold, critical at or below the minimum balance (the seed's check_threshold)."""
-    threshold = settings.OPENROUTER_CREDIT_THRESHOLD if threshold is None else threshold
-    minimum = settings.OPENROUTER_MIN_BALANCE
+    threshold, minimum = balance_bounds(threshold)
     if remaining is None:
         return Level.UNKNOWN, f"Balance unknown: {NO_BALANCE_HINT}"
     if remaining <= minimum:
@@ -75,9 +84,10 @@ def balance_level(remaining: float | None, threshold: float | None = None) -> tu
 def forecast_level(days_left: float | None) -> int:
     if days_left is None:
         return Level.OK  # not spending, or not known: never "running out" on a guess
-    if days_left < settings.FORECAST_CRITICAL_DAYS:
+    warning, critical = forecast_bounds()
+    if days_left < critical:
         return Level.CRITICAL
-    if days_left < settings.FORECAST_WARNING_DAYS:
+    if days_left < warning:
         return Level.WARNING
     return Level.OK
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db.models import F
 from django.utils import timezone
 
 from monitoring.models import ApiKey, CreditLog
+from monitoring.simulator import MANAGEMENT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,3 +164,20 @@ def test_a_closed_pipe_ends_quietly(migrated_db, args, codes):
     done.wait(timeout=60)
     assert "Traceback" not in err and "Exception ignored" not in err and "BrokenPipeError" not in err, err
     assert done.returncode in codes, done.returncode  # 141: stopped by the closed pipe, as a shell reports it
+
+
+def test_all_shows_each_listed_keys_burn_rate(sim, settings):
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    sim.set_scenario("many-keys")
+    with pytest.raises(SystemExit):
+        call_command("checkcredits", stdout=StringIO(), stderr=StringIO())
+    # The first readings, moved two days back and $4 lower: each listed key then burns $2/day.
+    two_days_ago = timezone.now() - timedelta(days=2)
+    CreditLog.objects.filter(key__source=ApiKey.SOURCE_LISTED).update(timestamp=two_days_ago, usage=F("usage") - 4)
+    for args, window in ((["--all"], ""), (["--all", "--verbose"], " (over the last 2.0 days)")):
+        out = StringIO()
+        with pytest.raises(SystemExit):
+            call_command("checkcredits", *args, stdout=out, stderr=StringIO())
+        listed = [line for line in out.getvalue().splitlines() if " key-" in line and "left" in line]
+        assert len(listed) > 100, out.getvalue()[-2000:]
+        assert all(f"$2.00/day{window}" in line for line in listed), listed[:3]
