@@ -140,13 +140,18 @@ class BurnRate:
         return self.rate is not None
 
     @property
+    def full_window(self) -> bool:
+        """The readings fill the window (nearly): the rate may be called the window's average."""
+        return self.source == "checks" and self.span_days >= FULL_WINDOW_SHARE * self.window_days
+
+    @property
     def window_text(self) -> str:
         """What the rate averages over, in words: "7-day average", "over the last 2.3 days"."""
         if self.rate is None:
             return ""
         if self.source == "activity":
             return f"from stored activity, last {self.span_days:g} day{'s' if self.span_days != 1 else ''}"
-        if self.span_days >= FULL_WINDOW_SHARE * self.window_days:
+        if self.full_window:
             return f"{self.window_days:g}-day average"
         return f"over the last {span_text(self.span_days)}"
 
@@ -384,6 +389,15 @@ class KeyStatus(LevelWords):
     def remaining(self) -> float | None:
         """The headline remaining: the tighter of the key's cap left and the account balance."""
         return self.success.remaining if self.success else None
+
+    @property
+    def balance_note(self) -> str:
+        """Why the remaining is unknown, in words ("" when it is known): never "no limit" for a failed check."""
+        if self.remaining is not None:
+            return ""
+        if self.success is None:
+            return f"no successful check yet: {self.log.error}" if self.log is not None else "not checked yet"
+        return self.success.account_note or NO_BALANCE_HINT
 
     @property
     def limit_remaining(self) -> float | None:
