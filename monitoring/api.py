@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 
 from . import forecast, status
-from .models import ApiKey, CreditLog, HourlyFigure, UtcDailyFigure, hourly_aggregates
+from .models import ApiKey, CreditLog, HourlyFigure, Level, UtcDailyFigure, hourly_aggregates
 
 HASH_PREFIX = status.HASH_PREFIX
 MAX_RANGE_DAYS = 3660
@@ -162,7 +162,9 @@ class CreditmonCollector:
         alert = gauge(
             "creditmon_alert_level", "Open alerts: 1 WARNING, 2 CRITICAL, 3 UNKNOWN", ("condition", "subject")
         )
-        for key_status in self.found.keys:
+        # Per-key series for the worst METRICS_MAX_KEYS keys; every key counts in creditmon_keys by level.
+        shown, rest = self.found.keys[: settings.METRICS_MAX_KEYS], self.found.keys[settings.METRICS_MAX_KEYS :]
+        for key_status in shown:
             values = [key_status.name, key_status.hash_prefix]
             success, latest = key_status.success, key_status.log
             if success is not None:
@@ -190,6 +192,15 @@ class CreditmonCollector:
             alert.add_metric(["", "", open_alert.condition, open_alert.subject], open_alert.level)
         yield from (remaining, usage, limit, burn, days_left, last_success, last_check, failures, level, duration)
         yield alert
+        counts = GaugeMetricFamily("creditmon_keys", "Watched keys per level, every key", labels=["level"])
+        for each in Level:
+            counts.add_metric([each.label], sum(1 for k in self.found.keys if k.level == each))
+        yield counts
+        omitted = GaugeMetricFamily(
+            "creditmon_keys_without_series", "Keys beyond METRICS_MAX_KEYS (the healthiest): counted, no per-key series"
+        )
+        omitted.add_metric([], len(rest))
+        yield omitted
         account = self.found.account
         if account.known:
             balance = GaugeMetricFamily("creditmon_account_balance_usd", "Account credits minus usage (/credits)")
