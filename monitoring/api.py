@@ -229,7 +229,38 @@ def status_view(request: HttpRequest) -> JsonResponse:
     """Current status per key and for the account: levels, burn rates, days left, open alerts."""
     if (refused := api_auth_error(request)) is not None:
         return refused
-    return JsonResponse(status.build(timezone.now()).as_dict())
+    found = status.build(timezone.now())
+    try:
+        keys, page = status_page(request.GET, found.keys)
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse({**found.as_dict(keys), "counts": found.counts, "page": page})
+
+
+STATUS_PER_PAGE, STATUS_MAX_PER_PAGE = 500, 1000
+
+
+def status_page(params, keys: list) -> tuple[list, dict]:
+    """A page of the keys (worst first), optionally of one level: `?level=warning&page=2&per_page=100`."""
+    wanted = params.get("level", "").strip().upper()
+    if wanted:
+        names = [level.label for level in Level]
+        if wanted not in names:
+            raise ValueError(f"level must be one of {', '.join(name.lower() for name in names)}")
+        keys = [k for k in keys if k.level == Level[wanted]]
+    numbers = {}
+    for name, default, most in (("page", 1, None), ("per_page", STATUS_PER_PAGE, STATUS_MAX_PER_PAGE)):
+        text = params.get(name, "").strip() or str(default)
+        if not text.isdigit() or int(text) < 1 or (most and int(text) > most):
+            raise ValueError(f"{name} must be a whole number from 1" + (f" to {most}" if most else ""))
+        numbers[name] = int(text)
+    number, per_page = numbers["page"], numbers["per_page"]
+    pages = max(1, -(-len(keys) // per_page))
+    if number > pages:
+        raise ValueError(f"page {number} is past the last page ({pages})")
+    start = (number - 1) * per_page
+    info = {"number": number, "per_page": per_page, "pages": pages, "keys": len(keys), "level": wanted.lower() or None}
+    return keys[start : start + per_page], info
 
 
 def resolution_for(start: datetime, end: datetime, asked: str | None) -> str:
