@@ -21,8 +21,14 @@ def number(value: float, digits: int) -> str:
 
 
 def label_text(text: str) -> str:
-    """A label as the grammar allows it: quotes and equals signs are its delimiters, so they become "_"."""
-    return " ".join(text.replace("'", "_").replace("=", "_").split())
+    """A label as the grammar allows it: quotes and equals signs delimit it and "|" starts performance data, so
+    they become "_"; white space (new lines too) becomes one space."""
+    return printable(text.replace("'", "_").replace("=", "_").replace("|", "_"))
+
+
+def printable(text: str) -> str:
+    """One line without control characters (a name from OpenRouter may carry NULs and terminal escapes)."""
+    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
 
 
 def perf(label: str, value: float | None, digits: int, warn: str = "", crit: str = "", low=None, high=None) -> str:
@@ -84,7 +90,7 @@ def status_line(found: Status) -> str:
             parts.append(alert.message)
     text = "; ".join(parts) or "no key watched"
     # A "|" would start the performance data; a new line would end the status line.
-    return f"{SERVICE} {found.level_name} - " + " ".join(text.replace("|", "/").split())
+    return f"{SERVICE} {found.level_name} - " + printable(text.replace("|", "/"))
 
 
 def format_plugin(found: Status, threshold: float | None = None) -> str:

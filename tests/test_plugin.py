@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from monitoring import plugin
 from monitoring.models import ApiKey, CreditLog
 from monitoring.openrouter import key_hash
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
@@ -178,3 +179,13 @@ def test_plugin_and_json_are_one_choice():
         call_command("checkcredits", "--plugin", "--json", stdout=out, stderr=err)
     assert getattr(refused.value, "returncode", None) == 3
     assert "not allowed with argument" in str(refused.value)
+
+
+def test_hostile_names_cannot_break_the_grammar(sim):
+    sim.set_failure("hostile-strings")  # names with a NUL, new lines, a terminal escape and 300 characters
+    code, out = run("--plugin")
+    text, perf = parse_plugin(out)  # one line, one " | ", every label within the grammar
+    assert text.startswith("CREDITS ") and "FORGED line" in text
+    assert all(ch.isprintable() for ch in out.rstrip("\n"))
+    assert code == json.loads(run("--json")[1])["exit_code"]
+    assert plugin.label_text("it's = a | key\nwith 'quotes'\x1b[0m") == "it_s _ a _ key with _quotes_[0m"
