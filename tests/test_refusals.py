@@ -47,14 +47,13 @@ def two_keys():
     return make_key("Production Key", "a1" * 32, primary=True), make_key("Dev Key", "b2" * 32)
 
 
-def manage(*args: str, db: Path, stdout=subprocess.PIPE) -> subprocess.Popen:
+def manage(*args: str, db: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "OPENROUTER_API_KEY": ""}
     env["CREDITMON_LOG_DIR"] = str(db.parent)
 
     env.pop("REDIS_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True
-    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, text=True, **pipes)
 
 
 # --- pages and the API ----------------------------------------------------------------------------
@@ -111,7 +110,7 @@ def test_a_range_out_of_bounds_names_the_bounds_it_accepts(logged_in, days):
 
 
 @pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory, django_db_blocker):
+def migrated_db(tmp_path_factory):
     db = tmp_path_factory.mktemp("cli") / "cli.sqlite3"
     done = manage("migrate", "-v0", db=db)
     assert done.wait(timeout=120) == 0, done.stderr.read()
