@@ -373,3 +373,14 @@ def test_the_demo_world_uses_a_model_going_away_and_one_with_a_cheaper_like_for_
     assert EXPENSIVE in used and "openai/gpt-4.1-nano" in listed
     with Simulator("management") as quiet:  # the tests' world: nothing retires unless a test says so
         assert all(m["expiration_date"] is None for m in served_catalogue(quiet).values())
+
+
+@pytest.mark.django_db
+def test_metrics_tell_the_catalogues_age(account, client, settings):
+    settings.METRICS_TOKEN = TOKEN
+    scrape = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).content.decode()
+    assert "creditmon_model_catalogue_age_seconds" not in scrape  # never fetched: no series, not a 0
+    catalogue.refresh(timezone.now() - timedelta(hours=5))
+    scrape = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).content.decode()
+    line = next(x for x in scrape.splitlines() if x.startswith("creditmon_model_catalogue_age_seconds "))
+    assert float(line.split()[1]) == pytest.approx(5 * 3600, abs=60)

@@ -32,6 +32,7 @@ RANKS = {
     "catalogue": 3,  # the model catalogue, beside the client
     "advisor": 4,  # the advice: catalogue, activity and the status's forecast
     "report": 4,
+    "plugin": 4,  # the monitoring-plugin output, beside the seed's report
     "account": 4,
     "notify": 5,
     "alerts": 6,
