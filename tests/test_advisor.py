@@ -286,8 +286,12 @@ def test_the_text_report_has_one_block_per_model_biggest_spend_first(account):
 
 @pytest.mark.django_db
 def test_the_cli_refuses_a_bad_window_in_one_line(account):
-    with pytest.raises(CommandError, match="--days must be a whole number from 1 to 90"):
+    with pytest.raises(CommandError, match="--days must be a whole number from 1 to 90") as refused:
         call_command("advisemodels", "--days", "0")
+    assert refused.value.returncode == 3  # an argument error, like the other commands'
+    with pytest.raises(CommandError, match="--days") as typo:
+        call_command("advisemodels", "--days", "thirty")
+    assert typo.value.returncode == 3
 
 
 @pytest.mark.django_db

@@ -2,17 +2,17 @@
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from monitoring import advisor, catalogue
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand, argument_error
 
 MAX_DAYS = 90  # OpenRouter serves 30 days of activity; the stored copy goes back as far as Financial shows
 TEXT_REFUSED = 5  # the text names the cheapest few models that are not like-for-like; --json has more
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # keep script output clean; `manage.py check` reports configuration
     help = "Per used model: spend, tokens, price paid, and the cost of the same tokens on like-for-like models."
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         console_logging(options["verbosity"])
         days = options["days"]
         if not 1 <= days <= MAX_DAYS:
-            raise CommandError(f"--days must be a whole number from 1 to {MAX_DAYS}")
+            raise argument_error(f"--days must be a whole number from 1 to {MAX_DAYS}")
         now = timezone.now()
         if catalogue.is_stale(now):
             fetch = catalogue.refresh(now)  # the advice says how old its prices are if this failed
