@@ -98,12 +98,13 @@ def offers() -> dict[str, tuple[Offer, bool]]:
 def free_quota() -> int | None:
     """The account's daily `:free` request quota from the newest check that reported it (GET /key's
     `free_model_daily_requests.limit`), or None when no recent check says."""
-    for raw in (
+    rows = (
         CreditLog.objects.successful()
-        .exclude(raw_response="")
+        .filter(raw_response__contains='"free_model_daily_requests"')  # GET /key's answers, not listed keys'
         .order_by("-timestamp")
-        .values_list("raw_response", flat=True)[:5]
-    ):
+        .values_list("raw_response", flat=True)[:3]
+    )
+    for raw in rows:
         try:
             data = json.loads(raw).get("data") or {}
             limit = (data.get("free_model_daily_requests") or {}).get("limit")

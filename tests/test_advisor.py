@@ -388,3 +388,17 @@ def test_metrics_tell_the_catalogues_age(account, client, settings):
     scrape = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).content.decode()
     line = next(x for x in scrape.splitlines() if x.startswith("creditmon_model_catalogue_age_seconds "))
     assert float(line.split()[1]) == pytest.approx(5 * 3600, abs=60)
+
+
+@pytest.mark.django_db
+def test_a_free_variant_is_a_candidate_when_the_quota_carries_the_busiest_day(account):
+    one_model(account, "meta-llama/llama-3.3-70b-instruct")
+    account.set_key(PROD_KEY, activity_per_day=0.3)
+    account.set_key(DEV_KEY, activity_per_day=0.1)
+    monitor.run_monitor(timezone.now())
+    answer = advise()
+    assert answer["free_model_daily_requests"] == 1000  # from the latest GET /key answer
+    entry = answer["models"][0]
+    free = next(c for c in entry["candidates"] if c["model"] == "meta-llama/llama-3.3-70b-instruct:free")
+    assert free["cost"] == 0.0 and free["saving"] == entry["spend"]
+    assert "free quota carries the busiest day" in free["matched"]
