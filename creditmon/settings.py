@@ -297,6 +297,13 @@ HEARTBEAT_URL = envurl("HEARTBEAT_URL", example="https://hc-ping.com/<uuid>")
 HEARTBEAT_FAIL_URL = envurl("HEARTBEAT_FAIL_URL", example="https://hc-ping.com/<uuid>/fail")
 # A run killed mid-way is run again this long after its last sign of life (plus up to 30 s for the scheduler).
 RUN_RETRY_SECONDS = envint("RUN_RETRY_SECONDS", 120, minimum=6)
+# One figure bounds a run: every OpenRouter call of a monitoring run ends by this deadline (a key not checked by
+# then is a failed row with the reason); django-q2's task timeout and the lease's longest hold follow from it.
+RUN_DEADLINE_SECONDS = envint("RUN_DEADLINE_SECONDS", 240, minimum=5)
+# The run's recording, alerts and notifications after its calls: the task timeout is the deadline plus this.
+RUN_TIMEOUT_SECONDS = RUN_DEADLINE_SECONDS + max(RUN_DEADLINE_SECONDS // 4, 10)
+# How many keys a run checks at once (independent HTTP calls in a thread pool).
+RUN_CONCURRENCY = envint("RUN_CONCURRENCY", 4, minimum=1)
 RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw row
 
 # --- Machine access --------------------------------------------------------------------------
@@ -313,18 +320,22 @@ REDIS_URL = envurl("REDIS_URL", example="redis://127.0.0.1:6379/0", schemes=("re
 Q_CLUSTER = {
     "name": "creditmon",
     "workers": envint("Q_WORKERS", 4 if REDIS_URL else 1, minimum=1),
-    # A check takes seconds; a task running longer than this is killed...
-    "timeout": 300,
+    # A run ends its calls by RUN_DEADLINE_SECONDS; a task running past this is stopped (recorded, re-run soon)...
+    "timeout": RUN_TIMEOUT_SECONDS,
     # ...and only retried after this (must stay above timeout, or django-q2 warns and double-runs).
     # A worker killed mid-task: the ORM broker redelivers after `retry`, Redis never does; either way the
     # schedule's retry point (monitoring/schedule.py) starts the run again within RUN_RETRY_SECONDS + 30 s.
-    "retry": 360,
+    "retry": RUN_TIMEOUT_SECONDS + 60,
     # Bounded attempts, and failures acknowledged, so a broken task is not retried forever.
     "max_attempts": 2,
     "ack_failures": True,
     # After downtime run a missed schedule once, not once per missed interval.
     "catch_up": False,
     "save_limit": 250,
+    # One 6-hourly job, a watch and the odd Check now: a worker is replaced after this many tasks, or once its
+    # peak memory passes Q_MAX_RSS_KB, so a long-lived worker never keeps what one large check grew it to.
+    "recycle": envint("Q_RECYCLE", 200, minimum=1),
+    "max_rss": envint("Q_MAX_RSS_KB", 200_000, minimum=50_000),
     "label": "Task queue",
 }
 if REDIS_URL:
