@@ -6,6 +6,7 @@ Every setting has a development-safe default so the app runs with no environment
 
 import math
 import os
+import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -100,8 +101,40 @@ def envlist(name: str, default: str = "") -> list[str]:
 DEBUG = envbool("DJANGO_DEBUG", "True")
 # Published in the repository: fine on a laptop, refused with DEBUG off (and an error for `check --deploy`).
 DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
-SECRET_KEY = env("DJANGO_SECRET_KEY") or DEVELOPMENT_SECRET_KEY
-if not DEBUG and not env("DJANGO_SECRET_KEY"):
+
+
+def secret_key_from_file(name: str) -> str:
+    """The key kept in an owner-only file, generated there on first use (concurrent starters agree on one)."""
+    path = Path(name)
+    if not path.exists():
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)  # atomic: fails if another process got there first, whose key then wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    if path.stat().st_mode & 0o077:
+        _problems.append(f"DJANGO_SECRET_KEY_FILE {path} is readable by others: chmod 600 {path}")
+    key = path.read_text().strip()
+    if not key:
+        _problems.append(f"DJANGO_SECRET_KEY_FILE {path} is empty: delete it and a new key is generated")
+    return key
+
+
+# DJANGO_SECRET_KEY, else DJANGO_SECRET_KEY_FILE (`make run` and the systemd unit set it), else the development key.
+SECRET_KEY_FILE = env("DJANGO_SECRET_KEY_FILE")
+try:
+    SECRET_KEY = env("DJANGO_SECRET_KEY") or (SECRET_KEY_FILE and secret_key_from_file(SECRET_KEY_FILE))
+except OSError as exc:
+    _problems.append(f"DJANGO_SECRET_KEY_FILE {SECRET_KEY_FILE} cannot be used: {exc.strerror}")
+    SECRET_KEY = ""
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
+if not DEBUG and not env("DJANGO_SECRET_KEY") and not SECRET_KEY_FILE:
     _problems.append(
         "DJANGO_SECRET_KEY is not set and DJANGO_DEBUG is false: refusing to run on the development key; set it to "
         'a long random value: python -c "import secrets; print(secrets.token_urlsafe(50))"'
