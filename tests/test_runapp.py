@@ -123,7 +123,7 @@ def test_runapp_serves_the_demo_like_production_and_stops_within_5_s(tmp_path, w
         processes = tree(app.pid)
         commands = " | ".join(processes.values())
         assert "gunicorn creditmon.asgi:application -k uvicorn_worker.UvicornWorker" in commands, commands
-        assert "manage.py qcluster" in commands and "creditmon.supervisor" in commands
+        assert "manage.py runworker" in commands and "creditmon.supervisor" in commands
         assert "runserver" not in commands
         key_file = tmp_path / "state" / "secret_key"
         assert key_file.stat().st_mode & 0o777 == 0o600 and len(key_file.read_text().strip()) >= 50

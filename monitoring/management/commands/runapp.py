@@ -125,7 +125,8 @@ def production_env(host: str, port: int) -> dict[str, str]:
             Path(settings.BASE_DIR) / ".secret_key"
         )
     # Plain HTTP on this machine: secure-only cookies would never come back. Behind an HTTPS proxy, say so.
-    env.setdefault("DJANGO_SECURE_COOKIES", os.environ.get("DJANGO_BEHIND_PROXY", "").strip() or "false")
+    if not os.environ.get("DJANGO_SECURE_COOKIES", "").strip():
+        env["DJANGO_SECURE_COOKIES"] = os.environ.get("DJANGO_BEHIND_PROXY", "").strip() or "false"
     return env
 
 
