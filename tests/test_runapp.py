@@ -2,8 +2,10 @@
 (DEBUG off, a kept secret key, no query strings in the access log), and everything stops within 5 s of a signal."""
 
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -150,3 +152,77 @@ def test_runapp_serves_the_demo_like_production_and_stops_within_5_s(tmp_path, w
         assert s.connect_ex(("127.0.0.1", port)) != 0
     log = "".join(output) + rest
     assert "GET /healthz" in log and secret not in log and "?token" not in log
+
+
+@pytest.mark.slow
+def test_a_run_in_progress_when_make_run_stops_records_why_and_releases_its_lease(tmp_path):
+    port, demo_db = free_port(), tmp_path / "demo.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(CREDITMON_LOG_DIR=str(tmp_path), DJANGO_SECRET_KEY_FILE=str(tmp_path / "secret_key"))
+    app = subprocess.Popen(
+        [sys.executable, "manage.py", "runapp", "--port", str(port), "--demo-db", str(demo_db)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        banner = ""
+        while "Log in as" not in banner and app.poll() is None:
+            banner += app.stdout.readline()
+        simulator = re.search(r"answers at (http://127\.0\.0\.1:\d+)/api/v1", banner).group(1)
+        # OpenRouter hangs from now on: the run a check starts (Check now, or the first scheduled one) is mid-run
+        # when make run is stopped.
+        requests.post(f"{simulator}/_sim/failure", json={"name": "slow", "delay": 120}, timeout=5)
+        session = requests.Session()
+        for _ in range(100):
+            try:
+                session.get(f"{base}/accounts/login/", timeout=10)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        session.post(
+            f"{base}/accounts/login/",
+            data={
+                "username": "demo",
+                "password": "creditmon-demo",
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{base}/accounts/login/"},
+            timeout=10,
+        )
+        session.post(
+            f"{base}/health/check-now/",
+            data={"csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            headers={"Referer": f"{base}/health/"},
+            timeout=10,
+        )
+        wait(lambda: lease_holder(demo_db), 90, "the check to take the run lease")
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=5)
+        finally:
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGKILL)
+        rest = app.stdout.read()
+    assert app.returncode == 0, rest[-2000:]
+    assert lease_holder(demo_db) == "", "the stopped run released its lease"
+    with sqlite3.connect(demo_db) as db:
+        (error,) = db.execute(
+            "SELECT error FROM openrouter_credit_log WHERE label = 'monitoring run' ORDER BY id DESC"
+        ).fetchone()
+    assert "stopped before it finished" in error and "SIGTERM" in error, error
+
+
+def lease_holder(demo_db: Path) -> str | None:
+    with sqlite3.connect(demo_db, timeout=20) as db:
+        row = db.execute("SELECT holder FROM monitoring_lease WHERE name = 'monitor'").fetchone()
+    return row[0] if row else None
+
+
+def wait(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"not within {seconds:g} s: {what}")
