@@ -44,7 +44,7 @@ def default_plan() -> dict:
     """No plan given: the Procfile as a platform would run it (release first, then web and worker)."""
     entries = procfile()
     return {
-        "prepare": [{"shell": entries["release"], "what": "release"}] if "release" in entries else [],
+        "prepare": [{"shell": entries["release"], "what": "the release step"}] if "release" in entries else [],
         "processes": {name: entries[name] for name in ("web", "worker") if name in entries},
         "banner": "",
         "simulator": None,
@@ -87,7 +87,7 @@ class Supervisor:
             code = self.current.wait()
             self.current = None
             if code and not step.get("optional") and not self.stopping:
-                what = MIGRATE_FAILED if step.get("what") in ("migrate", "release") else f"{step['what']} failed"
+                what = MIGRATE_FAILED if step["what"] == "migrate" else f"nothing started: {step['what']} failed"
                 sys.stderr.write(f"creditmon: {what} (exit {code})\n")
                 return code
         return 0

@@ -335,11 +335,10 @@ def record_checks(now: datetime) -> None:
     try:
         account_call = _submit(pool, fetch_account)
         calls = [(watched, _submit(pool, _timed_check, watched.token)) for watched in keys]
-        _wait_within_deadline(pool, [account_call, *(call for _, call in calls)])
+        _wait_within_deadline([account_call, *(call for _, call in calls)])
         account, account_note = account_call.result() if account_call.done() else (None, "not answered in time")
         for watched, call in calls:
-            result = call.result() if call.done() else _unanswered()
-            snapshot_or_error, ms = result
+            snapshot_or_error, ms = call.result() if call.done() else _unanswered()
             if isinstance(snapshot_or_error, OpenRouterError):
                 key = _upsert_key(watched, now)
                 logger.error("OpenRouter check failed for %s: %s", key.display_name, snapshot_or_error.message)
@@ -369,7 +368,7 @@ def _timed_check(token: str) -> tuple[KeySnapshot | OpenRouterError, int]:
     return result, int((time.monotonic() - started) * 1000)
 
 
-def _wait_within_deadline(pool: ThreadPoolExecutor, futures: list[Future]) -> None:
+def _wait_within_deadline(futures: list[Future]) -> None:
     run = RUN_DEADLINE.get()
     # The client ends each call by the deadline itself; the extra seconds only let a cut call report why.
     wait(futures, timeout=None if run is None else max(run[0] - time.monotonic(), 0) + 5)
