@@ -3,11 +3,15 @@ owner-only file when none is given."""
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "creditmon.service"
@@ -53,3 +57,45 @@ def test_a_secret_key_is_generated_once_into_an_owner_only_file_and_kept(tmp_pat
     shared = check(env)
     assert shared.returncode == 3 and "readable by others: chmod 600" in shared.stderr
     assert key.strip() not in shared.stderr + shared.stdout
+
+
+@pytest.mark.slow
+def test_the_units_command_runs_the_procfile_and_stops_on_sigterm(tmp_path):
+    """`python -m creditmon.supervisor`, as the unit starts it: release step, then gunicorn and the worker."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPENROUTER_", "DATABASE_", "REDIS_"))}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY_FILE=str(tmp_path / "secret_key"),
+        OPENROUTER_API_KEY="sk-or-v1-placeholder-never-called",
+        OPENROUTER_BASE_URL="http://127.0.0.1:9/api/v1",
+        CHECK_INTERVAL_MINUTES="360",
+        CREDITMON_LOG_DIR=str(tmp_path),
+        PORT=str(port),
+    )
+    app = subprocess.Popen(
+        [sys.executable, "-m", "creditmon.supervisor"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and app.poll() is None:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except requests.RequestException:
+                time.sleep(0.3)
+        assert app.poll() is None and health.status_code == 200
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            code = app.wait(timeout=5)
+        finally:
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGKILL)
+        output = app.stdout.read()
+    assert code == 0, output[-2000:]
+    assert "Listening at: http://127.0.0.1:" in output and "Q Cluster" in output
