@@ -4,12 +4,14 @@ exit codes of `monitorcredits`, the heartbeat's two signals, and schedules that 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -380,3 +382,38 @@ def test_the_stale_rule_uses_the_interval_the_schedule_really_has(settings):
 
     Schedule.objects.filter(name=schedule.SCHEDULE_NAME).update(minutes=360)
     assert alerts.stale_condition(status.build(now).for_key(key)).level == Level.OK  # 3 h < 2 x 6 h
+
+
+# --- stopping the worker -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runworker_stops_on_sigterm_after_a_reincarnation_with_no_process_left(sim, tmp_path):
+    log = tmp_path / "runworker.out"
+    with log.open("ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "runworker"], cwd=PROJECT_ROOT, env=cluster_env(sim, tmp_path),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        ready = wait_for(lambda: re.search(r"ready for work at (\d+)", log.read_text()), 60, "a worker process")
+        children = [int(pid) for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()]
+        os.kill(int(ready.group(1)), signal.SIGKILL)  # django-q2 reincarnates it; its orderly stop could then hang
+        wait_for(lambda: "reincarnated worker" in log.read_text(), 30, "the reincarnation")
+        children += [int(pid) for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()]
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert code == 0, log.read_text()[-2000:]
+    time.sleep(0.5)
+    assert not [pid for pid in set(children) if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

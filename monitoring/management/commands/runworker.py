@@ -7,10 +7,13 @@ nothing. Here this process is the sentinel: it guards the worker, monitor and pu
 import os
 import signal
 import threading
+import time
 import uuid
 
 from django.core.management.base import BaseCommand
 from django_q.cluster import Sentinel, get_mp_context
+
+STOP_GRACE = 2.5  # seconds for django-q2's own orderly stop
 
 
 class Command(BaseCommand):
@@ -28,7 +31,16 @@ class Command(BaseCommand):
                 os.kill(os.getpid(), signum)
                 return
             # The guard loop waits on this event: set it from another thread, never inside its own wait.
-            threading.Thread(target=stop.set, daemon=True).start()
+            threading.Thread(target=stop_in_order, daemon=True).start()
+
+        def stop_in_order():
+            stop.set()
+            # After a reincarnation django-q2's orderly stop can wait forever (a killed worker took the queue's
+            # lock with it): what is still running after the grace is terminated (a run records why it stopped).
+            time.sleep(STOP_GRACE)
+            for process in [*sentinel.pool, sentinel.monitor, sentinel.pusher]:
+                if process is not None and process.is_alive():
+                    process.terminate()
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
