@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from creditmon import supervisor
 from monitoring import demo
+from monitoring.management.base import MonitoringCommand
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
 DEMO_CHECK_MINUTES = 5  # the demo checks often so the dashboard visibly moves
@@ -44,7 +44,7 @@ def simulator_keys() -> list[tuple[str, float, float]]:
     return [(token, usage, limit) for token, _, usage, _, limit, *_ in demo.DEMO_KEYS]
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # checked below once the mode is known: the demo needs no key
     help = "Run the web server (gunicorn) and the django-q2 worker; demo mode (simulated OpenRouter) without a key."
 

@@ -10,13 +10,14 @@ import threading
 import time
 import uuid
 
-from django.core.management.base import BaseCommand
 from django_q.cluster import Sentinel, get_mp_context
+
+from monitoring.management.base import MonitoringCommand
 
 STOP_GRACE = 2.5  # seconds for django-q2's own orderly stop
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = "Run the django-q2 worker cluster with this process as its sentinel (qcluster minus a waiting parent)."
 
     def handle(self, *args, **options):
