@@ -107,7 +107,7 @@ def secret_key_from_file(name: str) -> str:
     """The key kept in an owner-only file, generated there on first use (concurrent starters agree on one)."""
     path = Path(name)
     if not path.exists():
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft = path.with_name(f"{path.name}.{os.getpid()}.draft")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
