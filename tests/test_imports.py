@@ -26,6 +26,7 @@ RANKS = {
     "outlook": 2,
     "drivers": 2,
     "schedule": 2,
+    "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
     "retention": 3,
     "status": 3,
