@@ -5,10 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from monitoring import demo
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
@@ -17,14 +20,15 @@ DEMO_CHECK_MINUTES = 5  # the demo checks often so the dashboard visibly moves
 DEMO_SIMULATOR_PORT = 8765
 
 
-def start_simulator() -> Simulator:
-    """The simulator on its usual port when free (so the printed commands stay the same), else any."""
+def start_simulator(now: datetime) -> Simulator:
+    """The simulator on its usual port when free (so the printed commands stay the same), else any, standing
+    where the demo's month ends at `now` (seeddemo makes the month up to the same moment) and spending on."""
+    month = demo.Month(now)
     try:
-        simulator = Simulator("steady", port=DEMO_SIMULATOR_PORT).start()
+        simulator = month.simulator(port=DEMO_SIMULATOR_PORT).start()
     except OSError:
-        simulator = Simulator("steady").start()
-    for token, _, usage, _, limit, *_ in demo.DEMO_KEYS:  # where the demo's invented month ends
-        simulator.set_key(token, usage=usage, limit=limit)
+        simulator = month.simulator().start()
+    month.apply(simulator, now, live=True)
     return simulator
 
 
@@ -43,11 +47,17 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         env = dict(os.environ)
         simulator = None
+        stack = ExitStack()  # the demo's notification inbox, closed when the app stops
+        now = timezone.now()
         has_key = bool(settings.OPENROUTER_API_KEY or settings.OPENROUTER_MANAGEMENT_KEY)
         is_demo = options["demo"] or not has_key
         if is_demo:
-            simulator = start_simulator()
-            env.update(demo_settings(simulator.url, options["demo_db"]), CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES))
+            simulator = start_simulator(now)
+            notify_url = stack.enter_context(demo.inbox())
+            env.update(
+                demo_settings(simulator.url, options["demo_db"], notify_url),
+                CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES),
+            )
         else:
             self.check(display_num_errors=False)
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
@@ -55,8 +65,7 @@ class Command(BaseCommand):
         if migrated.returncode:  # migrate has said why in one line (a database it cannot reach, say)
             raise CommandError("nothing started: the database could not be migrated", returncode=migrated.returncode)
         if is_demo:
-            subprocess.run([*manage, "seeddemo"], env=env, check=True)
-            subprocess.run([*manage, "syncactivity", "--backfill"], env=env, check=False)
+            subprocess.run([*manage, "seeddemo", "--at", now.isoformat()], env=env, check=True)
         children = [
             subprocess.Popen([*manage, "qcluster"], env=env),
             subprocess.Popen(
@@ -86,6 +95,7 @@ class Command(BaseCommand):
                     child.kill()
             if simulator:
                 simulator.stop()
+            stack.close()
 
     def banner(self, options, is_demo, simulator, has_key=False):
         url = f"http://{options['host']}:{options['port']}/"
@@ -109,17 +119,17 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("\n".join(lines)) + "\n")
 
 
-def demo_settings(simulator_url: str, demo_db: str) -> dict[str, str]:
+def demo_settings(simulator_url: str, demo_db: str, notify_url: str = "") -> dict[str, str]:
     """The environment of the demo's processes, and of the checkcredits line it prints."""
     return {
         "CREDITMON_DEMO": "true",
         "OPENROUTER_BASE_URL": simulator_url,
         "OPENROUTER_API_KEY": PROD_KEY,
         "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY,
-        # Set (empty) so .env cannot fill them: the demo never watches real keys, notifies real
-        # channels, pings a real heartbeat or joins a real worker cluster.
+        # Set (empty, or the demo's local inbox) so .env cannot fill them: the demo never watches real keys,
+        # notifies real channels, pings a real heartbeat or joins a real worker cluster.
         "OPENROUTER_API_KEYS": "",
-        "NOTIFY_URLS": "",
+        "NOTIFY_URLS": notify_url,
         "HEARTBEAT_URL": "",
         "REDIS_URL": "",
         # Its own database, so the demo never mixes invented history with real checks.
