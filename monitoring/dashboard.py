@@ -149,7 +149,9 @@ def spend_per_bucket(buckets: list[dict]) -> list[float]:
         if high is None:
             spends.append(0.0)
             continue
-        spends.append(forecast.spend_between(previous, high) if previous is not None else high - (low or high))
+        # The first bucket: its own rise (a key's usage may start at $0.00, which is a reading, not a missing one).
+        first = high - (high if low is None else low)
+        spends.append(forecast.spend_between(previous, high) if previous is not None else first)
         previous = high
     return spends
 

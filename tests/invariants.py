@@ -90,7 +90,8 @@ def check_invariants(found: dict[str, dict]) -> None:
                 assert account["rate"] >= key["rate7"] - RATE_SLACK, f"{where}: the account burns less than its key"
             if key.get("mtd") is not None:
                 assert account["mtd"] >= key["mtd"] - CENT, f"{where}: the account's month to date is below its key's"
-                assert key["mtd"] == pytest.approx(key["month_bars"], abs=CENT), f"{where}: month to date ≠ its bars"
+                bars = key["month_bars"]
+                assert key["mtd"] == pytest.approx(bars, abs=CENT), f"{where}: month to date {key['mtd']} ≠ bars {bars}"
             if key["date"] is not None and key["earliest"] is not None:
                 assert key["earliest"] <= key["date"], f"{where}: the range starts after its own date"
                 assert key["latest"] is None or key["date"] <= key["latest"], f"{where}: the range ends before it"
