@@ -103,7 +103,8 @@ def alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(clie
     assert set(deliveries.values_list("status", flat=True)) == {Delivery.SENT}
     assert set(deliveries.values_list("event__kind", flat=True)) >= {"opened", "escalated"}
     assert set(deliveries.values_list("channel", flat=True)) == {channel.group(1)}
-    assert story.message in page or story.get_condition_display() in page
+    resolved = story.events.get(kind=AlertEvent.RESOLVED)
+    assert f"{story.get_condition_display()}</strong>" in page and resolved.message in page  # shown in the history
 
     spike = Alert.objects.open().get(condition=Alert.SPIKE)
     assert spike.level == Level.WARNING and spike.acknowledged_at is None  # today's spike, open to act on
