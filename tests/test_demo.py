@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from monitoring import demo, forecast
@@ -83,6 +85,11 @@ def test_the_demo_month_tells_one_story_on_every_surface(demo_month, client, dja
     spent = float(re.match(r"Spent \$([\d.]+) today", spike.message).group(1))
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     assert spent == pytest.approx(demo_month.usage(PROD_KEY, now) - demo_month.usage(PROD_KEY, midnight), abs=0.02)
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("checkcredits", "--verbose", stdout=out, stderr=StringIO())
+    told = float(re.search(r"Usage Today: \$([\d.]+)", out.getvalue()).group(1))  # the primary key's, from /key
+    assert told == pytest.approx(spent, abs=0.05)  # the same money, spent a few seconds later at most
     assert "models today: unknown until OpenRouter publishes the day" in spike.message
     assert "needs OPENROUTER_MANAGEMENT_KEY" not in "".join(AlertEvent.objects.values_list("message", flat=True))
 
