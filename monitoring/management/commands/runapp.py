@@ -53,7 +53,7 @@ class Command(BaseCommand):
         is_demo = options["demo"] or not has_key
         if is_demo:
             simulator = start_simulator(now)
-            notify_url = stack.enter_context(demo.inbox())
+            notify_url = self.notify_url = stack.enter_context(demo.inbox())
             env.update(
                 demo_settings(simulator.url, options["demo_db"], notify_url),
                 CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES),
@@ -105,6 +105,7 @@ class Command(BaseCommand):
             lines += [
                 f"DEMO MODE ({why}): a SIMULATED OpenRouter answers at {simulator.url} and the figures are invented.",
                 f"Log in as `{demo.DEMO_USERNAME}` with password `{demo.DEMO_PASSWORD}`.",
+                f"Notifications go to a local inbox, {self.notify_url}: the channel the Alerts page lists.",
                 f"Demo data lives in {options['demo_db']}."
                 + ("" if has_key else " Put OPENROUTER_API_KEY in .env to monitor your real key."),
                 "A check from the command line against the simulator, while this runs (the demo's own",
