@@ -55,6 +55,8 @@ def test_the_demo_month_tells_one_story_on_every_surface(demo_month, client, dja
         for name, key in figures["keys"].items():
             assert key["rate7"] is not None and key["date"] is not None and key["earliest"] is not None, (surface, name)
     assert found["financial"]["keys"]["Production Key"]["mtd"] > 0
+    page = client.get("/financial/").content.decode()  # the page says why its two daily spends could differ
+    assert "a bar can differ from OpenRouter's activity below" in page
 
     # The same key's daily spend from its checks and from its activity agree on every completed day.
     now = timezone.now()
