@@ -26,7 +26,6 @@ from .simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, Clock, Simulator, iso
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "creditmon-demo"
-DEMO_INBOX_PORT = 8766  # the local notification inbox's usual port (any free one when taken)
 STEP = timedelta(hours=4)  # a reading every few hours: the month in about 180 real runs
 HOUR = timedelta(hours=1)
 LEAD_DAYS = 32  # the world before the first check, so the month's and week's usage windows have a start
@@ -118,24 +117,34 @@ class Month:
         key = next(k for k in KEYS if k.token == token)
         return key.weekday_per_day * spend_weight(when)
 
-    def apply(self, sim: Simulator, when: datetime, live: bool = False) -> None:
-        """Set the simulator to the world at `when`; `live`: it keeps spending at the pattern's pace after it."""
+    def state(self, when: datetime, live: bool = False) -> dict:
+        """The simulator's state at `when`, JSON-able (Simulator.load reads it); `live`: it keeps spending at the
+        pattern's pace after it, and its activity is the world's days."""
         midnight = when.replace(hour=0, minute=0, second=0, microsecond=0)
         week = midnight - timedelta(days=midnight.weekday())
         month = midnight.replace(day=1)
+        keys = {}
         for key in KEYS:
             usage = self.usage(key.token, when)
-            sim.set_key(
-                key.token,
-                usage=usage,
-                usage_daily=usage - self.usage(key.token, midnight),
-                usage_weekly=usage - self.usage(key.token, week),
-                usage_monthly=usage - self.usage(key.token, month),
-                limit=self.limit(key.token, when),
-                spend_per_day=self.rate(key.token, when) if live else 0.0,
-                last_used_at=iso(when - timedelta(minutes=3)),
-            )
-        sim.set_account(self.credits(when), self.account_usage(when))
+            keys[key.token] = {
+                "usage": usage,
+                "usage_daily": usage - self.usage(key.token, midnight),
+                "usage_weekly": usage - self.usage(key.token, week),
+                "usage_monthly": usage - self.usage(key.token, month),
+                "limit": self.limit(key.token, when),
+                "spend_per_day": self.rate(key.token, when) if live else 0.0,
+                "last_used_at": iso(when - timedelta(minutes=3)),
+            }
+        state = {"keys": keys, "account": [self.credits(when), self.account_usage(when)]}
+        if live:
+            state["daily"] = {
+                k.token: {day.isoformat(): spent for day, spent in self.daily_spend(k.token).items()} for k in KEYS
+            }
+        return state
+
+    def apply(self, sim: Simulator, when: datetime, live: bool = False) -> None:
+        """Set the simulator to the world at `when`."""
+        sim.load(self.state(when, live))
 
     def simulator(self, clock=None, **options) -> Simulator:
         """A simulated OpenRouter (not started) standing where the world is at `end`, its activity the world's."""
@@ -150,18 +159,10 @@ def inbox_url(port: int) -> str:
 
 
 @contextmanager
-def inbox(port: int = DEMO_INBOX_PORT) -> Iterator[str]:
-    """The demo's notification channel: a local HTTP inbox (its usual port when free); yields its Apprise URL."""
-    try:
-        server = backtest.receiver(port)
-        bound = server.__enter__()
-    except OSError:
-        server = backtest.receiver()
-        bound = server.__enter__()
-    try:
-        yield inbox_url(bound.server_address[1])
-    finally:
-        server.__exit__(None, None, None)
+def inbox() -> Iterator[str]:
+    """A local notification inbox on any free port, for a month seeded without the running demo's channel."""
+    with backtest.receiver() as server:
+        yield inbox_url(server.server_address[1])
 
 
 def demo_user():
@@ -227,5 +228,5 @@ def _channel(notify_url: str | None) -> Iterator[str]:
     if notify_url:
         yield notify_url
         return
-    with inbox(0) as url:
+    with inbox() as url:
         yield url

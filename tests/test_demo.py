@@ -27,7 +27,7 @@ def demo_month(settings):
     now = timezone.now()
     settings.CREDITMON_DEMO = True
     settings.API_TOKEN = TOKEN
-    with demo.inbox(0) as channel:
+    with demo.inbox() as channel:
         settings.NOTIFY_URLS = channel
         demo.seed(now, notify_url=channel)
         month = demo.Month(now)

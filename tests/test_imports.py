@@ -25,10 +25,12 @@ RANKS = {
     "outlook": 2,
     "drivers": 2,
     "schedule": 2,
+    "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
     "retention": 3,
     "status": 3,
     "report": 4,
+    "plugin": 4,  # the monitoring-plugin output, beside the seed's report
     "account": 4,
     "notify": 5,
     "alerts": 6,

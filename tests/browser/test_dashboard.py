@@ -36,7 +36,7 @@ def seed_activity(keys, days=10):
 @pytest.fixture
 def demo_month(quiet):
     """The demo's month made by the real job, its deliveries to a local inbox that NOTIFY_URLS names."""
-    with demo.inbox(0) as channel:
+    with demo.inbox() as channel:
         quiet.NOTIFY_URLS = channel
         demo.seed(timezone.now(), notify_url=channel)
         yield channel

@@ -3,11 +3,12 @@
 from datetime import datetime
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from monitoring import demo
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand
 from monitoring.models import CreditLog
 
 
@@ -22,7 +23,7 @@ def end_time(text: str) -> datetime:
     return when
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = "Fill an empty demo database with a month made by the real checks, alerts and notifications."
 
     def add_arguments(self, parser):
