@@ -432,20 +432,22 @@ def act_on(alert: Alert, kind: str, changes: dict, message: str, who: str, now: 
     return event
 
 
-def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
+def acknowledge(alert: Alert, user, now: datetime | None = None, note: str = "") -> AlertEvent | None:
     """Silence an open alert's reminders until it resolves; None when it already was acknowledged."""
     now, who = now or timezone.now(), notify.username(user)
     message = f"Acknowledged by {who or 'someone'}: no reminders until it resolves (a worse level notifies)"
+    message += f". Note: {note}" if note else ""
     changes = {"acknowledged_at": now, "acknowledged_by": who}
     return act_on(alert, AlertEvent.ACKNOWLEDGED, changes, message, who, now, lambda a: a.acknowledged_at is None)
 
 
-def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> AlertEvent:
+def snooze(alert: Alert, until: datetime, user, now: datetime | None = None, note: str = "") -> AlertEvent:
     """Silence an open alert until a time; reminders resume after it if the alert is still open."""
     now, who = now or timezone.now(), notify.username(user)
     if until <= now:
         raise ValueError("Snooze until a time in the future.")
     message = f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC"
+    message += f". Note: {note}" if note else ""
     changes = {"snoozed_until": until, "snoozed_by": who}
     return act_on(alert, AlertEvent.SNOOZED, changes, message, who, now, lambda a: True)
 

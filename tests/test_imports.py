@@ -26,6 +26,7 @@ RANKS = {
     "drivers": 2,
     "schedule": 2,
     "checks": 2,
+    "roles": 2,  # who may act: the pages, the API, agent tasks and /mcp ask it
     "retention": 3,
     "status": 3,
     "report": 4,
