@@ -1,0 +1,215 @@
+"""The MCP server in-process (the SDK's own client on the app): the tools read what the API and pages read.
+
+Tools run on the SDK's worker threads with their own database connections, so these tests commit
+(transactional database) for those threads to see the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from mcp.client import Client
+
+from monitoring import mcp_server, monitor
+from monitoring.account import sync_activity
+from monitoring.mcp_server import app
+from monitoring.models import Alert, AlertEvent, ApiKey, Level
+from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKEN = "mcp-read-token"
+TOOLS = {"get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert"}
+
+
+def call(tool: str, arguments: dict | None = None):
+    async def go():
+        async with Client(app) as client:
+            return await client.call_tool(tool, arguments or {})
+
+    return asyncio.run(go())
+
+
+def answer(tool: str, arguments: dict | None = None) -> dict:
+    result = call(tool, arguments)
+    assert not result.is_error, result.content[0].text
+    return json.loads(result.content[0].text)
+
+
+def error(tool: str, arguments: dict | None = None) -> str:
+    result = call(tool, arguments)
+    assert result.is_error, result.content[0].text
+    text = result.content[0].text
+    assert "Traceback" not in text and 'File "' not in text
+    return text
+
+
+@pytest.fixture
+def checked(sim, settings):
+    """Two real checks of the production key a day apart ($10 spent of a $100 cap): a burn rate, days left."""
+    settings.API_TOKEN = TOKEN
+    settings.CREDITMON_TIME_ZONE = "UTC"
+    now = timezone.now()
+    sim.set_key(PROD_KEY, usage=70.0, limit=100.0, limit_remaining=30.0)
+    monitor.check_all(now=now - timedelta(days=1))
+    sim.set_key(PROD_KEY, usage=80.0, limit=100.0, limit_remaining=20.0)
+    monitor.check_all(now=now)
+    return ApiKey.objects.get(is_primary=True)
+
+
+@pytest.fixture
+def open_alert(checked):
+    return Alert.objects.create(key=checked, condition=Alert.BALANCE, level=Level.WARNING, message="Credits low: $8.00")
+
+
+def api(client, path: str) -> dict:
+    response = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_it_lists_every_tool_with_a_description_an_agent_can_act_on():
+    async def go():
+        async with Client(app) as client:
+            return (await client.list_tools()).tools
+
+    tools = {tool.name: tool for tool in asyncio.run(go())}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert len(tool.description or "") > 60, tool.name
+    # The request context is injected by the SDK, never asked of the agent.
+    assert set(tools["acknowledge_alert"].input_schema["properties"]) == {"alert_id", "note"}
+    assert tools["get_spend"].input_schema["properties"]["by"]["enum"] == ["model", "key", "day", "workspace"]
+
+
+def test_get_status_is_the_object_the_api_serves(checked, client):
+    tool = answer("get_status")
+    served = api(client, "/api/status/")
+    assert tool["keys"][0]["days_left"] == 2.0  # $20 left at $10/day
+    # Built a moment apart: the build time and the dates counted from it differ by that moment only.
+    stamps = [datetime.fromisoformat(d["generated_at"]) for d in (tool, served)]
+    ends = [datetime.fromisoformat(d["keys"][0]["exhaustion_date"]) for d in (tool, served)]
+    assert abs((ends[1] - ends[0]) - (stamps[1] - stamps[0])) < timedelta(seconds=1)
+    for document in (tool, served):
+        document.pop("generated_at")
+        document["keys"][0].pop("exhaustion_date")
+    assert tool == served
+
+
+def test_get_history_is_the_object_the_api_serves(checked, client):
+    tool = answer("get_history", {"days": 7})
+    served = api(client, "/api/history/?days=7")
+    assert [len(k["points"]) for k in tool["keys"]] == [2]
+    assert tool["resolution"] == served["resolution"] == "raw"
+    assert tool["keys"] == served["keys"]
+
+
+def test_get_history_refuses_a_range_in_the_apis_words(checked):
+    assert "days must be between 0 and 3660" in error("get_history", {"days": 99999})
+
+
+def test_get_spend_by_model_and_by_day_match_the_spend_export(checked, settings, sim, client, django_user_model):
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    client.force_login(django_user_model.objects.create_user("viewer", password="x" * 16))
+    sync_activity(timezone.now(), backfill=True)
+    by_model = answer("get_spend", {"days": 7, "by": "model"})
+    assert by_model["source"] == "activity" and by_model["rows"]
+    export = client.get(f"/export/spend-by-model.csv?start={by_model['from']}&end={by_model['to']}")
+    assert export.status_code == 200
+    exported = defaultdict(float)
+    for row in csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())):
+        exported[row["model"]] += float(row["usage_usd"])
+    assert {row["model"]: pytest.approx(row["spend"], abs=0.02) for row in by_model["rows"]} == dict(exported)
+    by_day = answer("get_spend", {"days": 7, "by": "day"})
+    assert len(by_day["rows"]) == 7
+    assert sum(row["spend"] for row in by_day["rows"]) == pytest.approx(sum(exported.values()), abs=0.05)
+
+
+def test_get_spend_by_key_falls_back_to_the_checks_without_a_management_key(checked):
+    spend = answer("get_spend", {"days": 7, "by": "key"})
+    assert spend["source"] == "checks"
+    assert spend["rows"][0]["key"] == checked.display_name
+    assert spend["rows"][0]["spend"] == pytest.approx(10.0)
+
+
+def test_get_spend_says_workspaces_are_not_tracked_and_refuses_a_bad_range(checked):
+    assert "Workspaces are not tracked" in error("get_spend", {"days": 7, "by": "workspace"})
+    assert "days must be between 1 and 3660" in error("get_spend", {"days": 0})
+    assert "by" in error("get_spend", {"days": 7, "by": "team"})
+
+
+def test_list_alerts_shows_the_open_ones_with_their_ids(open_alert):
+    found = answer("list_alerts")
+    assert [a["id"] for a in found["alerts"]] == [open_alert.pk]
+    assert found["alerts"][0]["key"] == open_alert.key.display_name
+    assert found["alerts"][0]["level"] == "WARNING"
+    assert answer("list_alerts", {"state": "resolved"})["alerts"] == []
+
+
+def test_acknowledge_alert_is_recorded_as_done_by_the_agent_with_its_note(open_alert, client, django_user_model):
+    done = answer("acknowledge_alert", {"alert_id": open_alert.pk, "note": "topping up now"})
+    assert done["result"] == "acknowledged"
+    open_alert.refresh_from_db()
+    assert open_alert.acknowledged_by == mcp_server.STDIO_ACTOR
+    event = AlertEvent.objects.get(alert=open_alert, kind=AlertEvent.ACKNOWLEDGED)
+    assert event.user == mcp_server.STDIO_ACTOR and "topping up now" in event.message
+    client.force_login(django_user_model.objects.create_superuser("ops", password="x" * 16))
+    assert "topping up now" in client.get("/alerts/").text  # the Alerts page's history shows it
+    again = answer("acknowledge_alert", {"alert_id": open_alert.pk})
+    assert again["result"].startswith("already acknowledged by agent")
+
+
+def test_snooze_alert_silences_it_for_the_hours_given(open_alert):
+    before = timezone.now()
+    answer("snooze_alert", {"alert_id": open_alert.pk, "hours": 8, "note": "waiting for finance"})
+    open_alert.refresh_from_db()
+    assert open_alert.snoozed_by == mcp_server.STDIO_ACTOR
+    assert timedelta(hours=7.99) < open_alert.snoozed_until - before < timedelta(hours=8.01)
+    assert "hours must be more than 0" in error("snooze_alert", {"alert_id": open_alert.pk, "hours": 0})
+
+
+def test_acting_on_a_missing_or_resolved_alert_is_a_sentence(open_alert):
+    assert "No alert with id 999999" in error("acknowledge_alert", {"alert_id": 999999})
+    Alert.objects.filter(pk=open_alert.pk).update(resolved_at=timezone.now())
+    assert "already resolved" in error("snooze_alert", {"alert_id": open_alert.pk, "hours": 1})
+    assert not AlertEvent.objects.filter(alert=open_alert).exists()
+
+
+def test_the_resources_are_the_status_and_the_readmes_levels(checked):
+    async def go():
+        async with Client(app) as client:
+            listed = {str(r.uri) for r in (await client.list_resources()).resources}
+            levels = await client.read_resource("creditmon://levels")
+            current = await client.read_resource("creditmon://status")
+            prompt = await client.get_prompt("review_spend", {"days": "7"})
+            return listed, levels.contents[0].text, current.contents[0].text, prompt
+
+    listed, levels, current, prompt = asyncio.run(go())
+    assert listed == {"creditmon://status", "creditmon://levels"}
+    assert levels == mcp_server.levels_text()
+    for word in ("OK", "WARNING", "CRITICAL", "UNKNOWN"):
+        assert f"**{word}**" in levels
+    assert json.loads(current)["level"] == answer("get_status")["level"]
+    text = prompt.messages[0].content.text
+    assert "get_spend(days=7, by='model')" in text and "get_status" in text
+
+
+def test_no_tool_answer_carries_an_api_key(open_alert, settings):
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    answers = [
+        call("get_status"),
+        call("get_history", {"days": 2}),
+        call("get_spend", {"days": 7, "by": "key"}),
+        call("list_alerts", {"state": "all"}),
+        call("acknowledge_alert", {"alert_id": open_alert.pk}),
+    ]
+    for result in answers:
+        text = result.content[0].text
+        assert PROD_KEY not in text and MANAGEMENT_KEY not in text
