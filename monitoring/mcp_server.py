@@ -23,6 +23,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
 from . import alerts, api, dashboard, roles, status
+from .management.base import MIGRATE_HINT, database_problem, is_missing_table
 from .models import Alert, ApiKey
 
 logger = logging.getLogger("monitoring")
@@ -60,8 +61,11 @@ def answers(fn):
             raise
         except ValueError as exc:
             raise ToolError(str(exc)) from None
-        except DatabaseError:
-            logger.exception("MCP tool %s: database error", fn.__name__)
+        except DatabaseError as exc:
+            # The address and the driver's words are for the operator's log, not for the caller.
+            logger.error("MCP tool %s: %s", fn.__name__, database_problem(exc) or exc)
+            if is_missing_table(exc):
+                raise ToolError(f"creditmon's database is not set up: {MIGRATE_HINT}.") from None
             raise ToolError("creditmon cannot read its database right now; the server log has the reason.") from None
         except Exception:
             logger.exception("MCP tool %s failed", fn.__name__)

@@ -100,37 +100,48 @@ def test_the_sdks_stdio_client_lists_the_tools_and_reads_what_checkcredits_json_
     assert list(levels_and_days(served).values()) == [("WARNING", 2.0)]
 
 
-def test_stdout_carries_nothing_but_protocol_while_the_logs_go_to_stderr(checked):
-    alert = Alert.objects.create(
-        key=ApiKey.objects.get(is_primary=True), condition=Alert.BALANCE, level=Level.WARNING, message="Credits low"
-    )
-    messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-         "params": {"name": "acknowledge_alert", "arguments": {"alert_id": alert.pk, "note": "on it"}}},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "get_spend", "arguments": {"days": 0}}},
-    ]  # fmt: skip
-    env = {**checked, "CREDITMON_LOG_LEVEL": "DEBUG", "OPENROUTER_API_KEY": "", "PYTHONWARNINGS": "always"}
+INITIALIZE = [
+    {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+]  # fmt: skip
+
+
+def pipe(env: dict, messages: list[dict]) -> tuple[list[str], str, str]:
+    """`manage.py mcpserver` fed these messages one at a time: (a stdout line per request, the rest of stdout,
+    stderr)."""
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "mcpserver"],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     replies = []
     try:
-        for message in messages:  # one at a time: the server answers in order
+        for message in messages:
             proc.stdin.write(json.dumps(message) + "\n")
             proc.stdin.flush()
             if "id" in message:
                 replies.append(proc.stdout.readline())
         proc.stdin.close()
-        rest = proc.stdout.read()
-        stderr = proc.stderr.read()
+        rest, stderr = proc.stdout.read(), proc.stderr.read()
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    return replies, rest, stderr
+
+
+def test_stdout_carries_nothing_but_protocol_while_the_logs_go_to_stderr(checked):
+    alert = Alert.objects.create(
+        key=ApiKey.objects.get(is_primary=True), condition=Alert.BALANCE, level=Level.WARNING, message="Credits low"
+    )
+    messages = [
+        *INITIALIZE,
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "acknowledge_alert", "arguments": {"alert_id": alert.pk, "note": "on it"}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "get_spend", "arguments": {"days": 0}}},
+    ]  # fmt: skip
+    env = {**checked, "CREDITMON_LOG_LEVEL": "DEBUG", "OPENROUTER_API_KEY": "", "PYTHONWARNINGS": "always"}
+    replies, rest, stderr = pipe(env, messages)
     assert rest == ""
     decoded = [json.loads(line) for line in replies]
     assert [d["id"] for d in decoded] == [1, 2, 3] and all(d["jsonrpc"] == "2.0" for d in decoded)
@@ -139,6 +150,16 @@ def test_stdout_carries_nothing_but_protocol_while_the_logs_go_to_stderr(checked
     assert refused["isError"] is True and "days must be between" in refused["content"][0]["text"]
     assert "Acknowledged by agent (mcp stdio)" in stderr  # the log line was written, to stderr
     assert AlertEvent.objects.get(alert=alert).user == mcp_server.STDIO_ACTOR
+
+
+def test_a_database_never_migrated_is_a_sentence_naming_migrate(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "CREDITMON_LOG_DIR": str(tmp_path)}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "get_status", "arguments": {}}}
+    replies, rest, _ = pipe(env, [*INITIALIZE, call])
+    result = json.loads(replies[1])["result"]
+    assert result["isError"] is True
+    assert "run `python manage.py migrate`" in result["content"][0]["text"]
+    assert "Traceback" not in result["content"][0]["text"] and rest == ""
 
 
 # --- streamable HTTP at /mcp on the real web process -------------------------------------------------
