@@ -149,12 +149,12 @@ def get_status() -> dict:
 def get_history(days: float = 30, key: str | None = None) -> dict:
     """The logged checks over the last `days` days (up to 3660): the same object as GET /api/history/?days=N.
 
-    Every check up to 7 days; hourly buckets up to 14; daily beyond. `key` narrows it to one key (its name or
-    hash prefix). Each point has `t`, `usage` (cumulative USD), `remaining`, `limit` and `account_balance`.
+    Every check up to 7 days; hourly buckets up to 14; daily beyond. `key` narrows it to one key (its name,
+    hash prefix or id). Each point has `t`, `usage` (cumulative USD), `remaining`, `limit` and `account_balance`.
     """
     params = {"days": repr(days)}
     if key:
-        params["key"] = key
+        params["key"] = find_key(key).hash
     return api.history_document(params, timezone.now())
 
 

@@ -21,7 +21,7 @@ from monitoring import mcp_server, monitor
 from monitoring.account import sync_activity
 from monitoring.mcp_server import app
 from monitoring.models import Alert, AlertEvent, ApiKey, Level
-from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
+from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,6 +109,18 @@ def test_get_history_is_the_object_the_api_serves(checked, client):
     assert [len(k["points"]) for k in tool["keys"]] == [2]
     assert tool["resolution"] == served["resolution"] == "raw"
     assert tool["keys"] == served["keys"]
+
+
+def test_get_history_names_a_key_by_name_hash_or_id_and_lists_them_when_unknown(checked, sim, settings):
+    settings.OPENROUTER_API_KEYS = DEV_KEY
+    monitor.check_all()
+    checked.name = "Production Key"  # both simulated keys are labelled alike: a name tells them apart
+    checked.save()
+    assert len(answer("get_history", {"days": 7})["keys"]) == 2
+    for name in (checked.display_name, checked.hash[:12], str(checked.pk)):
+        assert [k["key"] for k in answer("get_history", {"days": 7, "key": name})["keys"]] == [checked.display_name]
+    refused = error("get_history", {"days": 7, "key": "nobody"})
+    assert "No key named 'nobody'" in refused and checked.hash[:12] in refused
 
 
 def test_get_history_refuses_a_range_in_the_apis_words(checked):
