@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
@@ -29,12 +30,18 @@ TOKEN = "mcp-read-token"
 TOOLS = {"get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert"}
 
 
+def run_async(make_coroutine):
+    """asyncio.run on a thread of its own: Playwright's sync API may have left a loop running on this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
+
+
 def call(tool: str, arguments: dict | None = None):
     async def go():
         async with Client(app) as client:
             return await client.call_tool(tool, arguments or {})
 
-    return asyncio.run(go())
+    return run_async(go)
 
 
 def answer(tool: str, arguments: dict | None = None) -> dict:
@@ -80,7 +87,7 @@ def test_it_lists_every_tool_with_a_description_an_agent_can_act_on():
         async with Client(app) as client:
             return (await client.list_tools()).tools
 
-    tools = {tool.name: tool for tool in asyncio.run(go())}
+    tools = {tool.name: tool for tool in run_async(go)}
     assert set(tools) == TOOLS
     for tool in tools.values():
         assert len(tool.description or "") > 60, tool.name
@@ -203,7 +210,7 @@ def test_the_resources_are_the_status_and_the_readmes_levels(checked):
             prompt = await client.get_prompt("review_spend", {"days": "7"})
             return listed, levels.contents[0].text, current.contents[0].text, prompt
 
-    listed, levels, current, prompt = asyncio.run(go())
+    listed, levels, current, prompt = run_async(go)
     assert listed == {"creditmon://status", "creditmon://levels"}
     assert levels == mcp_server.levels_text()
     for word in ("OK", "WARNING", "CRITICAL", "UNKNOWN"):

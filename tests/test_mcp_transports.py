@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -33,6 +34,12 @@ READ_TOKEN = "mcp-viewer-token-for-tests"
 OPERATOR_TOKEN = "mcp-operator-token-for-tests"
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def run_async(make_coroutine):
+    """asyncio.run on a thread of its own: Playwright's sync API may have left a loop running on this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
 def database_url() -> str:
@@ -91,7 +98,7 @@ def test_the_sdks_stdio_client_lists_the_tools_and_reads_what_checkcredits_json_
             result = await client.call_tool("get_status", {})
             return tools, result
 
-    tools, result = asyncio.run(session())
+    tools, result = run_async(session)
     assert set(tools) >= {"get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert"}
     assert not result.is_error, result.content[0].text
     served = json.loads(result.content[0].text)
@@ -203,7 +210,7 @@ def over_http(url: str, token: str, calls: list[tuple[str, dict]]):
             tools = [tool.name for tool in (await client.list_tools()).tools]
             return tools, [await client.call_tool(name, arguments) for name, arguments in calls]
 
-    return asyncio.run(session())
+    return run_async(session)
 
 
 @pytest.fixture
