@@ -241,6 +241,9 @@ def test_mcp_over_http_refuses_requests_without_the_token_or_with_a_wrong_one(we
             assert said in refused.json()["error"]
             assert refused.headers["Cache-Control"] == "private, no-store"
             assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    foreign = {"Authorization": f"Bearer {READ_TOKEN}", "Host": "creditmon.evil.example"}
+    refused = requests.post(base + "/mcp", json=hello, headers=foreign, timeout=20)
+    assert refused.status_code == 400 and "DJANGO_ALLOWED_HOSTS" in refused.json()["error"]
     assert requests.get(base + "/healthz", timeout=20).json() == {"status": "ok"}  # Django serves the rest
 
 
