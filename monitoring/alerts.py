@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from . import drivers, forecast, notify, status
+from . import agent_tasks, drivers, forecast, notify, status
 from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level, severity
 from .status import KeyStatus, Status, money
 
@@ -388,6 +388,7 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
+    agent_tasks.on_alert_event(alert, kind, now)  # the alert's task opens, follows and closes with it
     if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from . import alerts, drivers, forecast, monitor, notify, status
+from . import agent_webhook, alerts, drivers, forecast, monitor, notify, status
 from .models import Alert, ApiKey, CreditLog, Level, WatchState
 from .openrouter import Client, KeySnapshot, OpenRouterError
 
@@ -210,4 +210,5 @@ def run_watch(now: datetime | None = None) -> list[Pace]:
         alerts.evaluate(statuses, now, extra=conditions)
     finally:
         notify.deliver_pending(now)
+        agent_webhook.deliver_pending(now)
     return paces
