@@ -177,7 +177,7 @@ def suggested_actions(kind: str, alert: Alert, figures: dict) -> list[dict]:
         if not found:
             found.append({"action": "raise_budget", "text": "Raise the budget that refuses the key", "url": keys})
     elif kind == AgentTask.INVESTIGATE_SPIKE:
-        found.append({"action": "find_spender", "text": "See which key and model spend (the explanation below)"})
+        found.append({"action": "find_spender", "text": "See which key, model and factor drove it (Why)"})
         found.append({"action": "move_traffic", "text": "Move the named model's traffic to a cheaper model, or fix "
                       "the caller that multiplied its requests or tokens"})  # fmt: skip
         found.append({"action": "cap_key", "text": f"Cap {who}'s limit while it is investigated", "url": keys})
@@ -227,7 +227,7 @@ def evidence_for(alert: Alert, now: datetime) -> tuple[dict, list[str]]:
         data = key_status.as_dict()
         evidence["key"] = {"name": key_status.name, "key_hash": key_status.hash_prefix or None}
         evidence["figures"] = {name: data[name] for name in KEY_FIGURES if name in data}
-        lines = report.key_block(key_status)[1:]
+        lines = [line for line in report.key_block(key_status)[1:] if line != report.verdict_line(key_status)]
     if found.account.known:
         lines += report.account_block(found)
     if alert.condition in SPIKE_CONDITIONS:

@@ -99,6 +99,7 @@ def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
         rise = [(key_status.name, today - average * (now - midnight).total_seconds() / 86400, "today")]
         message += (
             f". Behind it: {drivers.key_drivers(rise) or 'keys: unknown'}; {drivers.model_drivers(key_status.key)}"
+            f". Why: {drivers.explain_spike(key_status.key, now)['text']}"
         )
         return Condition(key_status.key, Alert.SPIKE, Level.WARNING, message, today)
     message = f"Spent {money(today)} today (average {money(average)}/day)"

@@ -157,7 +157,10 @@ def model_factors(key: ApiKey | None, now: datetime, model: str | None = None) -
         span = (latest - max(first, started)).days
         base = spike_factors.total(before, span)
         found_ratios = spike_factors.ratios(last, base)
-        text = spike_factors.statement(name, found_ratios, scope, f"on {latest} against the {span} days before")
+        noise = spike_factors.spread(before, base)
+        changed = spike_factors.moved(found_ratios, noise=noise)
+        when = f"on {latest} against the {span} days before"
+        text = spike_factors.statement(name, found_ratios, scope, when, changed)
         found.append(
             {
                 "model": name,
@@ -172,7 +175,8 @@ def model_factors(key: ApiKey | None, now: datetime, model: str | None = None) -
                 "price_per_million_tokens": round(last.price_per_million or 0, 4),
                 "baseline_price_per_million_tokens": round(base.price_per_million or 0, 4) if span else None,
                 "ratios": {f: round(r, 3) if r is not None else None for f, r in found_ratios.items()},
-                "moved": spike_factors.moved(found_ratios),
+                "moved": changed,
+                "noise": {f: round(n, 3) for f, n in noise.items()},
                 "statement": text,
                 "source": ACTIVITY,
             }
@@ -185,19 +189,14 @@ def explain_spike(key: ApiKey | None, now: datetime, model: str | None = None) -
     """Why spend rose: the key's rise today (readings) and the factor that moved on each model whose spend
     rose on the latest completed day (activity), with what cannot be known yet. `text` says it in one go."""
     rise = key_rise(key, now) if key is not None else None
-    factors = [f for f in model_factors(key, now, model) if f["rise"] > 0.005 or model]
-    shown = factors[:SHOWN]
+    factors = model_factors(key, now, model)
+    shown = [f for f in factors if (f["moved"] and f["rise"] > 0.005) or model][:SHOWN]
     unknown = []
-    if not shown:
-        stored = Activity.objects.exists()
-        unknown.append(
-            "which model: "
-            + (
-                "no model's spend rose on the latest stored day"
-                if stored
-                else "no stored activity (needs OPENROUTER_MANAGEMENT_KEY)"
-            )  # fmt: skip
-        )
+    if not shown and factors:
+        unknown.append(f"which model: none moved its requests, tokens per request or price beyond its usual range "
+                       f"on {factors[0]['day']}")  # fmt: skip
+    elif not shown:
+        unknown.append("which model: no stored activity (needs OPENROUTER_MANAGEMENT_KEY)")
     today = now.astimezone(UTC).date()
     if not shown or date.fromisoformat(shown[0]["day"]) < today:
         unknown.append(TODAY_UNKNOWN)

@@ -13,7 +13,8 @@ from datetime import datetime
 
 FACTORS = ("requests", "tokens_per_request", "price_per_token")
 FACTOR_WORDS = {"requests": "requests", "tokens_per_request": "tokens per request", "price_per_token": "price"}
-MOVED = 1.3  # a factor that grew (or shrank) by more than 30% moved; the rest is day-to-day noise
+MOVED = 1.5  # a factor that grew (or shrank) by half moved, if beyond its own noise too (NOISE_MARGIN)
+NOISE_MARGIN = 1.25  # beyond the widest day-to-day swing of the baseline days, by a quarter
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,25 @@ def ratios(latest: Usage, baseline: Usage) -> dict[str, float | None]:
     }
 
 
-def moved(found: dict[str, float | None], threshold: float = MOVED) -> list[str]:
-    """The factors that moved beyond the threshold (either way), the biggest move first."""
-    changed = [f for f in FACTORS if found.get(f) is not None and abs(math.log(found[f])) > math.log(threshold)]
+def spread(days: list[Usage], baseline: Usage) -> dict[str, float]:
+    """How far each factor wandered on the baseline's own days (the largest day-to-baseline ratio, either
+    way): a move within a model's everyday noise is no move."""
+    found = dict.fromkeys(FACTORS, 1.0)
+    for day in days:
+        for factor, ratio in ratios(day, baseline).items():
+            if factor in found and ratio:
+                found[factor] = max(found[factor], ratio, 1 / ratio)
+    return found
+
+
+def moved(found: dict[str, float | None], threshold: float = MOVED, noise: dict[str, float] | None = None) -> list[str]:
+    """The factors that moved beyond the threshold and the baseline's own noise (either way), biggest first."""
+    noise = noise or {}
+
+    def bar(factor: str) -> float:
+        return math.log(max(threshold, NOISE_MARGIN * noise.get(factor, 1.0)))
+
+    changed = [f for f in FACTORS if found.get(f) is not None and abs(math.log(found[f])) > bar(f)]
     return sorted(changed, key=lambda f: abs(math.log(found[f])), reverse=True)
 
 
@@ -80,10 +97,9 @@ def times(ratio: float) -> str:
     return f"×{ratio:.1f}" if ratio >= 1 else f"÷{1 / ratio:.1f}"
 
 
-def statement(model: str, found: dict[str, float | None], via: str, when: str) -> str:
+def statement(model: str, found: dict[str, float | None], via: str, when: str, changed: list[str]) -> str:
     """'requests ×4.1 on anthropic/claude-sonnet-4 via key svc-b on 2026-12-03; tokens per request and price
-    unchanged'."""
-    changed = moved(found)
+    unchanged', from the ratios and the factors that moved."""
     if found.get("requests") is None:
         return f"{model} {via} {when}: new, no baseline to compare with"
     if not changed:
