@@ -359,7 +359,7 @@ def open_task(
         )
         agent_webhook.queue(task, agent_webhook.CREATED, task_document(task, now), now)
     logger.info("Agent task %s opened: %s", task.pk, task.title)
-    agent_webhook.deliver_pending(now)
+    agent_webhook.deliver_pending(now, task=task)
     return task
 
 
@@ -388,7 +388,7 @@ def _act(task_id, now: datetime, change) -> AgentTask:
         task.updated_at = now
         task.save()
         agent_webhook.queue(task, event, task_document(task, now), now)
-    agent_webhook.deliver_pending(now)
+    agent_webhook.deliver_pending(now, task=task)
     return task
 
 

@@ -129,13 +129,19 @@ def retries(now: datetime) -> list[TaskDelivery]:
     return made
 
 
-def deliver_pending(now: datetime | None = None) -> list[TaskDelivery]:
-    """Retry what failed before, then send every pending delivery, oldest first. Never raises."""
+def deliver_pending(now: datetime | None = None, task: AgentTask | None = None) -> list[TaskDelivery]:
+    """Retry what failed before, then send every pending delivery, oldest first. Never raises.
+
+    `task`: only that task's pending deliveries, no retries (an agent's action answers without waiting on
+    the backlog of a slow receiver; the next check run retries)."""
     now = now or timezone.now()
     try:
-        retries(now)
-        todo = TaskDelivery.objects.filter(status=TaskDelivery.PENDING, attempted_at=None).order_by("created", "id")
-        return [attempt(delivery, now) for delivery in todo]
+        todo = TaskDelivery.objects.filter(status=TaskDelivery.PENDING, attempted_at=None)
+        if task is not None:
+            todo = todo.filter(task=task)
+        else:
+            retries(now)
+        return [attempt(delivery, now) for delivery in todo.order_by("created", "id")]
     except Exception:  # the webhook is a side road: a bug here must not fail the check that called it
         logger.exception("Task webhook delivery failed")
         return []

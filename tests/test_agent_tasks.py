@@ -313,3 +313,28 @@ def test_the_signature_is_githubs_hmac_sha256_of_the_raw_body():
 def test_every_condition_has_a_kind():
     assert {c for c, _ in Alert.CONDITION_CHOICES} <= set(agent_tasks.KIND_BY_CONDITION)
     assert set(agent_tasks.KIND_BY_CONDITION.values()) <= {k for k, _ in AgentTask.KIND_CHOICES}
+
+
+@pytest.mark.django_db
+class TestPagesAndAdmin:
+    def test_the_alerts_page_shows_the_task_beside_its_alert_with_its_state_and_claimer(self, agents, admin_client):
+        run(agents, 0, remaining=4.5)
+        task = AgentTask.objects.get()
+        agent_tasks.claim(task.pk, "budget-bot", by="ops")
+        html = admin_client.get("/alerts/").content.decode()
+        row = html[html.index(f'id="alert-{task.alert_id}"') :]
+        row = row[: row.index("</article>")]
+        assert f'Agent task <a href="#task-{task.pk}">#{task.pk}</a> · Top up' in row
+        assert 'data-state="claimed">claimed</span> by <span class="task-claimed-by">budget-bot</span>' in row
+        table = html[html.index('id="agent-tasks"') :]
+        assert f'id="task-{task.pk}"' in table and "budget-bot" in table
+
+    def test_the_admin_lists_tasks_and_their_deliveries_read_only(self, agents, admin_client):
+        run(agents, 0, remaining=4.5)
+        task = AgentTask.objects.get()
+        listing = admin_client.get("/admin/monitoring/agenttask/")
+        assert listing.status_code == 200 and "Top up" in listing.content.decode()
+        detail = admin_client.get(f"/admin/monitoring/agenttask/{task.pk}/change/").content.decode()
+        assert "task.created" in detail and 'name="_save"' not in detail
+        assert admin_client.get("/admin/monitoring/agenttask/add/").status_code == 403
+        assert admin_client.get("/admin/monitoring/taskdelivery/").status_code == 200
