@@ -338,3 +338,13 @@ class TestPagesAndAdmin:
         assert "task.created" in detail and 'name="_save"' not in detail
         assert admin_client.get("/admin/monitoring/agenttask/add/").status_code == 403
         assert admin_client.get("/admin/monitoring/taskdelivery/").status_code == 200
+
+
+def test_a_webhook_without_a_secret_is_a_system_check_warning(settings):
+    from django.core import checks
+
+    settings.AGENT_WEBHOOK_URL = "http://127.0.0.1:9/agents"
+    settings.AGENT_WEBHOOK_SECRET = ""
+    assert "monitoring.W019" in {m.id for m in checks.run_checks()}
+    settings.AGENT_WEBHOOK_SECRET = "s3cret"
+    assert "monitoring.W019" not in {m.id for m in checks.run_checks()}

@@ -101,6 +101,7 @@ def test_one_runaway_model_goes_from_spike_to_a_done_task(world, webhook_receive
     """The demo's chain without a key: runaway -> explanation -> task -> webhook -> claim -> done."""
     sim, clock = world
     settings.API_OPERATOR_TOKEN = "op-token-abcdef"
+    settings.NOTIFY_URLS = f"json://{webhook_receiver.url}/notify"
     clock.at = NOW - timedelta(days=3)
     sim.set_key(PROD_KEY, limit=100.0, usage=40.0, spend_per_day=3.0, activity_per_day=3.0)
     for n in range(12):  # three days of scheduled checks at the usual pace
@@ -114,11 +115,15 @@ def test_one_runaway_model_goes_from_spike_to_a_done_task(world, webhook_receive
         watch_job(now=moment)
     alert = Alert.objects.get(condition=Alert.RUNAWAY)
     assert "Why: " in alert.message and "Production Key spent" in alert.message
+    why = alert.message.split("Why: ", 1)[1]
+    (notified,) = [r["body"] for r in webhook_receiver.received if r["path"] == "/notify"]
+    assert why in notified["message"]  # the notification says the same why as the alert
     task = AgentTask.objects.get(alert=alert)
     assert task.kind == AgentTask.INVESTIGATE_SPIKE
     assert "### Why" in task.body and "rising since" in task.body
     assert "today's split by model and its factors arrive with tomorrow's activity" in task.body  # a runaway today
     assert task.evidence["explanation"]["key_rise"]["since"] is not None
+    assert task.evidence["explanation"]["text"] == why  # one explanation on every surface
     posted = [r["body"] for r in webhook_receiver.received if r["path"] == "/agents"]
     assert posted[0]["event"] == "task.created" and posted[0]["task"]["id"] == task.pk
     headers = {"Authorization": "Bearer op-token-abcdef"}
