@@ -189,6 +189,9 @@ def suggested_actions(kind: str, alert: Alert, figures: dict) -> list[dict]:
                       "log shows the checks succeeding"})  # fmt: skip
         found.append({"action": "check_key", "text": f"Check that {who}'s key is valid and OpenRouter is reachable",
                       "url": keys})  # fmt: skip
+    elif kind == AgentTask.MIGRATE_MODEL:
+        model = alert.subject or "the model"
+        found.append({"action": "migrate_model", "text": f"Move {model}'s traffic to another model before it goes"})
     for action in found:
         action.setdefault("url", None)
     return found

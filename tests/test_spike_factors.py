@@ -79,8 +79,9 @@ def world(settings, webhook_receiver):
         ("price_per_token", {"price": 6.0}),
     ],
 )
-def test_a_spike_from_each_factor_is_explained_by_that_factor(world, factor, surge):
+def test_a_spike_from_each_factor_is_explained_by_that_factor(world, settings, factor, surge):
     sim, clock = world
+    settings.SPIKE_MIN_USD = 1.0  # the model spends about $1/day: its spike is a few dollars
     sim.set_model_surge(PROD_KEY, SONNET, since=YESTERDAY, **surge)
     monitor_job(now=NOW)  # checks the key and stores its activity
     found = drivers.explain_spike(ApiKey.objects.get(is_primary=True), NOW)
@@ -94,6 +95,12 @@ def test_a_spike_from_each_factor_is_explained_by_that_factor(world, factor, sur
     assert top["statement"].startswith(f"{word} ×") and f"on {SONNET} via key Production Key" in top["statement"]
     assert top["source"] == drivers.ACTIVITY
     assert found["text"].count(" (from ") >= 1 and "Not known yet: today's split by model" in found["text"]
+    # The account's model spike alert opened on the same data, and its task says the same factor.
+    task = AgentTask.objects.get(alert__condition=Alert.MODEL_SPIKE, alert__subject=SONNET)
+    assert task.kind == AgentTask.INVESTIGATE_SPIKE
+    (account_factor,) = task.evidence["explanation"]["factors"]
+    assert account_factor["model"] == SONNET and account_factor["moved"] == [factor]
+    assert f"{word} ×" in task.body and "on the account" in task.body
 
 
 @pytest.mark.django_db
