@@ -32,6 +32,7 @@ RANKS = {
     "status": 3,
     "report": 4,
     "drivers": 4,  # reads the key's readings the way the status does
+    "plugin": 4,  # the monitoring-plugin output, beside the seed's report
     "account": 4,
     "notify": 5,
     "agent_tasks": 5,  # beside notify: the alert lifecycle opens and closes them
