@@ -163,8 +163,14 @@ def suggested_actions(kind: str, alert: Alert, figures: dict) -> list[dict]:
     who = _who(alert)
     found: list[dict] = []
     if kind == AgentTask.TOP_UP:
-        if figures.get("binding") == "key" or alert.condition == Alert.KEY_LIMIT:
-            found.append({"action": "raise_key_limit", "text": f"Raise {who}'s own limit", "url": keys})
+        cap_left, account = figures.get("limit_remaining"), figures.get("account_balance")
+        cap_binds = figures.get("binding") == "key" or alert.condition == Alert.KEY_LIMIT
+        cap_binds = cap_binds or (cap_left is not None and (account is None or cap_left <= account))
+        if cap_binds:  # the key's own cap runs out before the account: credits alone do not help it
+            text = f"Raise {who}'s own limit"
+            if cap_left is not None and figures.get("limit") is not None:
+                text += f" ({money(cap_left)} of {money(figures['limit'])} left)"
+            found.append({"action": "raise_key_limit", "text": text, "url": keys})
         found.append({"action": "top_up", "text": f"Top up the account's credits at {topup}", "url": topup})
     elif kind == AgentTask.RAISE_BUDGET:
         for layer in figures.get("limits") or []:

@@ -76,7 +76,9 @@ class TestTheAlertLifecycle:
         assert "Burn Rate:" in task.body and "Days Left:" in task.body
         assert task.evidence["figures"]["remaining"] == 4.5
         assert task.evidence["level"] == "WARNING"
-        assert any(a["action"] == "top_up" for a in task.suggested_actions)
+        actions = {a["action"]: a for a in task.suggested_actions}
+        assert actions["raise_key_limit"]["text"].endswith("own limit ($4.50 of $100.00 left)")  # its cap binds
+        assert actions["top_up"]["url"] == "https://openrouter.ai/settings/credits"
         assert "$10.00" in task.done_when
         document = agent_tasks.task_document(task)
         assert document["schema"] == "creditmon.task/v1" and document["alert"] == alert.pk
