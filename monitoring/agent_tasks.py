@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import agent_webhook, drivers, report, status
-from .logredact import redact
+from .logredact import escape_controls, redact
 from .models import AgentTask, Alert, AlertEvent, ApiKey, Level
 from .status import money
 
@@ -251,20 +251,23 @@ def compose(alert: Alert, now: datetime) -> dict:
     kind = kind_for(alert, http_status) or AgentTask.CHECK_MONITOR
     label = dict(AgentTask.KIND_CHOICES)[kind]
     what = alert.get_condition_display() + (f" ({alert.subject})" if alert.subject else "")
-    title = f"{label}: {_who(alert)} - {what}, {Level(alert.level).label}"
+    # Names and messages come from OpenRouter and key owners: one line each, so none can forge a heading.
+    title = escape_controls(f"{label}: {_who(alert)} - {what}, {Level(alert.level).label}")
     actions = suggested_actions(kind, alert, evidence.get("figures") or {})
-    until = done_when(alert)
+    for action in actions:
+        action["text"] = escape_controls(action["text"])
+    until = escape_controls(done_when(alert))
     body = [
         f"## {title}",
         "",
-        f"**{Level(alert.level).label}** since {alert.opened_at:%Y-%m-%d %H:%M} UTC: {alert.message}",
+        f"**{Level(alert.level).label}** since {alert.opened_at:%Y-%m-%d %H:%M} UTC: {escape_controls(alert.message)}",
         "",
         "### Figures (from the status every surface reads)",
-        *[f"- {line}" for line in lines or ["no successful check yet"]],
+        *[f"- {escape_controls(line)}" for line in lines or ["no successful check yet"]],
     ]
     explanation = evidence.get("explanation")
     if explanation:
-        body += ["", "### Why", explanation["text"]]
+        body += ["", "### Why", escape_controls(explanation["text"])]
     body += ["", "### What to do", *[f"- {a['text']}" for a in actions]]
     body += ["", "### Done when", until]
     pages = links(alert, alert.key)
@@ -330,7 +333,7 @@ def close_for_alert(alert: Alert, now: datetime) -> AgentTask | None:
         return task
     task.state, task.done_at, task.updated_at, task.updated_by = AgentTask.DONE, now, now, "creditmon"
     task.claim_expires_at = None
-    task.note = redact(f"alert resolved: {alert.message}")
+    task.note = redact(escape_controls(f"alert resolved: {alert.message}"))
     task.save()
     logger.info("Agent task %s closed: alert resolved", task.pk)
     agent_webhook.queue(task, agent_webhook.CLOSED, task_document(task, now), now)

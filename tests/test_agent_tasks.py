@@ -350,3 +350,14 @@ def test_a_webhook_without_a_secret_is_a_system_check_warning(settings):
     assert "monitoring.W019" in {m.id for m in checks.run_checks()}
     settings.AGENT_WEBHOOK_SECRET = "s3cret"
     assert "monitoring.W019" not in {m.id for m in checks.run_checks()}
+
+
+@pytest.mark.django_db
+def test_hostile_names_cannot_forge_a_line_of_the_task(agents, webhook_receiver):
+    agents.set_failure("hostile-strings")  # NUL, newline, a forged log line and mentions in every label
+    run(agents, 0, remaining=4.5)
+    task = AgentTask.objects.get(alert__condition=Alert.BALANCE)
+    assert "FORGED" in task.body  # the hostile name is there, shown...
+    assert not any(line.startswith("2026-01-01") or "FORGED" in line.split(":")[0] for line in task.body.splitlines())
+    assert "\x00" not in task.body and "\n" not in task.title and "\x1b" not in task.body  # ...on its own line only
+    validate(received(webhook_receiver)[0]["body"])
