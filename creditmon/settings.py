@@ -301,9 +301,18 @@ RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw ro
 
 # --- Machine access --------------------------------------------------------------------------
 METRICS_TOKEN = env("METRICS_TOKEN", "")
+# /metrics gives per-key series to the worst this many keys; the rest are counted by level (10,000 listed keys).
+METRICS_MAX_KEYS = envint("METRICS_MAX_KEYS", 500, minimum=1)
 API_TOKEN = env("API_TOKEN", "")
 # May also act (acknowledge, snooze, agent tasks) over the API and /mcp.
 API_OPERATOR_TOKEN = env("API_OPERATOR_TOKEN", "")
+
+# --- Agent tasks -----------------------------------------------------------------------------
+# Each created, updated and closed task is POSTed here as JSON, signed with AGENT_WEBHOOK_SECRET.
+AGENT_WEBHOOK_URL = envurl("AGENT_WEBHOOK_URL", example="https://agents.example.com/creditmon")
+AGENT_WEBHOOK_SECRET = env("AGENT_WEBHOOK_SECRET", "")
+AGENT_WEBHOOK_TIMEOUT = envfloat("AGENT_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)  # a dead receiver never holds a check
+AGENT_TASK_CLAIM_MINUTES = envint("AGENT_TASK_CLAIM_MINUTES", 60, minimum=1)  # an expired claim is open again
 
 # Demo mode: the built-in simulated OpenRouter stands in for the real one (set by `make run` without a key).
 CREDITMON_DEMO = envbool("CREDITMON_DEMO", "False")

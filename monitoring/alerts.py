@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from . import drivers, forecast, notify, status
+from . import agent_tasks, drivers, forecast, notify, status
 from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level, severity
 from .status import KeyStatus, Status, money
 
@@ -99,6 +99,7 @@ def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
         rise = [(key_status.name, today - average * (now - midnight).total_seconds() / 86400, "today")]
         message += (
             f". Behind it: {drivers.key_drivers(rise) or 'keys: unknown'}; {drivers.model_drivers(key_status.key)}"
+            f". Why: {drivers.explain_spike(key_status.key, now)['text']}"
         )
         return Condition(key_status.key, Alert.SPIKE, Level.WARNING, message, today)
     message = f"Spent {money(today)} today (average {money(average)}/day)"
@@ -388,6 +389,7 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
+    agent_tasks.on_alert_event(alert, kind, now)  # the alert's task opens, follows and closes with it
     if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now
