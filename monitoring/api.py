@@ -229,12 +229,17 @@ def status_view(request: HttpRequest) -> JsonResponse:
     """Current status per key and for the account: levels, burn rates, days left, open alerts."""
     if (refused := api_auth_error(request)) is not None:
         return refused
-    found = status.build(timezone.now())
     try:
-        keys, page = status_page(request.GET, found.keys)
+        return JsonResponse(status_document(request.GET, timezone.now()))
     except ValueError as error:
         return JsonResponse({"error": str(error)}, status=400)
-    return JsonResponse({**found.as_dict(keys), "counts": found.counts, "page": page})
+
+
+def status_document(params, now: datetime) -> dict:
+    """The /api/status/ object: the status built once, a page of its keys. Raises ValueError for a bad page."""
+    found = status.build(now)
+    keys, page = status_page(params, found.keys)
+    return {**found.as_dict(keys), "counts": found.counts, "page": page}
 
 
 STATUS_PER_PAGE, STATUS_MAX_PER_PAGE = 500, 1000

@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
-from . import alerts, api, dashboard, roles, status
+from . import agent_tasks, alerts, api, dashboard, drivers, roles, status
 from .management.base import MIGRATE_HINT, database_problem, is_missing_table
 from .models import Alert, ApiKey
 
@@ -32,6 +32,7 @@ STDIO_ACTOR = "agent (mcp stdio)"
 HTTP_ACTOR = "agent (mcp http)"
 MAX_SNOOZE_HOURS = 24 * 30
 ALERTS_LISTED = 100  # resolved alerts are many after a year: the newest this many
+TASKS_LISTED = 100  # likewise closed tasks
 README = Path(settings.BASE_DIR) / "README.md"
 LEVELS_HEADING = "### What the levels mean"
 
@@ -39,7 +40,8 @@ INSTRUCTIONS = (
     "creditmon watches OpenRouter credits: balance, key caps, budgets, burn rate, days left and alerts. "
     "Start with get_status (levels: OK, WARNING, CRITICAL, UNKNOWN; days_left is when the binding money runs "
     "out). list_alerts shows what is wrong; acknowledge_alert or snooze_alert record that you are on it. "
-    "get_spend and get_history show where the money went."
+    "list_tasks gives one unit of work per alert (claim_task, then complete_task or dismiss_task); explain_spike "
+    "says why spend rose. get_spend and get_history show where the money went."
 )
 
 app = MCPServer("creditmon", instructions=INSTRUCTIONS)
@@ -59,7 +61,7 @@ def answers(fn):
             return fn(*args, **kwargs)
         except ToolError:
             raise
-        except ValueError as exc:
+        except (ValueError, agent_tasks.TaskNotFound, agent_tasks.TaskConflict) as exc:
             raise ToolError(str(exc)) from None
         except DatabaseError as exc:
             # The address and the driver's words are for the operator's log, not for the caller.
@@ -134,14 +136,20 @@ def alert_document(alert: Alert) -> dict:
 
 @app.tool()
 @answers
-def get_status() -> dict:
-    """The current status of every watched key and of the account: the same object as GET /api/status/.
+def get_status(
+    level: Literal["ok", "warning", "critical", "unknown"] | None = None, page: int = 1, per_page: int = 500
+) -> dict:
+    """The current status of the watched keys and of the account: the same object as GET /api/status/.
 
-    `level` is the worst of all (OK, WARNING, CRITICAL, UNKNOWN). Per key: `remaining`, `burn_rate` (USD/day),
-    `days_left` (until the money that binds runs out: the key's cap, a budget layer or the account balance,
-    named in `binding`), `message` (why the level), and `open_alerts`.
+    `level` is the worst of all (OK, WARNING, CRITICAL, UNKNOWN); `counts` the keys per level. Per key, worst
+    first: `remaining`, `burn_rate` (USD/day), `days_left` (until the money that binds runs out: the key's cap, a
+    budget layer or the account balance, named in `binding`), `message` (why the level), and `open_alerts`.
+    Many keys come in pages (`page`, `per_page` up to 1000); `level` here lists only the keys at that level.
     """
-    return status.build(timezone.now()).as_dict()
+    params = {"page": str(page), "per_page": str(per_page)}
+    if level:
+        params["level"] = level
+    return api.status_document(params, timezone.now())
 
 
 @app.tool()
@@ -264,6 +272,69 @@ def snooze_alert(alert_id: int, hours: float, note: str = "", ctx: Context | Non
     return {"result": "snoozed", "alert": alert_document(alert)}
 
 
+# --- spikes and agent tasks ------------------------------------------------------------------------
+
+
+@app.tool()
+@answers
+def explain_spike(key: str | None = None, model: str | None = None) -> dict:
+    """Why spend rose, from what creditmon stores: the key's rise today (its readings), and for each model whose
+    spend rose on the latest completed UTC day (the stored activity) which factor moved against its own baseline:
+    requests, tokens per request or price per token. Each statement names its data; `unknown` says what cannot
+    be known yet (today's per-model split arrives with tomorrow's activity). `key`: name, hash prefix or id; none
+    for the whole account. `model` narrows it to one model id.
+    """
+    found = find_key(key) if key else None
+    return drivers.explain_spike(found, timezone.now(), model=model or None)
+
+
+@app.tool()
+@answers
+def list_tasks(state: Literal["open", "claimed", "done", "dismissed", "all"] = "open") -> dict:
+    """Agent tasks (one per alert), newest first: `open` (default; an expired claim is open again), `claimed`,
+    `done`, `dismissed` or `all` (the newest 100). Each is a creditmon.task/v1 document: `id`, `kind` (top_up,
+    raise_budget, investigate_spike, replace_key, check_monitor...), `body` (Markdown with the figures),
+    `evidence`, `suggested_actions` and `done_when` (the condition that resolves its alert: check your work).
+    """
+    now = timezone.now()
+    found = agent_tasks.list_tasks(None if state == "all" else state, now=now)[:TASKS_LISTED]
+    return {"state": state, "count": len(found), "tasks": [agent_tasks.task_document(t, now) for t in found]}
+
+
+@app.tool()
+@answers
+def claim_task(task_id: int, agent: str, ctx: Context | None = None) -> dict:
+    """Claim an open task for `agent` (your name, shown on the Alerts page) before working on it. The claim holds
+    for a while (AGENT_TASK_CLAIM_MINUTES); claim again to renew it. A task another agent holds is refused with
+    who holds it and until when. Over HTTP this needs the operator token.
+    """
+    who = actor(ctx, write=True)
+    task = agent_tasks.claim(task_id, agent, by=who)
+    return {"result": "claimed", "task": agent_tasks.task_document(task)}
+
+
+@app.tool()
+@answers
+def complete_task(task_id: int, note: str, ctx: Context | None = None) -> dict:
+    """Mark a task done, saying in `note` what you did (for example "topped up $50, receipt 1234"). Its alert
+    resolves only when its condition clears (`done_when`). Over HTTP this needs the operator token.
+    """
+    who = actor(ctx, write=True)
+    task = agent_tasks.complete(task_id, note, by=who)
+    return {"result": "done", "task": agent_tasks.task_document(task)}
+
+
+@app.tool()
+@answers
+def dismiss_task(task_id: int, note: str, ctx: Context | None = None) -> dict:
+    """Close a task without doing it, saying why in `note` (for example "expected: a batch job runs tonight").
+    Over HTTP this needs the operator token.
+    """
+    who = actor(ctx, write=True)
+    task = agent_tasks.dismiss(task_id, note, by=who)
+    return {"result": "dismissed", "task": agent_tasks.task_document(task)}
+
+
 # --- resources and prompts -----------------------------------------------------------------------
 
 
@@ -272,7 +343,7 @@ def status_resource() -> str:
     """The current status (read-only): the object get_status returns."""
     close_old_connections()
     try:
-        return json.dumps(status.build(timezone.now()).as_dict())
+        return json.dumps(api.status_document({}, timezone.now()))
     finally:
         close_old_connections()
 

@@ -18,16 +18,17 @@ import pytest
 from django.utils import timezone
 from mcp.client import Client
 
-from monitoring import mcp_server, monitor
+from monitoring import drivers, mcp_server, monitor, tasks
 from monitoring.account import sync_activity
 from monitoring.mcp_server import app
-from monitoring.models import Alert, AlertEvent, ApiKey, Level
+from monitoring.models import AgentTask, Alert, AlertEvent, ApiKey, Level
 from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TOKEN = "mcp-read-token"
-TOOLS = {"get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert"}
+TOOLS = {"get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert", "explain_spike",
+         "list_tasks", "claim_task", "complete_task", "dismiss_task"}  # fmt: skip
 
 
 def run_async(make_coroutine):
@@ -110,6 +111,13 @@ def test_get_status_is_the_object_the_api_serves(checked, client):
     assert tool == served
 
 
+def test_get_status_pages_and_filters_as_the_api_does(checked, client):
+    critical = answer("get_status", {"level": "critical"})
+    assert critical["keys"] == [] and critical["page"]["level"] == "critical" and critical["counts"] == {"WARNING": 1}
+    assert [k["key"] for k in answer("get_status", {"level": "warning"})["keys"]] == [checked.display_name]
+    assert "page 2 is past the last page (1)" in error("get_status", {"page": 2})
+
+
 def test_get_history_is_the_object_the_api_serves(checked, client):
     tool = answer("get_history", {"days": 7})
     served = api(client, "/api/history/?days=7")
@@ -131,7 +139,7 @@ def test_get_history_names_a_key_by_name_hash_or_id_and_lists_them_when_unknown(
 
 
 def test_get_history_refuses_a_range_in_the_apis_words(checked):
-    assert "days must be between 0 and 3660" in error("get_history", {"days": 99999})
+    assert "days must be more than 0 and at most 3660" in error("get_history", {"days": 99999})
 
 
 def test_get_spend_by_model_and_by_day_match_the_spend_export(checked, settings, sim, client, django_user_model):
@@ -232,3 +240,53 @@ def test_no_tool_answer_carries_an_api_key(open_alert, settings):
     for result in answers:
         text = result.content[0].text
         assert PROD_KEY not in text and MANAGEMENT_KEY not in text
+
+
+# --- spikes and agent tasks ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def low_balance_task(sim, settings):
+    """A real monitoring run on a key with $4.50 left: the balance alert opens, and with it a top_up task."""
+    settings.FORECAST_WARNING_DAYS = settings.FORECAST_CRITICAL_DAYS = 0
+    settings.SPIKE_MIN_USD = 1e9
+    settings.AGENT_WEBHOOK_URL = ""
+    settings.API_TOKEN, settings.API_OPERATOR_TOKEN = TOKEN, "mcp-operator-token"
+    sim.set_key(PROD_KEY, limit=100.0, usage=95.5, limit_remaining=None)
+    tasks.monitor_job(now=timezone.now())
+    return AgentTask.objects.get(alert__condition=Alert.BALANCE)
+
+
+def test_an_agent_lists_claims_and_completes_a_top_up_task(low_balance_task, client):
+    listed = answer("list_tasks")
+    assert [t["id"] for t in listed["tasks"]] == [low_balance_task.pk]
+    task = listed["tasks"][0]
+    assert task["schema"] == "creditmon.task/v1" and task["kind"] == "top_up" and task["state"] == "open"
+    assert "Balance: $4.50 remaining" in task["body"]
+
+    claimed = answer("claim_task", {"task_id": task["id"], "agent": "budget-bot"})
+    assert claimed["task"]["state"] == "claimed" and claimed["task"]["claimed_by"] == "budget-bot"
+    assert "claimed by budget-bot" in error("claim_task", {"task_id": task["id"], "agent": "other-bot"})
+
+    done = answer("complete_task", {"task_id": task["id"], "note": "topped up $50"})
+    assert done["task"]["state"] == "done" and done["task"]["note"] == "topped up $50"
+    served = client.get("/api/tasks/?state=done", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert [(t["id"], t["state"]) for t in served["tasks"]] == [(task["id"], "done")]
+    assert "already done" in error("dismiss_task", {"task_id": task["id"], "note": "never mind"})
+    assert answer("list_tasks")["tasks"] == []
+
+
+def test_dismissing_an_unknown_task_is_a_sentence(low_balance_task):
+    assert "No agent task 999999" in error("dismiss_task", {"task_id": 999999, "note": "x"})
+    dismissed = answer("dismiss_task", {"task_id": low_balance_task.pk, "note": "expected: the top-up is booked"})
+    assert dismissed["task"]["state"] == "dismissed"
+    assert [t["id"] for t in answer("list_tasks", {"state": "dismissed"})["tasks"]] == [low_balance_task.pk]
+
+
+def test_explain_spike_is_the_explanation_the_alert_carries(checked):
+    now = timezone.now()
+    explained = answer("explain_spike", {"key": checked.display_name})
+    direct = drivers.explain_spike(checked, now)
+    assert explained["key"] == checked.display_name and explained["text"]
+    assert explained["factors"] == direct["factors"] and explained["unknown"] == direct["unknown"]
+    assert "No key named 'nobody'" in error("explain_spike", {"key": "nobody"})

@@ -99,7 +99,10 @@ def test_the_sdks_stdio_client_lists_the_tools_and_reads_what_checkcredits_json_
             return tools, result
 
     tools, result = run_async(session)
-    assert set(tools) >= {"get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert"}
+    assert set(tools) == {
+        "get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert",
+        "explain_spike", "list_tasks", "claim_task", "complete_task", "dismiss_task",
+    }  # fmt: skip
     assert not result.is_error, result.content[0].text
     served = json.loads(result.content[0].text)
     assert served["level"] == printed["status"]
@@ -253,10 +256,14 @@ def test_mcp_over_http_reads_with_the_token_and_acts_only_with_the_operators(web
         key=ApiKey.objects.get(is_primary=True), condition=Alert.BALANCE, level=Level.WARNING, message="Credits low"
     )
     acknowledge = ("acknowledge_alert", {"alert_id": alert.pk, "note": "topping up"})
-    tools, (status, refused) = over_http(base + "/mcp", READ_TOKEN, [("get_status", {}), acknowledge])
-    assert "acknowledge_alert" in tools
+    claim = ("claim_task", {"task_id": 1, "agent": "bot"})
+    tools, (status, refused, refused_claim) = over_http(
+        base + "/mcp", READ_TOKEN, [("get_status", {}), acknowledge, claim]
+    )
+    assert {"acknowledge_alert", "claim_task", "complete_task", "dismiss_task"} <= set(tools)
     assert not status.is_error and json.loads(status.content[0].text)["keys"][0]["days_left"] == 2.0
     assert refused.is_error and "operator token" in refused.content[0].text
+    assert refused_claim.is_error and "operator token" in refused_claim.content[0].text
     alert.refresh_from_db()
     assert alert.acknowledged_at is None and not AlertEvent.objects.filter(alert=alert).exists()
 
