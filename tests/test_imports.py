@@ -27,6 +27,7 @@ RANKS = {
     "roles": 0,  # who may act: settings and the user alone
     "agent_webhook": 2,  # posts task documents; knows the rows, not what they say
     "schedule": 2,
+    "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
     "retention": 3,
     "status": 3,
