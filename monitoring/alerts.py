@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from . import drivers, forecast, notify, status
+from . import agent_tasks, drivers, forecast, notify, status
 from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level, severity
 from .status import KeyStatus, Status, money
 
@@ -105,6 +105,7 @@ def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
         rise = [(key_status.name, today - average * (now - midnight).total_seconds() / 86400, "today")]
         message += (
             f". Behind it: {drivers.key_drivers(rise) or 'keys: unknown'}; {drivers.model_drivers(key_status.key)}"
+            f". Why: {drivers.explain_spike(key_status.key, now)['text']}"
         )
         return Condition(key_status.key, Alert.SPIKE, Level.WARNING, message, today)
     message = f"Spent {money(today)} today (the {baseline})"
@@ -394,6 +395,7 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
+    agent_tasks.on_alert_event(alert, kind, now)  # the alert's task opens, follows and closes with it
     if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now
@@ -438,20 +440,22 @@ def act_on(alert: Alert, kind: str, changes: dict, message: str, who: str, now: 
     return event
 
 
-def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
+def acknowledge(alert: Alert, user, now: datetime | None = None, note: str = "") -> AlertEvent | None:
     """Silence an open alert's reminders until it resolves; None when it already was acknowledged."""
     now, who = now or timezone.now(), notify.username(user)
     message = f"Acknowledged by {who or 'someone'}: no reminders until it resolves (a worse level notifies)"
+    message += f". Note: {note}" if note else ""
     changes = {"acknowledged_at": now, "acknowledged_by": who}
     return act_on(alert, AlertEvent.ACKNOWLEDGED, changes, message, who, now, lambda a: a.acknowledged_at is None)
 
 
-def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> AlertEvent:
+def snooze(alert: Alert, until: datetime, user, now: datetime | None = None, note: str = "") -> AlertEvent:
     """Silence an open alert until a time; reminders resume after it if the alert is still open."""
     now, who = now or timezone.now(), notify.username(user)
     if until <= now:
         raise ValueError("Snooze until a time in the future.")
     message = f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC"
+    message += f". Note: {note}" if note else ""
     changes = {"snoozed_until": until, "snoozed_by": who}
     return act_on(alert, AlertEvent.SNOOZED, changes, message, who, now, lambda a: True)
 

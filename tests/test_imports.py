@@ -23,16 +23,20 @@ RANKS = {
     "rollups": 0,  # below the models: their rows, the credit log looked up through the app registry
     "openrouter": 2,
     "outlook": 2,
-    "drivers": 2,
+    "spike_factors": 0,  # pure maths: which factor of spend moved
+    "roles": 0,  # who may act: settings and the user alone
+    "agent_webhook": 2,  # posts task documents; knows the rows, not what they say
     "schedule": 2,
     "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
     "retention": 3,
     "status": 3,
     "report": 4,
+    "drivers": 4,  # reads the key's readings the way the status does
     "plugin": 4,  # the monitoring-plugin output, beside the seed's report
     "account": 4,
     "notify": 5,
+    "agent_tasks": 5,  # beside notify: the alert lifecycle opens and closes them
     "alerts": 6,
     "monitor": 7,
     "dashboard": 8,  # what the pages show, read from status and the rollups
