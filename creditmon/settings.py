@@ -354,6 +354,13 @@ API_TOKEN = env("API_TOKEN", "")
 # May also act (acknowledge, snooze, agent tasks) over the API and /mcp.
 API_OPERATOR_TOKEN = env("API_OPERATOR_TOKEN", "")
 
+# --- Agent tasks -----------------------------------------------------------------------------
+# Each created, updated and closed task is POSTed here as JSON, signed with AGENT_WEBHOOK_SECRET.
+AGENT_WEBHOOK_URL = envurl("AGENT_WEBHOOK_URL", example="https://agents.example.com/creditmon")
+AGENT_WEBHOOK_SECRET = env("AGENT_WEBHOOK_SECRET", "")
+AGENT_WEBHOOK_TIMEOUT = envfloat("AGENT_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)  # a dead receiver never holds a check
+AGENT_TASK_CLAIM_MINUTES = envint("AGENT_TASK_CLAIM_MINUTES", 60, minimum=1)  # an expired claim is open again
+
 # Demo mode: the built-in simulated OpenRouter stands in for the real one (set by `make run` without a key).
 CREDITMON_DEMO = envbool("CREDITMON_DEMO", "False")
 

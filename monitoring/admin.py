@@ -8,6 +8,7 @@ from django.template.defaultfilters import truncatechars
 
 from .models import (
     Activity,
+    AgentTask,
     Alert,
     AlertEvent,
     ApiKey,
@@ -16,6 +17,7 @@ from .models import (
     CataloguePrice,
     CreditLog,
     Delivery,
+    TaskDelivery,
 )
 
 admin.site.site_header = "creditmon admin"
@@ -163,6 +165,60 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="channel", ordering="channel")
     def short_channel(self, obj):
         return truncatechars(obj.channel, 50)
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return truncatechars(obj.error, 80)
+
+
+class TaskDeliveryInline(admin.TabularInline):
+    model = TaskDelivery
+    extra = 0
+    can_delete = False
+    fields = ("created", "event", "attempt", "status", "http_status", "error", "duration_ms")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AgentTask)
+class AgentTaskAdmin(ReadOnlyAdmin):
+    """Agents change tasks through /api/tasks/ and the MCP tools (claims, notes, webhooks); here they are read."""
+
+    list_display = (
+        time_column("created_at", "created (UTC)"),
+        "kind",
+        "state",
+        "short_title",
+        "key",
+        "claimed_by",
+        time_column("done_at", "done (UTC)"),
+    )
+    list_filter = ("state", "kind", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("title", "body", "claimed_by", "note")
+    list_select_related = ("key",)
+    inlines = [TaskDeliveryInline]
+
+    @admin.display(description="title")
+    def short_title(self, obj):
+        return truncatechars(obj.title, 80)
+
+
+@admin.register(TaskDelivery)
+class TaskDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        time_column("created", "created (UTC)"),
+        "task",
+        "event",
+        "attempt",
+        "status",
+        "http_status",
+        "duration_ms",
+        "short_error",
+    )
+    list_filter = ("status", "event", ("created", admin.DateFieldListFilter))
+    search_fields = ("error", "message_id")
 
     @admin.display(description="error")
     def short_error(self, obj):

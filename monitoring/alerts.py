@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from . import advisor, drivers, forecast, notify, status
+from . import advisor, agent_tasks, drivers, forecast, notify, status
 from .models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Lease, Level, severity
 from .status import KeyStatus, Status, money
 
@@ -90,18 +90,25 @@ def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
     tz = status.reporting_zone()
     samples = CreditLog.objects.usage_samples(key_status.key, now - timedelta(days=window + 1))
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    average = forecast.burn_rate_per_day([s for s in samples if s[0] <= midnight], midnight, window)
+    before = [s for s in samples if s[0] <= midnight]
+    average = forecast.burn_rate_per_day(before, midnight, window)
     if average is None:
         return None  # no history before today to compare with
+    # The baseline named with its window and source: the card's burn rate is another average (it includes today).
+    inside = [when for when, _ in before if when >= midnight - timedelta(days=window)]
+    span = (max(inside) - min(inside)).total_seconds() / 86400
+    days = f"{window:g} days" if span >= status.FULL_WINDOW_SHARE * window else status.span_text(span)
+    baseline = f"{money(average)}/day average over the {days} before today (logged checks)"
     today = forecast.spend_today(samples, now, tz)
     if forecast.is_spike(today, average, settings.SPIKE_FACTOR, settings.SPIKE_MIN_USD):
-        message = f"Spent {money(today)} today, over {settings.SPIKE_FACTOR:g}x the {money(average)}/day average"
+        message = f"Spent {money(today)} today, over {settings.SPIKE_FACTOR:g}x the {baseline}"
         rise = [(key_status.name, today - average * (now - midnight).total_seconds() / 86400, "today")]
         message += (
             f". Behind it: {drivers.key_drivers(rise) or 'keys: unknown'}; {drivers.model_drivers(key_status.key)}"
+            f". Why: {drivers.explain_spike(key_status.key, now)['text']}"
         )
         return Condition(key_status.key, Alert.SPIKE, Level.WARNING, message, today)
-    message = f"Spent {money(today)} today (average {money(average)}/day)"
+    message = f"Spent {money(today)} today (the {baseline})"
     return Condition(key_status.key, Alert.SPIKE, Level.OK, message)
 
 
@@ -415,6 +422,7 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
+    agent_tasks.on_alert_event(alert, kind, now)  # the alert's task opens, follows and closes with it
     if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now
@@ -459,20 +467,22 @@ def act_on(alert: Alert, kind: str, changes: dict, message: str, who: str, now: 
     return event
 
 
-def acknowledge(alert: Alert, user, now: datetime | None = None) -> AlertEvent | None:
+def acknowledge(alert: Alert, user, now: datetime | None = None, note: str = "") -> AlertEvent | None:
     """Silence an open alert's reminders until it resolves; None when it already was acknowledged."""
     now, who = now or timezone.now(), notify.username(user)
     message = f"Acknowledged by {who or 'someone'}: no reminders until it resolves (a worse level notifies)"
+    message += f". Note: {note}" if note else ""
     changes = {"acknowledged_at": now, "acknowledged_by": who}
     return act_on(alert, AlertEvent.ACKNOWLEDGED, changes, message, who, now, lambda a: a.acknowledged_at is None)
 
 
-def snooze(alert: Alert, until: datetime, user, now: datetime | None = None) -> AlertEvent:
+def snooze(alert: Alert, until: datetime, user, now: datetime | None = None, note: str = "") -> AlertEvent:
     """Silence an open alert until a time; reminders resume after it if the alert is still open."""
     now, who = now or timezone.now(), notify.username(user)
     if until <= now:
         raise ValueError("Snooze until a time in the future.")
     message = f"Snoozed by {who or 'someone'} until {until:%Y-%m-%d %H:%M} UTC"
+    message += f". Note: {note}" if note else ""
     changes = {"snoozed_until": until, "snoozed_by": who}
     return act_on(alert, AlertEvent.SNOOZED, changes, message, who, now, lambda a: True)
 

@@ -237,12 +237,17 @@ def status_view(request: HttpRequest) -> JsonResponse:
     """Current status per key and for the account: levels, burn rates, days left, open alerts."""
     if (refused := api_auth_error(request)) is not None:
         return refused
-    found = status.build(timezone.now())
     try:
-        keys, page = status_page(request.GET, found.keys)
+        return JsonResponse(status_document(request.GET, timezone.now()))
     except ValueError as error:
         return JsonResponse({"error": str(error)}, status=400)
-    return JsonResponse({**found.as_dict(keys), "counts": found.counts, "page": page})
+
+
+def status_document(params, now: datetime) -> dict:
+    """The /api/status/ object: the status built once, a page of its keys. Raises ValueError for a bad page."""
+    found = status.build(now)
+    keys, page = status_page(params, found.keys)
+    return {**found.as_dict(keys), "counts": found.counts, "page": page}
 
 
 STATUS_PER_PAGE, STATUS_MAX_PER_PAGE = 500, 1000
@@ -438,6 +443,35 @@ def _utc_iso(value) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+def history_document(params, now: datetime) -> dict:
+    """The /api/history/ object for `days` or `start`/`end`, `resolution` and `key` (hash prefix or name).
+
+    Raises ValueError (a bad range) or LookupError (no such key) with a message fit to show the caller.
+    """
+    start, end = requested_range(params, now)
+    resolution = resolution_for(start, end, params.get("resolution"))
+    keys = list(ApiKey.objects.all())
+    if wanted := params.get("key"):
+        keys = [k for k in keys if k.hash.startswith(wanted.lower()) or k.display_name == wanted]
+        if not keys:
+            raise LookupError(f"no such key: {wanted[:80]}")
+    points = history_points(start, end, resolution, keys)
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "resolution": resolution,
+        "bucket_note": None
+        if resolution == "raw"
+        else "one row per key per UTC bucket: usage is the highest reading (it is cumulative), "
+        "remaining and account_balance the lowest",
+        "keys": [
+            {"key": key.display_name, "key_hash": key.hash[:HASH_PREFIX], "points": points[key.pk]}
+            for key in keys
+            if points[key.pk]
+        ],
+    }
+
+
 @login_not_required
 @require_GET
 @never_cache
@@ -445,31 +479,9 @@ def history(request: HttpRequest) -> JsonResponse:
     """Logged history per key over `?days=N` or `?start=&end=`; bucketed by the database beyond a week."""
     if (refused := api_auth_error(request)) is not None:
         return refused
-    now = timezone.now()
     try:
-        start, end = requested_range(request.GET, now)
-        resolution = resolution_for(start, end, request.GET.get("resolution"))
+        return JsonResponse(history_document(request.GET, timezone.now()))
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    keys = list(ApiKey.objects.all())
-    if wanted := request.GET.get("key"):
-        keys = [k for k in keys if k.hash.startswith(wanted.lower()) or k.display_name == wanted]
-        if not keys:  # an empty list would read as "no data"
-            return JsonResponse({"error": f"no such key: {wanted[:80]}"}, status=404)
-    points = history_points(start, end, resolution, keys)
-    return JsonResponse(
-        {
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "resolution": resolution,
-            "bucket_note": None
-            if resolution == "raw"
-            else "one row per key per UTC bucket: usage is the highest reading (it is cumulative), "
-            "remaining and account_balance the lowest",
-            "keys": [
-                {"key": key.display_name, "key_hash": key.hash[:HASH_PREFIX], "points": points[key.pk]}
-                for key in keys
-                if points[key.pk]
-            ],
-        }
-    )
+    except LookupError as exc:  # an empty list would read as "no data"
+        return JsonResponse({"error": str(exc)}, status=404)

@@ -33,6 +33,15 @@ def check_configuration(app_configs, **kwargs):
         )
     if settings.CHECK_INTERVAL_MINUTES < 1:
         problems.append(Warning("CHECK_INTERVAL_MINUTES must be at least 1.", id="monitoring.W004"))
+    if settings.AGENT_WEBHOOK_URL and not settings.AGENT_WEBHOOK_SECRET:
+        problems.append(
+            Warning(
+                "AGENT_WEBHOOK_URL is set without AGENT_WEBHOOK_SECRET: agent tasks are posted unsigned.",
+                hint='Set AGENT_WEBHOOK_SECRET (python -c "import secrets; print(secrets.token_urlsafe(32))") and '
+                "check X-Creditmon-Signature in the receiver.",
+                id="monitoring.W019",
+            )
+        )
     return problems
 
 

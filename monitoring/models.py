@@ -122,8 +122,12 @@ class SpendWindow:
         return self.spent / span if span > 0 else None
 
 
-# The reset rule in SQL, as forecast.spend_between writes it in Python: a drop in usage is a new counter.
-SPEND_STEP_SQL = "CASE WHEN {u} >= {prev} THEN {u} - {prev} ELSE {u} END"
+# The reset rule in SQL, as forecast.spend_between writes it in Python: a drop in usage is a new counter
+# (a drop within the API's rounding is no spend).
+SPEND_STEP_SQL = (
+    f"CASE WHEN {{u}} >= {{prev}} THEN {{u}} - {{prev}} WHEN {{u}} >= {{prev}} - {forecast.ROUNDING_USD:f} THEN 0"
+    " ELSE {u} END"
+)
 
 
 def chain_total(prev: tuple | None, when: datetime, usage: float) -> float | None:
@@ -622,6 +626,114 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}: {self.status}"
+
+
+class AgentTaskQuerySet(models.QuerySet):
+    def in_state(self, state: str, now: datetime) -> AgentTaskQuerySet:
+        """Tasks whose current state is `state`: a claim past its expiry counts as open again."""
+        expired = Q(state=AgentTask.CLAIMED, claim_expires_at__lte=now)
+        if state == AgentTask.OPEN:
+            return self.filter(Q(state=AgentTask.OPEN) | expired)
+        if state == AgentTask.CLAIMED:
+            return self.filter(state=AgentTask.CLAIMED).exclude(expired)
+        return self.filter(state=state)
+
+    def active(self) -> AgentTaskQuerySet:
+        return self.filter(state__in=[AgentTask.OPEN, AgentTask.CLAIMED])
+
+
+class AgentTask(models.Model):
+    """A unit of work for an agent or a person: one per alert (or opened on its own), with its evidence."""
+
+    TOP_UP = "top_up"
+    RAISE_BUDGET = "raise_budget"
+    INVESTIGATE_SPIKE = "investigate_spike"
+    REPLACE_KEY = "replace_key"
+    CHECK_MONITOR = "check_monitor"
+    MIGRATE_MODEL = "migrate_model"
+    OPTIMIZE_MODELS = "optimize_models"
+    KIND_CHOICES = [
+        (TOP_UP, "Top up"),
+        (RAISE_BUDGET, "Raise a budget"),
+        (INVESTIGATE_SPIKE, "Investigate a spike"),
+        (REPLACE_KEY, "Replace a key"),
+        (CHECK_MONITOR, "Check the monitor"),
+        (MIGRATE_MODEL, "Migrate off a model"),
+        (OPTIMIZE_MODELS, "Optimise model choice"),
+    ]
+    OPEN = "open"
+    CLAIMED = "claimed"
+    DONE = "done"
+    DISMISSED = "dismissed"
+    STATE_CHOICES = [(OPEN, "open"), (CLAIMED, "claimed"), (DONE, "done"), (DISMISSED, "dismissed")]
+    CLOSED_STATES = (DONE, DISMISSED)
+
+    kind = models.CharField(max_length=30, choices=KIND_CHOICES)
+    state = models.CharField(max_length=10, choices=STATE_CHOICES, default=OPEN, db_index=True)
+    title = models.CharField(max_length=300)
+    body = models.TextField(help_text="Markdown: the evidence, what to do, and when it is done")
+    evidence = models.JSONField(default=dict, help_text="The figures as data, read from the status")
+    suggested_actions = models.JSONField(default=list)
+    done_when = models.TextField(blank=True, help_text="The condition that resolves the alert")
+    alert = models.OneToOneField(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="task")
+    key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    claimed_by = models.CharField(max_length=150, blank=True, help_text="The agent (or person) working on it")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    updated_by = models.CharField(max_length=150, blank=True, help_text="Who made the last change (user or token)")
+
+    objects = AgentTaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "agent task"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} ({self.state}): {self.title}"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state in self.CLOSED_STATES
+
+    def claim_expired(self, now: datetime) -> bool:
+        return self.state == self.CLAIMED and self.claim_expires_at is not None and self.claim_expires_at <= now
+
+    def current_state(self, now: datetime) -> str:
+        """The state as agents see it: an expired claim is open again."""
+        return self.OPEN if self.claim_expired(now) else self.state
+
+
+class TaskDelivery(models.Model):
+    """One attempt to POST one task event to AGENT_WEBHOOK_URL: a retry is a new row with the same body."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    STATUS_CHOICES = [(PENDING, "pending"), (SENT, "sent"), (FAILED, "failed")]
+
+    task = models.ForeignKey(AgentTask, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=20, help_text="task.created, task.updated or task.closed")
+    message_id = models.CharField(max_length=36, help_text="The same on every attempt of one event")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    body = models.TextField(help_text="The exact JSON posted (never a key)")
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=PENDING, db_index=True)
+    retried = models.BooleanField(default=False, help_text="A later attempt was made")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name_plural = "task deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.task_id} attempt {self.attempt}: {self.status}"
 
 
 class Lease(models.Model):

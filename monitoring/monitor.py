@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import account as account_room
-from . import alerts, catalogue, forecast, notify, status
+from . import agent_webhook, alerts, catalogue, forecast, notify, status
 from .logredact import redact
 from .models import ApiKey, CreditLog, DailyFigure, Level, chain_total
 from .openrouter import (
@@ -446,6 +446,7 @@ def run_monitor(now: datetime | None = None) -> status.Status:
         notify.deliver_pending(now)
     except Exception:
         logger.exception("Notification delivery failed")
+    agent_webhook.deliver_pending(now)  # never raises: a dead receiver is a failed row, retried next run
     if evaluation_error is not None:
         raise evaluation_error
     return found

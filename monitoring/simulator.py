@@ -68,6 +68,8 @@ SCENARIOS: dict[str, str] = {
     "management": "steady figures with no drift; account 250.0 credits, 180.5 used -> balance 69.5",
     "many-keys": "management scenario plus 150 keys key-000..key-149 (key-013 disabled, key-137 expired)",
     "credits-zero-quirk": "steady figures, no drift; /credits with an inference key answers 200 0/0 instead of 403",
+    "runaway-model": "management figures; since 2 days ago PROD's anthropic/claude-sonnet-4 sends 8x its requests "
+    "(spend drifts: PROD about $11/day instead of $3.2)",
     **{name: f"failure: {desc}" for name, desc in FAILURES.items()},
 }
 
@@ -470,6 +472,27 @@ class Clock:
 
 
 @dataclass
+class Surge:
+    """One model of one key runs away from `since`: its requests, tokens per request and price multiply."""
+
+    model: str
+    since: datetime
+    requests: float = 1.0
+    tokens: float = 1.0
+    price: float = 1.0
+
+    @property
+    def spend(self) -> float:
+        return self.requests * self.tokens * self.price
+
+    def share_of(self, day: date) -> float:
+        """The part of a UTC day that is past `since` (0 before it, 1 after it)."""
+        start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        seconds = (start + timedelta(days=1) - max(start, self.since)).total_seconds()
+        return min(max(seconds / 86400, 0.0), 1.0)
+
+
+@dataclass
 class SimKey:
     token: str
     name: str
@@ -499,6 +522,7 @@ class SimKey:
     is_management: bool = False
     spend_by_day: dict[date, float] | None = None  # a replayed trace's exact spend per UTC day, for /activity
     activity_models: list[str] | None = None  # the catalogue models its activity uses (None: MODELS)
+    surge: Surge | None = None  # one model running away (set_model_surge)
 
     @property
     def hash(self) -> str:
@@ -605,6 +629,7 @@ class Simulator:
         self.log_requests = False  # print one line per request (the command turns it on)
         self.many_keys = 150  # how many keys the many-keys world lists (the benchmark scales it up)
         self.requests: list[dict] = []
+        self.inbox: list[Any] = []  # what was posted to /_sim/inbox
         self.keys: dict[str, SimKey] = {}
         self.account = Account(0.0, 0.0, self.now())
         self.failure = Failure()
@@ -683,7 +708,7 @@ class Simulator:
             # The demo's world ("steady") uses a model that is going away; the others stay quiet about it.
             self.retiring = {EXPIRING_MODEL: EXPIRES_IN_DAYS} if name == "steady" else {}
             self.keys = {}
-            drift = name == "steady"  # every other scenario keeps exact figures
+            drift = name in ("steady", "runaway-model")  # every other scenario keeps exact figures
             self._add(
                 PROD_KEY,
                 "Production Key",
@@ -745,6 +770,8 @@ class Simulator:
                         created_days_ago=60 - i * 0.25,
                         last_used_at=iso(now - timedelta(hours=i)) if i % 2 == 0 else None,
                     )
+            elif name == "runaway-model":
+                self.set_model_surge(PROD_KEY, MODELS[1][0], requests=8.0, since=now - timedelta(days=2))
             elif name in FAILURES:
                 self.failure = Failure(name, None)
 
@@ -826,6 +853,49 @@ class Simulator:
         """Serve exactly this spend per UTC day in /activity for the key (None: back to its rate)."""
         with self._lock:
             self.keys[token].spend_by_day = dict(spend_by_day) if spend_by_day is not None else None
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Stand where a saved world is (JSON-able, from monitoring.demo): {"keys": {token: set_key fields},
+        "daily": {token: {ISO date: spend}}, "account": [total_credits, total_usage]}."""
+        for token, fields in state.get("keys", {}).items():
+            self.set_key(token, **fields)
+        for token, days in state.get("daily", {}).items():
+            self.set_daily_spend(token, {date.fromisoformat(day): spend for day, spend in days.items()})
+        if state.get("account"):
+            self.set_account(*state["account"])
+
+    def set_model_surge(
+        self,
+        token: str,
+        model: str | None,
+        requests: float = 1.0,
+        tokens: float = 1.0,
+        price: float = 1.0,
+        since: datetime | None = None,
+    ) -> None:
+        """Make one model of a key run away from `since` (default now): its requests, tokens per request and
+        price multiply in /activity, and the key's live spend grows by that model's extra share. None: stop."""
+        names = [m[0] for m in MODELS]
+        with self._lock:
+            now = self.now()
+            self._materialize(now)
+            k = self.keys[token]
+            if k.surge is not None:  # undo the previous surge's extra live spend first
+                k.spend_per_day = max(0.0, k.spend_per_day - self._surge_extra(k, k.surge))
+                k.surge = None
+            if model is None:
+                return
+            if model not in names:
+                raise ValueError(f"unknown model {model!r}; known: {', '.join(names)}")
+            if min(requests, tokens, price) <= 0:
+                raise ValueError("requests, tokens and price are positive factors")
+            k.surge = Surge(model, since or now, float(requests), float(tokens), float(price))
+            k.spend_per_day += self._surge_extra(k, k.surge)
+
+    @staticmethod
+    def _surge_extra(k: SimKey, surge: Surge) -> float:
+        share = next(m[3] for m in MODELS if m[0] == surge.model) / sum(m[3] for m in MODELS)
+        return k.history_rate() * share * (surge.spend - 1.0)
 
     def set_account(self, total_credits: float, total_usage: float) -> None:
         with self._lock:
@@ -1003,7 +1073,19 @@ class Simulator:
             else:
                 per_req, scale = per_req or 0.001, 1.0
             requests = max(1, round(usage / per_req))
-            prompt = round(requests * prompt_1 * scale)
+            per_prompt, per_completion, per_reasoning = (
+                round(n * scale) for n in (prompt_1, completion_1, reasoning_1)
+            )
+            surge = k.surge if k.surge is not None and k.surge.model == model else None
+            share = surge.share_of(day) if surge is not None else 0.0
+            if surge is not None and share > 0:  # the runaway part of the day: more calls, longer, dearer
+                extra = requests * share * (surge.requests - 1)
+                requests = max(1, round(requests + extra))
+                usage *= 1 + share * (surge.spend - 1)
+                per_prompt, per_completion, per_reasoning = (
+                    round(n * (1 + share * (surge.tokens - 1))) for n in (per_prompt, per_completion, per_reasoning)
+                )
+            prompt = requests * per_prompt
             rows.append(
                 {
                     "date": day.isoformat(),
@@ -1015,8 +1097,8 @@ class Simulator:
                     "byok_usage_inference": 0.0,
                     "requests": requests,
                     "prompt_tokens": prompt,
-                    "completion_tokens": round(requests * completion_1 * scale),
-                    "reasoning_tokens": round(requests * reasoning_1 * scale),
+                    "completion_tokens": requests * per_completion,
+                    "reasoning_tokens": requests * per_reasoning,
                     "cached_tokens": int(prompt * cached_share),
                 }
             )
@@ -1166,6 +1248,12 @@ class Simulator:
     # ---- control API -----------------------------------------------------------------------
     def _control(self, method: str, path: str, body: Any) -> _Reply:
         try:
+            if path == "/_sim/inbox":  # a notification channel on loopback (the demo's): Apprise's json:// posts
+                with self._lock:
+                    if method == "POST":
+                        self.inbox.append(body)
+                        return _Reply(200, {"ok": True})
+                    return _Reply(200, {"received": copy.deepcopy(self.inbox)})
             if method == "GET" and path == "/_sim/state":
                 return _Reply(200, self.state())
             if method == "GET" and path == "/_sim/requests":
@@ -1195,6 +1283,15 @@ class Simulator:
                     return _error(404, "unknown key; give a name to add it")
                 else:
                     self.set_key(token, **fields)
+            elif path == "/_sim/surge":  # {"token" or "hash", "model" (null: stop), "requests", "tokens", "price"}
+                token = body.get("token") or next(
+                    (k.token for k in self.keys.values() if k.hash == body.get("hash")), None
+                )
+                if token not in self.keys:
+                    return _error(404, "unknown key")
+                since = parse_iso(body["since"]) if body.get("since") else None
+                factors = {f: float(body[f]) for f in ("requests", "tokens", "price") if f in body}
+                self.set_model_surge(token, body.get("model"), since=since, **factors)
             elif path == "/_sim/account":
                 self.set_account(float(body["total_credits"]), float(body["total_usage"]))
             elif path == "/_sim/failure":

@@ -1,7 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from . import api, exports, views
+from . import api, api_tasks, exports, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="monitoring-health", permanent=False), name="monitoring-index"),
@@ -22,4 +22,10 @@ urlpatterns = [
     path("api/status/", api.status_view, name="monitoring-api-status"),
     path("api/history/", api.history, name="monitoring-api-history"),
     path("api/models/advice", api.models_advice, name="monitoring-api-models-advice"),
+    path("api/tasks/", api_tasks.task_list, name="monitoring-api-tasks"),
+    re_path(  # with or without the trailing slash: agents post to /api/tasks/7/claim
+        r"^api/tasks/(?P<task_id>[0-9]+)/(?P<action>claim|complete|dismiss)/?$",
+        api_tasks.task_action,
+        name="monitoring-api-task-action",
+    ),
 ]

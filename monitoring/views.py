@@ -14,12 +14,13 @@ from django_q.models import Task
 
 from . import alerts as alert_rules
 from . import broker, dashboard, notify, schedule, status
-from .models import Alert, AlertEvent, ApiKey, Level
+from .models import AgentTask, Alert, AlertEvent, ApiKey, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
 # A flash message takes the colour of the level the key's card shows.
 FLASH = {Level.OK: messages.SUCCESS, Level.WARNING: messages.WARNING, Level.UNKNOWN: messages.WARNING}
 EVENTS_PER_PAGE = 25
+TASKS_SHOWN = 15  # the newest agent tasks on the Alerts page; the API and the admin list them all
 CHECK_NOW = "check_now"  # session key: the queued Check now task and when it was queued
 WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker may not be running
 CHECK_NOW_GIVE_UP = timedelta(hours=1)  # stop waiting on the page (the task stays queued for the worker)
@@ -128,9 +129,13 @@ def alerts(request):
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
     found = request.creditmon_status = status.build(now)  # the page's states and the verdict in its header
     states = [s for s in found.keys if s.key is not None]
-    open_alerts = list(Alert.objects.open().select_related("key").worst_first())
+    open_alerts = list(Alert.objects.open().select_related("key", "task").worst_first())
     for alert in open_alerts:
         alert.snoozed_now = alert.snoozed_until is not None and alert.snoozed_until > now
+        alert.agent_task = getattr(alert, "task", None)  # None when no task (a reverse one-to-one raises)
+    recent_tasks = list(AgentTask.objects.select_related("key", "alert")[:TASKS_SHOWN])
+    for task in recent_tasks:
+        task.state_now = task.current_state(now)  # an expired claim shows as open, as agents see it
     ctx = {
         "page": "alerts",
         "configured": dashboard.is_configured(),
@@ -138,6 +143,7 @@ def alerts(request):
         "open_alerts": open_alerts,
         "thresholds": dashboard.thresholds(),
         "events": page,
+        "agent_tasks": recent_tasks,
         "snooze_choices": SNOOZE_CHOICES,
         "channels": notify.channels(),
         "now": now,

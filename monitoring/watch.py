@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from . import alerts, drivers, forecast, monitor, notify, status
+from . import agent_webhook, alerts, drivers, forecast, monitor, notify, status
 from .models import Alert, ApiKey, CreditLog, Level, WatchState
 from .openrouter import Client, KeySnapshot, OpenRouterError
 
@@ -168,7 +168,8 @@ def runaway_condition(pace: Pace, paces: list[Pace], now: datetime) -> alerts.Co
     rises = [(p.key.display_name, p.rise, f"in {p.minutes:.0f} min") for p in paces]
     message = (
         f"Runaway: {money(pace.spent)} in {pace.minutes:.0f} min = {money(pace.rate)}/day{times}{lately}; {outlook}. "
-        f"Behind it: {drivers.key_drivers(rises) or 'keys: unknown'}; {drivers.model_drivers(pace.key)}"
+        f"Behind it: {drivers.key_drivers(rises) or 'keys: unknown'}; {drivers.model_drivers(pace.key)}. "
+        f"Why: {drivers.explain_spike(pace.key, now)['text']}"
     )
     return alerts.Condition(pace.key, Alert.RUNAWAY, level, message, pace.rate)
 
@@ -204,10 +205,11 @@ def run_watch(now: datetime | None = None) -> list[Pace]:
         if pace.runaway:
             logger.warning("Spend watch: %s spends %.2f $/day over %.0f min", pace.key.display_name, pace.rate,
                            pace.minutes)  # fmt: skip
+    statuses = monitor.check_all(now=now)  # the reading that backs the alert (and its explanation), for every key
     conditions = [runaway_condition(p, paces, now) for p in acting]
-    statuses = monitor.check_all(now=now)  # the reading that backs the alert, for every key
     try:
         alerts.evaluate(statuses, now, extra=conditions)
     finally:
         notify.deliver_pending(now)
+        agent_webhook.deliver_pending(now)
     return paces

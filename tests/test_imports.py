@@ -24,7 +24,9 @@ RANKS = {
     "rollups": 0,  # below the models: their rows, the credit log looked up through the app registry
     "openrouter": 2,
     "outlook": 2,
-    "drivers": 2,
+    "spike_factors": 0,  # pure maths: which factor of spend moved
+    "roles": 0,  # who may act: settings and the user alone
+    "agent_webhook": 2,  # posts task documents; knows the rows, not what they say
     "schedule": 2,
     "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
@@ -33,13 +35,16 @@ RANKS = {
     "catalogue": 3,  # the model catalogue, beside the client
     "advisor": 4,  # the advice: catalogue, activity and the status's forecast
     "report": 4,
+    "drivers": 4,  # reads the key's readings the way the status does
     "plugin": 4,  # the monitoring-plugin output, beside the seed's report
     "account": 4,
     "notify": 5,
+    "agent_tasks": 5,  # beside notify: the alert lifecycle opens and closes them
     "alerts": 6,
     "monitor": 7,
     "dashboard": 8,  # what the pages show, read from status and the rollups
-    "demo": 8,
+    "demo": 10.5,  # drives the scheduled job itself (tasks, an entry point) over a simulated month
+    "context_processors": 11,  # every page's demo banner names the demo login
     "watch": 8,
     "backtest": 8,
     "management": 8,  # the commands' shared base (management/base.py)

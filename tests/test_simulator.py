@@ -468,3 +468,45 @@ def test_stop_cuts_keep_alive_connections():
         s.stop()
         with pytest.raises(requests.ConnectionError):
             session.get(s.url + "/key", headers=headers, timeout=5)
+
+
+def test_one_model_can_run_away_in_activity_and_live_spend(osim):
+    base = osim.url.replace("/api/v1", "/_sim")
+    yesterday, before = NOW.date() - timedelta(days=1), NOW.date() - timedelta(days=2)
+    sonnet = "anthropic/claude-sonnet-4"
+
+    def rows(day: date) -> dict[str, dict]:
+        data = get(osim, "/activity", MANAGEMENT_KEY, date=day.isoformat(), api_key_hash=key_hash(PROD_KEY))
+        return {r["model"]: r for r in data.json()["data"]}
+
+    def spend_per_day() -> float:
+        return next(k for k in osim.state()["keys"] if k["name"] == "Production Key")["spend_per_day"]
+
+    calm_yesterday, calm_before = rows(yesterday), rows(before)
+    since = datetime.combine(yesterday, datetime.min.time(), tzinfo=UTC).isoformat()
+    surge = {"token": PROD_KEY, "model": sonnet, "requests": 4, "tokens": 2, "since": since}
+    requests.post(f"{base}/surge", json=surge, timeout=5).raise_for_status()
+    hot, old = rows(yesterday), rows(before)
+    assert old == calm_before  # before `since`: as it was
+    calm, now = calm_yesterday[sonnet], hot[sonnet]
+    assert now["requests"] == calm["requests"] * 4
+    assert now["usage"] == pytest.approx(calm["usage"] * 8, abs=0.01)  # requests x tokens x price (x1)
+    assert now["prompt_tokens"] / now["requests"] == pytest.approx(2 * calm["prompt_tokens"] / calm["requests"])
+    assert {m: r for m, r in hot.items() if m != sonnet} == {m: r for m, r in calm_yesterday.items() if m != sonnet}
+    assert spend_per_day() == pytest.approx(3.2 * 0.35 / 1.0 * 7)  # its share of the history rate, 8x - 1 more
+    requests.post(f"{base}/surge", json={"token": PROD_KEY, "model": None}, timeout=5).raise_for_status()
+    assert rows(yesterday) == calm_yesterday and spend_per_day() == pytest.approx(0.0)
+    bad = requests.post(f"{base}/surge", json={"token": PROD_KEY, "model": "acme/nope"}, timeout=5)
+    assert bad.status_code == 400 and "unknown model" in bad.json()["error"]["message"]
+
+
+def test_the_runaway_model_scenario_spends_more_on_one_model(osim):
+    osim.set_scenario("runaway-model")
+    yesterday = (NOW.date() - timedelta(days=1)).isoformat()
+    week_ago = (NOW.date() - timedelta(days=7)).isoformat()
+    prod = key_hash(PROD_KEY)
+    hot = get(osim, "/activity", MANAGEMENT_KEY, date=yesterday, api_key_hash=prod).json()["data"]
+    calm = get(osim, "/activity", MANAGEMENT_KEY, date=week_ago, api_key_hash=prod).json()["data"]
+    share = {day: next(r["usage"] for r in rows if r["model"] == "anthropic/claude-sonnet-4") / sum(
+        r["usage"] for r in rows) for day, rows in (("hot", hot), ("calm", calm))}  # fmt: skip
+    assert share["hot"] > 0.7 > 0.5 > share["calm"]
