@@ -71,11 +71,13 @@ def upsert_listed(listed: list[ListedKey], checked: set[str], now: datetime) -> 
         key.limit_reset = item.limit_reset or ""
         key.expires_at = item.expires_at
         key.created_at = item.created_at
+        key.workspace_id = item.workspace_id
         key.last_seen = now
         key.retired_at, key.retired_reason = None, ""
         existing[item.hash] = key
     ApiKey.objects.bulk_create(new)
     fields = ["source", "name", "label", "disabled", "credit_limit", "limit_reset", "expires_at", "created_at"]
+    fields.append("workspace_id")
     ApiKey.objects.bulk_update(changed, fields + ["last_seen", "retired_at", "retired_reason"])
     if new and new[0].pk is None:  # backends that do not return ids from bulk_create
         existing.update({key.hash: key for key in ApiKey.objects.filter(hash__in=[k.hash for k in new])})

@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import account as account_room
 from . import alerts, forecast, notify, status
 from .logredact import redact
-from .models import ApiKey, CreditLog, DailyFigure, Level, chain_total
+from .models import ApiKey, CreditLog, DailyFigure, Level, LimitReading, chain_total
 from .openrouter import AccountCredits, Client, KeySnapshot, ListedKey, OpenRouterError, key_hash
 from .report import format_report
 
@@ -146,6 +146,7 @@ def _upsert_key(watched: WatchedKey, now: datetime, snapshot: KeySnapshot | None
         key.credit_limit = snapshot.limit
         key.limit_reset = snapshot.limit_reset or ""
         key.expires_at = snapshot.expires_at
+        key.workspace_id = snapshot.workspace_id
     key.save()
     return key
 
@@ -178,7 +179,8 @@ def record_snapshot(
 ) -> CreditLog:
     previous = previous_reading(key)
     when = in_order(now, previous, key)
-    return CreditLog.objects.create(
+    free = snapshot.free_requests
+    log = CreditLog.objects.create(
         timestamp=when,
         key=key,
         ok=True,
@@ -202,6 +204,38 @@ def record_snapshot(
         account_note="" if account else account_note[:200],
         duration_ms=ms,
         spend_total=chain_total(previous, when, snapshot.usage),
+        free_limit=free.limit if free else None,
+        free_remaining=free.remaining if free else None,
+        free_used=free.used if free else None,
+        budget_layers=sum(1 for layer in snapshot.budgets if layer.scope != "key_limit")
+        if "budgets" in (snapshot.raw.get("data") or {})
+        else None,
+    )
+    record_layers(log, snapshot)
+    return log
+
+
+def record_layers(log: CreditLog, snapshot: KeySnapshot) -> None:
+    """Every budget layer of the answer, in enforcement order, tied to the check (a history per layer)."""
+    effective = snapshot.effective_budget.identity if snapshot.effective_budget else None
+    LimitReading.objects.bulk_create(
+        LimitReading(
+            log=log,
+            key=log.key,
+            timestamp=log.timestamp,
+            position=n,
+            scope=layer.scope,
+            budget_id=layer.budget_id or "",
+            guardrail_id=layer.guardrail_id or "",
+            include_byok=layer.include_byok,
+            limit_usd=layer.limit_usd,
+            spend_usd=layer.spend_usd,
+            remaining_usd=layer.remaining_usd,
+            reset_interval=layer.reset_interval or "",
+            resets_at=layer.resets_at,
+            effective=layer.identity == effective,
+        )
+        for n, layer in enumerate(snapshot.budgets)
     )
 
 

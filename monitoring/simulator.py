@@ -68,10 +68,19 @@ SCENARIOS: dict[str, str] = {
     "management": "steady figures with no drift; account 250.0 credits, 180.5 used -> balance 69.5",
     "many-keys": "management scenario plus 150 keys key-000..key-149 (key-013 disabled, key-137 expired)",
     "credits-zero-quirk": "steady figures, no drift; /credits with an inference key answers 200 0/0 instead of 403",
+    "guardrail-daily": "PROD limit 100 (42 left, never resets) spending $12/day; a daily $10 guardrail on the key "
+    "($0.50/h since midnight: $6 spent at 12:00, refused from 20:00 until the midnight reset)",
+    "member-spent": "steady figures, no drift; PROD's member budget ($50 a month) is fully spent",
+    "workspace-budget": "PROD ($20/day) and DEV ($10/day) share a monthly $500 workspace budget, $470 spent",
+    "budget-403": "every /api/v1 request answers 403 Key limit exceeded: a budget for this key is exhausted",
+    "free-exhausted": "steady figures, no drift; free_model_daily_requests at 0 of 50, used 50 today",
     **{name: f"failure: {desc}" for name, desc in FAILURES.items()},
 }
 
 WORKSPACE_ID = "0df9e665-d932-5740-b2c7-b52af166bc11"
+GUARDRAIL_ID = "gr_7c1e9a4b2d"  # the key's daily guardrail in the guardrail worlds
+MEMBER_GUARDRAIL_ID = "gr_m3mb3r0042"
+BUDGET_ID = "wsb_5e2f7d11"
 CREATOR_USER_ID = "user_2simCreat0rUser0000000000"
 HISTORY_DAYS = 45  # activity history kept internally; the API serves only the last 30 completed days
 ACTIVITY_DAYS = 30
@@ -220,6 +229,31 @@ class SimKey:
 
 
 @dataclass
+class SimLayer:
+    """A budget layer (`budgets[]` on /key) over some keys: its spend grows with theirs and resets with its window."""
+
+    scope: str  # api_key, member, workspace, workspace_default_key, workspace_default_member
+    limit_usd: float
+    tokens: list[str]  # the keys it covers (a workspace budget: several)
+    set_at: datetime
+    spent: float = 0.0  # at set_at, within set_at's window
+    reset_interval: str | None = None  # None: a lifetime budget
+    guardrail_id: str | None = None
+    budget_id: str | None = None
+    include_byok: bool = False
+
+    def window_start(self, now: datetime) -> datetime | None:
+        resets = next_reset(now, self.reset_interval)
+        if resets is None:
+            return None
+        if self.reset_interval == "daily":
+            return resets - timedelta(days=1)
+        if self.reset_interval == "weekly":
+            return resets - timedelta(days=7)
+        return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+@dataclass
 class Account:
     total_credits: float
     total_usage: float
@@ -265,6 +299,8 @@ class Simulator:
         self.log_requests = False  # print one line per request (the command turns it on)
         self.requests: list[dict] = []
         self.keys: dict[str, SimKey] = {}
+        self.layers: list[SimLayer] = []
+        self.free_quota: tuple[int, int] | None = None  # (limit, used today); None: 1000 and a few used
         self.account = Account(0.0, 0.0, self.now())
         self.failure = Failure()
         self.scenario = ""
@@ -336,6 +372,8 @@ class Simulator:
             self.scenario = name
             self.failure = Failure()
             self.keys = {}
+            self.layers = []
+            self.free_quota = None
             drift = name == "steady"  # every other scenario keeps exact figures
             self._add(
                 PROD_KEY,
@@ -400,6 +438,66 @@ class Simulator:
                     )
             elif name in FAILURES:
                 self.failure = Failure(name, None)
+            self._add_layers(name, now)
+
+    def _add_layers(self, name: str, now: datetime) -> None:
+        """The budget layers of each world (the demo's `steady` too: a weekly guardrail binds Dev before its cap)."""
+        prod = self.keys[PROD_KEY]
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        if name == "steady":
+            # Dev spends $0.40/day against a $2.50 weekly guardrail: refused late each week, long before its cap.
+            monday = midnight - timedelta(days=now.weekday())
+            spent = 0.4 * (now - monday).total_seconds() / 86400
+            self.add_layer("api_key", 2.5, [DEV_KEY], "weekly", spent=min(spent, 2.5), guardrail_id=GUARDRAIL_ID)
+        elif name == "guardrail-daily":
+            prod.limit, prod.usage, prod.spend_per_day = 100.0, 58.0, 12.0
+            prod.usage_daily = 12.0 * (now - midnight).total_seconds() / 86400
+            self.add_layer(
+                "api_key", 10.0, [PROD_KEY], "daily", spent=min(prod.usage_daily, 10.0), guardrail_id=GUARDRAIL_ID
+            )
+        elif name == "member-spent":
+            self.add_layer("member", 50.0, [PROD_KEY], "monthly", spent=50.0, guardrail_id=MEMBER_GUARDRAIL_ID)
+        elif name == "workspace-budget":
+            prod.spend_per_day, self.keys[DEV_KEY].spend_per_day = 20.0, 10.0
+            self.add_layer("workspace", 500.0, [PROD_KEY, DEV_KEY], "monthly", spent=470.0, budget_id=BUDGET_ID)
+        elif name == "budget-403":
+            self.failure = Failure("http403", None)
+        elif name == "free-exhausted":
+            self.free_quota = (50, 50)
+
+    def add_layer(
+        self, scope: str, limit_usd: float, tokens: list[str], reset_interval: str | None = None, **fields: Any
+    ) -> SimLayer:
+        """Add a budget layer over `tokens` (spent, guardrail_id, budget_id, include_byok may be given)."""
+        with self._lock:
+            self._materialize(self.now())
+            layer = SimLayer(scope, float(limit_usd), list(tokens), self.now(), reset_interval=reset_interval, **fields)
+            self.layers.append(layer)
+            return layer
+
+    def _layer_spend(self, layer: SimLayer, now: datetime) -> float:
+        rate = sum(self.keys[t].spend_per_day for t in layer.tokens if t in self.keys)
+        start = layer.window_start(now)
+        if start is not None and start > layer.set_at:  # reset since: only the spend of this window counts
+            spent = rate * (now - start).total_seconds() / 86400
+        else:
+            spent = layer.spent + rate * max(0.0, (now - layer.set_at).total_seconds()) / 86400
+        return min(spent, layer.limit_usd)  # a spent layer refuses requests: spend stops at its limit
+
+    def _layer_budget(self, layer: SimLayer, now: datetime) -> dict[str, Any]:
+        spent = self._layer_spend(layer, now)
+        resets = next_reset(now, layer.reset_interval)
+        return {
+            "scope": layer.scope,
+            "budget_id": layer.budget_id,
+            "guardrail_id": layer.guardrail_id,
+            "include_byok": layer.include_byok,
+            "limit_usd": _money(layer.limit_usd),
+            "spend_usd": _money(spent),
+            "remaining_usd": _money(layer.limit_usd - spent),
+            "reset_interval": layer.reset_interval,
+            "resets_at": iso(resets) if resets else None,
+        }
 
     def _add(self, token: str, name: str, now: datetime, created_days_ago: float = 30, **fields: Any) -> None:
         created = iso(now - timedelta(days=created_days_ago))
@@ -407,6 +505,8 @@ class Simulator:
 
     def _materialize(self, now: datetime) -> None:
         """Fold the drift so far into the stored figures, so edits start from what clients saw."""
+        for layer in self.layers:  # before the keys: a layer's spend grows at its keys' rates
+            layer.spent, layer.set_at = self._layer_spend(layer, now), now
         self.account.total_usage = self._account_usage(now)
         self.account.set_at = now
         for k in self.keys.values():
@@ -562,6 +662,12 @@ class Simulator:
         budget = self._budget(k, fig, now)
         fig.pop("_spend")
         used = 0 if k.is_management else int(_unit(k.hash, now.date()) * 40)
+        free_limit = 1000
+        if self.free_quota is not None:
+            free_limit, used = self.free_quota
+        budgets = [self._layer_budget(layer, now) for layer in self.layers if k.token in layer.tokens]
+        budgets += [budget] if budget else []
+        effective = min(budgets, key=lambda b: b["remaining_usd"], default=None)
         return {
             "label": k.label or mask_token(k.token),
             **fig,
@@ -574,9 +680,9 @@ class Simulator:
             "workspace_id": WORKSPACE_ID,
             "expires_at": k.expires_at,
             "allowed_data_regions": ["global"],
-            "free_model_daily_requests": {"limit": 1000, "remaining": 1000 - used, "used": used},
-            "budgets": [budget] if budget else [],
-            "effective_budget": budget,
+            "free_model_daily_requests": {"limit": free_limit, "remaining": max(free_limit - used, 0), "used": used},
+            "budgets": budgets,
+            "effective_budget": effective,
         }
 
     def _list_item(self, k: SimKey, now: datetime) -> dict[str, Any]:
