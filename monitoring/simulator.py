@@ -33,6 +33,7 @@ FAILURES: dict[str, str] = {
     "http402": "every /api/v1 request answers 402 insufficient credits",
     "http403": "every /api/v1 request answers 403 forbidden",
     "http429": "every /api/v1 request answers 429 with Retry-After: 1 and X-RateLimit-* headers",
+    "http429-free": "every /api/v1 request answers 429 free-models-per-day (limit 50, remaining 0, reset at midnight)",
     "http500": "every /api/v1 request answers 500 Internal Server Error",
     "http502": "every /api/v1 request answers 502 Bad Gateway",
     "http503": "every /api/v1 request answers 503 with Retry-After: 1",
@@ -946,6 +947,10 @@ _FAILURE_STATUS = {
     "http402": (402, "Insufficient credits. Add more using https://openrouter.ai/settings/credits"),
     "http403": (403, "Key limit exceeded: a budget for this key is exhausted"),
     "http429": (429, "Rate limit exceeded: too many requests"),
+    "http429-free": (
+        429,
+        "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+    ),
     "http500": (500, "Internal Server Error"),
     "http502": (502, "Bad Gateway: upstream returned an invalid response"),
     "http503": (503, "Service Unavailable: overloaded, try again shortly"),
@@ -1102,6 +1107,8 @@ class _Handler(BaseHTTPRequestHandler):
             err = _error(status, message)
             if status == 429:
                 reset_ms = int((time.time() + 1) * 1000)
+                if name == "http429-free":  # the daily quota: it resets at the next UTC midnight
+                    reset_ms = int(next_reset(sim.now(), "daily").timestamp() * 1000)
                 rl = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_ms)}
                 err.body["error"]["metadata"] = {"headers": rl}
                 err.headers = {"Retry-After": "1", **rl}

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from openrouter import OpenRouter
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import forecast, monitor
-from monitoring.models import Alert, ApiKey, Level, LimitReading
+from monitoring.models import Alert, ApiKey, CreditLog, Level, LimitReading
 from monitoring.openrouter import key_hash
 from monitoring.simulator import DEV_KEY, GUARDRAIL_ID, MANAGEMENT_KEY, PROD_KEY, Clock, Simulator
 from monitoring.status import budget_refusal
@@ -145,6 +147,15 @@ def test_a_budget_403_is_critical_at_the_first_check(world, clock):
     assert "guardrails" in out  # where to raise it
 
 
+def test_a_429_names_its_limit_and_the_rate_limit_headers(world, clock):
+    world.set_failure("http429-free")
+    code, out = cli()
+    assert code == 3
+    assert "OpenRouter API error (429) (Rate limit exceeded: free-models-per-day." in out
+    assert "(limit 50, remaining 0, reset 2026-12-04 00:00 UTC)" in out
+    assert CreditLog.objects.get().http_status == 429
+
+
 def test_only_a_403_that_names_a_budget_limit_or_guardrail_is_a_refusal():
     assert budget_refusal("OpenRouter API error (403) (Workspace monthly budget of $500.00 exceeded.): x")
     assert budget_refusal("OpenRouter API error (403) (Guardrail blocked this request): x")
@@ -256,3 +267,34 @@ def test_a_layer_that_resets_before_it_runs_out_holds_with_its_projection():
     lifetime = forecast.layer_forecast(20.0, 30.0, 2.0, NOON, None)
     assert lifetime.days_left == pytest.approx(10.0) and not lifetime.holds
     assert forecast.layer_forecast(0.0, 10.0, None, NOON, None).blocks_at == NOON
+
+
+WORLDS = ["guardrail-daily", "member-spent", "workspace-budget", "free-exhausted", "steady"]
+
+
+@pytest.mark.parametrize("scenario", WORLDS)
+def test_the_official_sdk_parses_every_budget_world(world, clock, scenario):
+    world.set_scenario(scenario)
+    token = DEV_KEY if scenario == "steady" else PROD_KEY  # the demo's guardrail is on Dev
+    with OpenRouter(api_key=token, server_url=world.url, retry_config=None) as sdk, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        data = sdk.api_keys.get_current_key_metadata().data
+    scopes = [budget.scope for budget in data.budgets]
+    assert data.effective_budget is not None and data.effective_budget.scope in scopes
+    if scenario == "free-exhausted":
+        assert (data.free_model_daily_requests.remaining, data.free_model_daily_requests.limit) == (0, 50)
+    else:
+        assert len(scopes) == 2 and scopes[-1] == "key_limit"  # the layer, then the key's own limit
+
+
+def test_in_the_demo_world_a_weekly_guardrail_binds_dev_long_before_its_cap(world, clock, settings):
+    settings.OPENROUTER_API_KEY, settings.OPENROUTER_API_KEYS = DEV_KEY, ""
+    clock.at = NOON - timedelta(hours=2)
+    world.set_scenario("steady")
+    checks_at(clock, NOON - timedelta(hours=2), NOON)
+    dev = monitor.check_all(now=NOON).primary
+    # Thursday noon: $1.40 of the $2.50 week spent at $0.40/day: refused from Sunday 06:00 until Monday.
+    assert dev.binding == "api_key" and dev.days_left == pytest.approx(1.1 / 0.4, rel=0.01)
+    assert dev.money_days_left == pytest.approx(16.9 / 0.4, rel=0.05)  # the cap would last six weeks
+    assert dev.binding_limit.blocks_at.strftime("%a %H:%M") == "Sun 06:00"
+    assert dev.level == Level.WARNING and "weekly $2.50" in dev.message
