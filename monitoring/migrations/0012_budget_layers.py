@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0010_admin_names_alert_undo'),
+        ('monitoring', '0011_utc_daily_figure'),
     ]
 
     operations = [
