@@ -7,7 +7,7 @@ own spend growth gives its rate. Below the models module, like the rollups: regi
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.db import models
 
@@ -74,3 +74,49 @@ class LimitReading(models.Model):
     @property
     def identity(self) -> tuple[str, str, str]:
         return (self.scope, self.budget_id, self.guardrail_id)
+
+
+class WorkspaceSpendQuerySet(models.QuerySet):
+    def daily_by_workspace(self, since: date | None = None) -> dict[str, dict[date, float]]:
+        """Spend per workspace per UTC day (GET /activity?group_by=workspace), oldest first within each."""
+        rows = self.order_by("workspace_id", "date")
+        if since is not None:
+            rows = rows.filter(date__gte=since)
+        found: dict[str, dict[date, float]] = {}
+        for workspace_id, day, usage in rows.values_list("workspace_id", "date", "usage"):
+            found.setdefault(workspace_id, {})[day] = usage
+        return found
+
+
+class Workspace(models.Model):
+    """An OpenRouter workspace seen through the management key (GET /workspaces)."""
+
+    workspace_id = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name", "workspace_id"]
+
+    def __str__(self) -> str:
+        return self.name or self.workspace_id
+
+
+class WorkspaceSpend(models.Model):
+    """One workspace's spend on one completed UTC day."""
+
+    date = models.DateField()
+    workspace_id = models.CharField(max_length=100)
+    usage = models.FloatField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    fetched_at = models.DateTimeField()
+
+    objects = WorkspaceSpendQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date", "workspace_id"]
+        verbose_name = "workspace spend"
+        constraints = [models.UniqueConstraint(fields=["date", "workspace_id"], name="workspacespend_unique_day")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.workspace_id}: ${self.usage:.2f}"

@@ -642,5 +642,5 @@ class WatchState(models.Model):
 
 
 # The rollups (daily and hourly figures) live in their own module; importing them here registers their models.
-from .budgets import LimitReading  # noqa: E402, F401
+from .budgets import LimitReading, Workspace, WorkspaceSpend  # noqa: E402, F401
 from .rollups import DailyFigure, HourlyFigure, RollupState, UtcDailyFigure, aware, hourly_aggregates  # noqa: E402, F401

@@ -262,10 +262,15 @@ def record_listed_keys(now: datetime, checked: set[str], account: AccountCredits
     """
     started = time.monotonic()
     include = settings.OPENROUTER_LIST_DISABLED_KEYS
+    client = Client.from_settings(settings.OPENROUTER_MANAGEMENT_KEY)
     try:
-        listed = Client.from_settings(settings.OPENROUTER_MANAGEMENT_KEY).list_keys(
-            include_disabled=include, include_expired=include
-        )
+        # /keys lists the default workspace unless told otherwise: every workspace's keys, one listing each.
+        workspaces = [w.id for w in account_room.list_workspaces(client, now)] or [None]
+        listed = [
+            item
+            for workspace in workspaces
+            for item in client.list_keys(include_disabled=include, include_expired=include, workspace_id=workspace)
+        ]
     except OpenRouterError as exc:
         logger.error("Listing keys with the management key failed: %s", exc.message)
         record_failure(None, exc, now, int((time.monotonic() - started) * 1000), label=LISTING_LABEL)
@@ -415,6 +420,10 @@ def run_monitor(now: datetime | None = None) -> status.Status:
             logger.error("Activity sync failed: %s", exc.message)
         except Exception:
             logger.exception("Activity sync failed")
+        try:
+            account_room.sync_workspace_spend(now)
+        except OpenRouterError as exc:
+            logger.warning("Spend by workspace not synced: %s", exc.message)
     DailyFigure.objects.refresh()  # the daily rows the exhaustion range reads (a few rows per run)
     found = status.build(now)  # after the sync, so even the first run forecasts from the activity
     evaluation_error = None

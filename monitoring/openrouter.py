@@ -163,6 +163,14 @@ class FreeRequests:
     used: int
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """One item of GET /workspaces."""
+
+    id: str
+    name: str
+
+
 @dataclass
 class AccountCredits:
     """GET /credits: the account balance."""
@@ -734,12 +742,51 @@ class Client:
             raise _unexpected("no `data` object")
         return AccountCredits(_money(data, "total_credits"), _money(data, "total_usage"))
 
-    def list_keys(self, include_disabled: bool = False, include_expired: bool = False) -> list[ListedKey]:
-        """GET /keys, every page (offset pagination, 100 a page). One broken item rejects the listing."""
+    def list_workspaces(self) -> list[Workspace]:
+        """GET /workspaces (management key): every workspace of the account."""
+        items = self.get_json("/workspaces").get("data")
+        if not isinstance(items, list):
+            raise _unexpected("`data` is not a list")
+        found = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _unexpected("a workspace is not an object")
+            ident = _text(item, "id", ID_LENGTH, nullable=False)
+            if not ident:
+                raise _unexpected("a workspace has no `id`")
+            found.append(Workspace(ident, _text(item, "name", LABEL_LENGTH) or ident))
+        return found
+
+    def workspace_spend(self) -> list[tuple[str, str, float, int]]:
+        """GET /activity?group_by=workspace: (date, workspace id, USD, requests) per completed UTC day."""
+        items = self.get_json("/activity", {"group_by": "workspace"}).get("data")
+        if not isinstance(items, list):
+            raise _unexpected("`data` is not a list")
+        rows = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _unexpected("an activity row is not an object")
+            rows.append(
+                (
+                    _text(item, "date", 40, nullable=False)[:10],
+                    _text(item, "workspace_id", ID_LENGTH, nullable=False),
+                    _money(item, "usage"),
+                    _count(item, "requests", MAX_REQUESTS),
+                )
+            )
+        return rows
+
+    def list_keys(
+        self, include_disabled: bool = False, include_expired: bool = False, workspace_id: str | None = None
+    ) -> list[ListedKey]:
+        """GET /keys, every page (offset pagination, 100 a page), of one workspace (the default one unless
+        `workspace_id` is given). One broken item rejects the listing."""
         keys: list[ListedKey] = []
         offset = 0
         while True:
             params = {"offset": offset}
+            if workspace_id:
+                params["workspace_id"] = workspace_id
             if include_disabled:
                 params["include_disabled"] = "true"
             if include_expired:

@@ -75,6 +75,8 @@ SCENARIOS: dict[str, str] = {
     "workspace-budget": "PROD ($20/day) and DEV ($10/day) share a monthly $500 workspace budget, $470 spent",
     "budget-403": "every /api/v1 request answers 403 Key limit exceeded: a budget for this key is exhausted",
     "free-exhausted": "steady figures, no drift; free_model_daily_requests at 0 of 50, used 50 today",
+    "workspaces": "management figures; DEV spends in a second workspace, Research, with a $100 monthly budget "
+    "($30 spent); /keys lists the default workspace unless workspace_id= is given",
     **{name: f"failure: {desc}" for name, desc in FAILURES.items()},
 }
 
@@ -82,6 +84,8 @@ WORKSPACE_ID = "0df9e665-d932-5740-b2c7-b52af166bc11"
 GUARDRAIL_ID = "gr_7c1e9a4b2d"  # the key's daily guardrail in the guardrail worlds
 MEMBER_GUARDRAIL_ID = "gr_m3mb3r0042"
 BUDGET_ID = "wsb_5e2f7d11"
+RESEARCH_WORKSPACE_ID = "7b3f2a90-1c4d-5e6f-8a9b-0c1d2e3f4a5b"
+RESEARCH_BUDGET_ID = "wsb_r3s3arch"
 CREATOR_USER_ID = "user_2simCreat0rUser0000000000"
 HISTORY_DAYS = 45  # activity history kept internally; the API serves only the last 30 completed days
 ACTIVITY_DAYS = 30
@@ -118,6 +122,7 @@ KEY_FIELDS = {
     "last_used_at",
     "created_at",
     "external_user",
+    "workspace_id",
 }
 _DRIFTING = ("usage", "usage_daily", "usage_weekly", "usage_monthly")
 # Setting any of these without limit_remaining drops an explicit limit_remaining override.
@@ -220,6 +225,7 @@ class SimKey:
     external_user: str | None = None
     is_management: bool = False
     spend_by_day: dict[date, float] | None = None  # a replayed trace's exact spend per UTC day, for /activity
+    workspace_id: str = WORKSPACE_ID
 
     @property
     def hash(self) -> str:
@@ -302,6 +308,7 @@ class Simulator:
         self.requests: list[dict] = []
         self.keys: dict[str, SimKey] = {}
         self.layers: list[SimLayer] = []
+        self.workspaces: dict[str, str] = {WORKSPACE_ID: "Default Workspace"}  # id -> name
         self.free_quota: tuple[int, int] | None = None  # (limit, used today); None: 1000 and a few used
         self.account = Account(0.0, 0.0, self.now())
         self.failure = Failure()
@@ -375,6 +382,7 @@ class Simulator:
             self.failure = Failure()
             self.keys = {}
             self.layers = []
+            self.workspaces = {WORKSPACE_ID: "Default Workspace"}
             self.free_quota = None
             drift = name == "steady"  # every other scenario keeps exact figures
             self._add(
@@ -466,6 +474,10 @@ class Simulator:
             self.failure = Failure("http403", None)
         elif name == "free-exhausted":
             self.free_quota = (50, 50)
+        elif name == "workspaces":
+            self.workspaces[RESEARCH_WORKSPACE_ID] = "Research"
+            self.keys[DEV_KEY].workspace_id = RESEARCH_WORKSPACE_ID
+            self.add_layer("workspace", 100.0, [DEV_KEY], "monthly", spent=30.0, budget_id=RESEARCH_BUDGET_ID)
 
     def add_layer(
         self, scope: str, limit_usd: float, tokens: list[str], reset_interval: str | None = None, **fields: Any
@@ -679,7 +691,7 @@ class Simulator:
             "rate_limit": {"requests": -1, "interval": "10s", "note": "This field is deprecated and safe to ignore."},
             "creator_user_id": CREATOR_USER_ID,
             "organization_id": None,
-            "workspace_id": WORKSPACE_ID,
+            "workspace_id": k.workspace_id,
             "expires_at": k.expires_at,
             "allowed_data_regions": ["global"],
             "free_model_daily_requests": {"limit": free_limit, "remaining": max(free_limit - used, 0), "used": used},
@@ -701,7 +713,7 @@ class Simulator:
             "updated_at": k.updated_at,
             "expires_at": k.expires_at,
             "creator_user_id": CREATOR_USER_ID,
-            "workspace_id": WORKSPACE_ID,
+            "workspace_id": k.workspace_id,
             "last_used_at": self._last_used(k, now),
             "external_user": k.external_user,
         }
@@ -777,7 +789,8 @@ class Simulator:
         sub = path[len("/api/v1") :].rstrip("/") or "/"
         with self._lock:
             now = self.now()
-            if sub not in ("/key", "/auth/key", "/credits", "/activity", "/keys") and not sub.startswith("/keys/"):
+            known = ("/key", "/auth/key", "/credits", "/activity", "/keys", "/workspaces")
+            if sub not in known and not sub.startswith(("/keys/", "/workspaces/")):
                 return _error(404, f"Not Found: {path}")
             if not token:
                 return _error(401, "Missing Authentication header")
@@ -806,6 +819,8 @@ class Simulator:
                 return self._activity(query, now)
             if sub == "/keys":
                 return self._list_keys(query, now)
+            if sub.startswith("/workspaces"):
+                return self._workspaces(sub, now)
             wanted = sub[len("/keys/") :]
             for other in self.keys.values():
                 if other.hash == wanted and not other.is_management:
@@ -829,6 +844,18 @@ class Simulator:
             if not keys:
                 return _error(404, "API key not found")
         days = [d for d in days if (today - d).days <= HISTORY_DAYS]
+        if query.get("group_by") == "workspace":  # spend per workspace and day
+            grouped: dict[tuple[str, str], dict[str, Any]] = {}
+            for d in days:
+                for k in keys:
+                    for row in self.activity_rows(k, d):
+                        acc = grouped.setdefault(
+                            (row["date"], k.workspace_id),
+                            {"date": row["date"], "workspace_id": k.workspace_id, "usage": 0.0, "requests": 0},
+                        )
+                        acc["usage"] = _money(acc["usage"] + row["usage"])
+                        acc["requests"] += row["requests"]
+            return _Reply(200, {"data": sorted(grouped.values(), key=lambda r: (r["date"], r["workspace_id"]))})
         merged: dict[tuple[str, str, str], dict[str, Any]] = {}
         for d in days:
             for k in keys:
@@ -845,6 +872,30 @@ class Simulator:
         rows = sorted(merged.values(), key=lambda r: (r["date"], r["model"]), reverse=True)
         return _Reply(200, {"data": rows})
 
+    def _workspaces(self, sub: str, now: datetime) -> _Reply:
+        """GET /workspaces and /workspaces/{id}/budgets (the workspace budgets over its keys)."""
+        if sub == "/workspaces":
+            items = [
+                {"id": wid, "name": name, "slug": name.lower().replace(" ", "-"), "created_at": iso(now)}
+                for wid, name in self.workspaces.items()
+            ]
+            return _Reply(200, {"data": items})
+        wid, _, rest = sub[len("/workspaces/") :].partition("/")
+        if wid not in self.workspaces or rest != "budgets":
+            return _error(404, "Workspace not found")
+        budgets = [
+            {
+                "id": layer.budget_id,
+                "workspace_id": wid,
+                "limit_usd": _money(layer.limit_usd),
+                "reset_interval": layer.reset_interval or "lifetime",
+            }
+            for layer in self.layers
+            if layer.scope == "workspace"
+            and any(self.keys[t].workspace_id == wid for t in layer.tokens if t in self.keys)
+        ]
+        return _Reply(200, {"data": budgets})
+
     def _list_keys(self, query: dict[str, str], now: datetime) -> _Reply:
         def flag(name: str) -> bool:
             return query.get(name, "").lower() in ("true", "1", "yes")
@@ -855,10 +906,14 @@ class Simulator:
             return _error(400, "offset must be an integer")
         if offset < 0:
             return _error(400, "offset must be >= 0")
+        workspace = query.get("workspace_id") or WORKSPACE_ID  # the default workspace unless one is named
+        if workspace not in self.workspaces:
+            return _error(404, "Workspace not found")
         keys = [
             k
             for k in self.keys.values()
             if not k.is_management
+            and k.workspace_id == workspace
             and (flag("include_disabled") or not k.disabled)
             and (flag("include_expired") or not self._expired(k, now))
         ]

@@ -112,8 +112,8 @@ def budget_refusal(error: str) -> bool:
 
 
 RAISE_HINT = (
-    "Raise or wait out the layer that is spent: the key's guardrail at https://openrouter.ai/settings/guardrails, "
-    "a workspace budget with the workspace's admin"
+    "Raise the layer that is spent or wait for its reset: a guardrail in OpenRouter's Guardrails settings, "
+    "a member or workspace budget with the workspace's admin"
 )
 
 

@@ -19,9 +19,18 @@ from openrouter import OpenRouter
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import forecast, monitor
-from monitoring.models import Alert, ApiKey, CreditLog, Level, LimitReading
+from monitoring.models import Alert, ApiKey, CreditLog, Level, LimitReading, Workspace, WorkspaceSpend
 from monitoring.openrouter import key_hash
-from monitoring.simulator import DEV_KEY, GUARDRAIL_ID, MANAGEMENT_KEY, PROD_KEY, Clock, Simulator
+from monitoring.simulator import (
+    DEV_KEY,
+    GUARDRAIL_ID,
+    MANAGEMENT_KEY,
+    PROD_KEY,
+    RESEARCH_WORKSPACE_ID,
+    WORKSPACE_ID,
+    Clock,
+    Simulator,
+)
 from monitoring.status import budget_refusal
 
 pytestmark = pytest.mark.django_db
@@ -144,7 +153,7 @@ def test_a_budget_403_is_critical_at_the_first_check(world, clock):
     code, out = cli()
     assert code == 2
     assert "OpenRouter API error (403) (Key limit exceeded: a budget for this key is exhausted)" in out
-    assert "guardrails" in out  # where to raise it
+    assert "Guardrails settings" in out  # where to raise it
 
 
 def test_a_429_names_its_limit_and_the_rate_limit_headers(world, clock):
@@ -298,3 +307,27 @@ def test_in_the_demo_world_a_weekly_guardrail_binds_dev_long_before_its_cap(worl
     assert dev.money_days_left == pytest.approx(16.9 / 0.4, rel=0.05)  # the cap would last six weeks
     assert dev.binding_limit.blocks_at.strftime("%a %H:%M") == "Sun 06:00"
     assert dev.level == Level.WARNING and "weekly $2.50" in dev.message
+
+
+# --- workspaces ---------------------------------------------------------------------------------------
+
+
+def test_keys_of_every_workspace_are_listed_and_spend_is_stored_per_workspace(world, clock, settings):
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    world.set_scenario("workspaces")
+    monitor.run_monitor(now=NOON)
+    dev = ApiKey.objects.get(hash=key_hash(DEV_KEY))
+    assert dev.source == ApiKey.SOURCE_LISTED and dev.workspace_id == RESEARCH_WORKSPACE_ID  # not the default one
+    assert ApiKey.objects.get(hash=key_hash(PROD_KEY)).workspace_id == WORKSPACE_ID
+    assert dict(Workspace.objects.values_list("workspace_id", "name")) == {
+        WORKSPACE_ID: "Default Workspace",
+        RESEARCH_WORKSPACE_ID: "Research",
+    }
+    spend = WorkspaceSpend.objects.daily_by_workspace()
+    assert set(spend) == {WORKSPACE_ID, RESEARCH_WORKSPACE_ID}
+    yesterday = (NOON - timedelta(days=1)).date()
+    # Research holds Dev alone: its day is Dev's own activity, as /activity per key says.
+    assert spend[RESEARCH_WORKSPACE_ID][yesterday] == pytest.approx(
+        sum(row["usage"] for row in world.activity_rows(world.keys[DEV_KEY], yesterday))
+    )
+    assert len(spend[WORKSPACE_ID]) == 30  # the last 30 completed days
