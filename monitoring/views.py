@@ -11,10 +11,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_q.models import Task
-from django_q.tasks import async_task
 
 from . import alerts as alert_rules
-from . import dashboard, notify, schedule, status
+from . import broker, dashboard, notify, schedule, status
 from .models import Alert, AlertEvent, ApiKey, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
@@ -51,7 +50,11 @@ def check_now(request):
     if schedule.held_lease() is not None:
         messages.info(request, "A check is already running: its result shows here when it ends.")
         return redirect("monitoring-health")
-    task_id = async_task(schedule.TASK_FUNC, task_name=f"check-now-{request.user.pk}", group="check-now")
+    try:
+        task_id = broker.queue(schedule.TASK_FUNC, task_name=f"check-now-{request.user.pk}", group="check-now")
+    except broker.BrokerUnavailable as exc:
+        messages.error(request, f"Check now could not be queued: {exc}.")
+        return redirect("monitoring-health")
     request.session[CHECK_NOW] = {"task": task_id, "queued_at": timezone.now().isoformat()}
     return redirect("monitoring-health")
 
@@ -66,7 +69,11 @@ def pending_check(request, now: datetime) -> dict | None:
     if task is None and now - queued_at < CHECK_NOW_GIVE_UP:
         running = schedule.held_lease() is not None
         waited = (now - queued_at).total_seconds()
-        return {"queued_at": queued_at, "running": running, "no_worker": not running and waited > WORKER_SILENT_SECONDS}
+        pending = {"queued_at": queued_at, "running": running, "no_worker": False}
+        if not running and waited > WORKER_SILENT_SECONDS:  # not started yet: no worker, or no broker to reach it
+            state, sentence = broker.worker_state()
+            pending.update(no_worker=state != broker.WAITING, worker_state=state, worker_message=sentence)
+        return pending
     del request.session[CHECK_NOW]
     if task is None:
         messages.warning(request, "Check now got no result within an hour: start the worker: python manage.py qcluster")
