@@ -310,6 +310,22 @@ KEY_LIMIT_WARNING_PERCENT = envfloat("KEY_LIMIT_WARNING_PERCENT", 80, minimum=0,
 KEY_LIMIT_CRITICAL_PERCENT = envfloat("KEY_LIMIT_CRITICAL_PERCENT", 95, minimum=0, maximum=100)
 KEY_EXPIRY_WARNING_DAYS = envfloat("KEY_EXPIRY_WARNING_DAYS", 7, minimum=0)
 MONTHLY_BUDGET = envfloat("MONTHLY_BUDGET", 0.0, minimum=0)  # 0 = no budget
+
+
+def envpercents(name: str, default: str) -> list[float]:
+    """Shares in percent, ascending (BUDGET_ALERT_PERCENTS=80,100); a bad list is reported, the default kept."""
+    try:
+        values = sorted({float(item) for item in envlist(name, default)})
+    except ValueError:
+        values = []
+    if not values or any(not math.isfinite(v) or v <= 0 or v > 100 for v in values):
+        _bad(name, f"percentages between 0 and 100, comma-separated, e.g. {default}")
+        return sorted(float(item) for item in default.split(","))
+    return values
+
+
+# Shares of a budget layer's window spent that warn (the last one is critical), OpenRouter's Enterprise defaults.
+BUDGET_ALERT_PERCENTS = envpercents("BUDGET_ALERT_PERCENTS", "80,100")
 # Auto top-up is on in OpenRouter: warn when the balance falls through the threshold and no credits arrive.
 AUTO_TOPUP_EXPECTED = envbool("AUTO_TOPUP_EXPECTED", "False")
 

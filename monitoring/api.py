@@ -141,6 +141,32 @@ class CreditmonCollector:
     def __init__(self, found: status.Status):
         self.found = found
 
+    def layer_metrics(self, labels: list[str], shown: list):
+        """One series per budget layer (remaining, limit, seconds until it blocks), and what binds each key."""
+        extra = [*labels, "scope", "layer"]
+        remaining = GaugeMetricFamily("creditmon_budget_remaining_usd", "What is left of a budget layer", labels=extra)
+        limit = GaugeMetricFamily("creditmon_budget_limit_usd", "A budget layer's limit in its window", labels=extra)
+        blocks = GaugeMetricFamily(
+            "creditmon_budget_seconds_until_block", "Seconds until the layer refuses requests (0: now)", labels=extra
+        )
+        level = GaugeMetricFamily("creditmon_budget_level", "A budget layer's level: 0 OK .. 3 UNKNOWN", labels=extra)
+        binding = GaugeMetricFamily(
+            "creditmon_binding_info", "1 for what stops the key first: key, account or a layer's scope",
+            labels=[*labels, "binding"],
+        )  # fmt: skip
+        for key_status in shown:  # the keys that get per-key series (METRICS_MAX_KEYS)
+            values = [key_status.name, key_status.hash_prefix]
+            if key_status.binding:
+                binding.add_metric([*values, key_status.binding], 1)
+            for layer in key_status.limits:
+                names = [*values, layer.scope, layer.guardrail_id or layer.budget_id or layer.scope]
+                remaining.add_metric(names, layer.remaining_usd)
+                limit.add_metric(names, layer.limit_usd)
+                level.add_metric(names, layer.level)
+                if layer.blocks_at is not None:
+                    blocks.add_metric(names, max((layer.blocks_at - self.found.now).total_seconds(), 0.0))
+        yield from (remaining, limit, blocks, level, binding)
+
     def collect(self):
         labels = ["key", "key_hash"]
 
@@ -192,6 +218,7 @@ class CreditmonCollector:
             alert.add_metric(["", "", open_alert.condition, open_alert.subject], open_alert.level)
         yield from (remaining, usage, limit, burn, days_left, last_success, last_check, failures, level, duration)
         yield alert
+        yield from self.layer_metrics(labels, shown)
         counts = GaugeMetricFamily("creditmon_keys", "Watched keys per level, every key", labels=["level"])
         for each in Level:
             counts.add_metric([each.label], sum(1 for k in self.found.keys if k.level == each))

@@ -24,7 +24,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from . import agent_tasks, alerts, api, dashboard, drivers, roles, status
 from .management.base import MIGRATE_HINT, database_problem, is_missing_table
-from .models import Alert, ApiKey
+from .models import Alert, ApiKey, Workspace, WorkspaceSpend
 
 logger = logging.getLogger("monitoring")
 
@@ -171,18 +171,16 @@ def get_history(days: float = 30, key: str | None = None) -> dict:
 def get_spend(days: int = 30, by: Literal["model", "key", "day", "workspace"] = "model") -> dict:
     """What was spent over the last `days` completed UTC days, by model, by key or by day: the figures of the
     Financial page (the stored /activity rows, which need OPENROUTER_MANAGEMENT_KEY; by key falls back to the
-    logged checks without it). Today's split arrives with tomorrow's activity. `by="workspace"` is not tracked.
+    logged checks without it). Today's split arrives with tomorrow's activity. `by="workspace"` reads the
+    spend OpenRouter reports per workspace (GET /activity?group_by=workspace, management key).
     """
     if not 0 < days <= api.MAX_RANGE_DAYS:
         raise ToolError(f"days must be between 1 and {api.MAX_RANGE_DAYS}.")
-    if by == "workspace":
-        raise ToolError(
-            "Workspaces are not tracked: creditmon stores spend by model, by key and by day only. "
-            "Use by='key' or by='model'."
-        )
     now, tz = timezone.now(), dashboard.reporting_tz()
     utc_today = now.astimezone(UTC).date()
     since = utc_today - timedelta(days=days)
+    if by == "workspace":
+        return workspace_spend(since, utc_today, {"days": days, "by": by})
     breakdown = dashboard.spend_breakdown(dashboard.range_start(now, days, tz), tz, since)
     answer = {"days": days, "by": by, "from": since.isoformat(), "to": (utc_today - timedelta(days=1)).isoformat()}
     if by == "day":
@@ -210,6 +208,21 @@ def get_spend(days: int = 30, by: Literal["model", "key", "day", "workspace"] = 
         "rows": rows,
         "note": empty_note(rows) or "the 10 biggest, as on the Financial page",
     }
+
+
+def workspace_spend(since, today, answer: dict) -> dict:
+    """Spend per workspace over the completed UTC days [since, today), biggest first."""
+    per_day = WorkspaceSpend.objects.daily_by_workspace(since)
+    names = dict(Workspace.objects.values_list("workspace_id", "name"))
+    totals = {ws: sum(v for day, v in days.items() if day < today) for ws, days in per_day.items()}
+    grand = sum(totals.values()) or 1.0
+    rows = [
+        {"workspace": names.get(ws) or ws, "workspace_id": ws, "spend": round(spend, 4),
+         "share_percent": round(spend / grand * 100, 1)}
+        for ws, spend in sorted(totals.items(), key=lambda item: -item[1])
+    ]  # fmt: skip
+    span = {"from": since.isoformat(), "to": (today - timedelta(days=1)).isoformat()}
+    return {**answer, **span, "source": "activity" if rows else None, "rows": rows, "note": empty_note(rows)}
 
 
 def empty_note(rows: list) -> str | None:

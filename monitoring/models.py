@@ -77,6 +77,7 @@ class ApiKey(models.Model):
     disabled = models.BooleanField(default=False)
     credit_limit = models.FloatField(null=True, blank=True)
     limit_reset = models.CharField(max_length=20, blank=True)
+    workspace_id = models.CharField(max_length=100, blank=True, help_text="The OpenRouter workspace it spends in")
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
@@ -357,6 +358,12 @@ class CreditLog(models.Model):
     account_usage = models.FloatField(null=True, blank=True, help_text="/credits total_usage")
     account_balance = models.FloatField(null=True, blank=True, help_text="total_credits - total_usage")
     account_note = models.CharField(max_length=200, blank=True, help_text="Why the account balance is unknown")
+    # free_model_daily_requests: the account's daily quota of :free model requests (null: not reported).
+    free_limit = models.PositiveIntegerField(null=True, blank=True)
+    free_remaining = models.PositiveIntegerField(null=True, blank=True)
+    free_used = models.PositiveIntegerField(null=True, blank=True)
+    # Layers of budgets[] besides the key's own limit (LimitReading rows); null: not read (a /keys listing).
+    budget_layers = models.PositiveSmallIntegerField(null=True, blank=True)
     # Failure details.
     error = models.TextField(blank=True)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -490,6 +497,8 @@ class Alert(models.Model):
     BALANCE = "balance"
     FORECAST = "forecast"
     SPIKE = "spike"
+    BUDGET_LAYER = "budget_layer"
+    FREE_QUOTA = "free_quota"
     FAILURES = "failures"
     STALE = "stale"
     KEY_LIMIT = "key_limit"
@@ -510,6 +519,8 @@ class Alert(models.Model):
         (MODEL_SPIKE, "Model spend spike"),
         (TOPUP_MISSED, "Auto top-up missing"),
         (RUNAWAY, "Runaway spend"),
+        (BUDGET_LAYER, "Budget layer"),
+        (FREE_QUOTA, "Free-model quota"),
     ]
 
     key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
@@ -757,4 +768,5 @@ class WatchState(models.Model):
 
 
 # The rollups (daily and hourly figures) live in their own module; importing them here registers their models.
+from .budgets import LimitReading, Workspace, WorkspaceSpend  # noqa: E402, F401
 from .rollups import DailyFigure, HourlyFigure, RollupState, UtcDailyFigure, aware, hourly_aggregates  # noqa: E402, F401

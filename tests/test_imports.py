@@ -21,6 +21,7 @@ RANKS = {
     "simulator": 0,  # the test double: a standalone HTTP server
     "models": 1,
     "rollups": 0,  # below the models: their rows, the credit log looked up through the app registry
+    "budgets": 0,  # below the models like the rollups: budget layer readings, registered from models
     "openrouter": 2,
     "outlook": 2,
     "spike_factors": 0,  # pure maths: which factor of spend moved
