@@ -25,6 +25,8 @@ RANKS = {
     "outlook": 2,
     "drivers": 2,
     "schedule": 2,
+    "roles": 1,  # who may act: settings and Django's permissions only
+    "audit": 2,  # the audit trail's writer, beside the models
     "checks": 2,
     "retention": 3,
     "status": 3,
