@@ -1,13 +1,11 @@
-"""Headers on every answer (Content-Security-Policy through django-csp, Cache-Control), and 503s instead of 500s
-when the database is down: a short page for people, one line in their own format for the machine endpoints."""
+"""Cache-Control on every dynamic answer (the Content-Security-Policy is django-csp's, see settings), and 503s
+instead of 500s when the database is down: a short page for people, one line in their own format for machines."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from csp.middleware import CSPMiddleware, PolicyParts
-from django.conf import settings
 from django.core.signals import got_request_exception
 from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
@@ -18,18 +16,7 @@ from .management.base import database_problem
 
 logger = logging.getLogger(__name__)
 
-ADMIN_PREFIX = "/admin/"
 DATABASE_PROBLEM = "_creditmon_database_problem"  # set on the request when a database error became a 500
-
-
-class ContentSecurityPolicyMiddleware(CSPMiddleware):
-    """django-csp with CONTENT_SECURITY_POLICY everywhere but the admin, which gets ADMIN_CONTENT_SECURITY_POLICY."""
-
-    def get_policy_parts(self, request, response, report_only: bool = False) -> PolicyParts:
-        parts = super().get_policy_parts(request, response, report_only)
-        if not report_only and parts.config is None and request.path_info.startswith(ADMIN_PREFIX):
-            parts.config = settings.ADMIN_CONTENT_SECURITY_POLICY
-        return parts
 
 
 class PrivateNoStoreMiddleware:
