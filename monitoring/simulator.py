@@ -47,14 +47,18 @@ FAILURES: dict[str, str] = {
     "header-drip": "the status line, then header bytes one every `drip_interval` s (never a whole answer)",
     "redirect": "302 to `redirect_to` (another host; its query carries the caller's key)",
     "implausible": "200 with usage -500, limit_remaining -1e300 (and total_usage / activity usage -500)",
-    "hostile-strings": "200 with NUL, newlines, chat mentions and over-long text in labels, names, "
+    "hostile-strings": "200 with NUL, newlines, chat mentions, bidi overrides and over-long text in labels, names, "
     "limit_reset, models, providers and endpoint ids",
     "bad-hash": "200 /keys whose hashes are 70 characters, not 64 hex digits",
     "echo-key": "500 whose error message echoes the caller's key without its sk-or- prefix",
 }
 
-# What "hostile-strings" appends to every label and name: a NUL, a forged log line, chat mentions.
-HOSTILE_TEXT = "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
+# What "hostile-strings" appends to every label and name: a NUL, a forged log line, chat mentions, and invisible
+# format characters (a right-to-left override that makes "gpj.exe" read "exe.jpg", an isolate, a zero-width space).
+HOSTILE_TEXT = (
+    "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
+    " \u202egpj.exe\u2066\u200b\ufeff"
+)
 HOSTILE_PAD = "x" * 300  # past every column
 REDIRECT_TO = "https://openrouter-mirror.example:8443/api/v1/key?token={token}"
 IMPLAUSIBLE = {"usage": -500.0, "limit_remaining": -1e300, "total_usage": -500.0}  # what the issue saw
