@@ -324,6 +324,8 @@ RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw ro
 
 # --- Machine access --------------------------------------------------------------------------
 METRICS_TOKEN = env("METRICS_TOKEN", "")
+# /metrics gives per-key series to the worst this many keys; the rest are counted by level (10,000 listed keys).
+METRICS_MAX_KEYS = envint("METRICS_MAX_KEYS", 500, minimum=1)
 API_TOKEN = env("API_TOKEN", "")
 # May also act (acknowledge, snooze, agent tasks) over the API and /mcp.
 API_OPERATOR_TOKEN = env("API_OPERATOR_TOKEN", "")

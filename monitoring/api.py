@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 
 from . import forecast, roles, status
-from .models import ApiKey, CreditLog, HourlyFigure, hourly_aggregates
+from .models import ApiKey, CreditLog, HourlyFigure, Level, UtcDailyFigure, hourly_aggregates
 
 HASH_PREFIX = status.HASH_PREFIX
 MAX_RANGE_DAYS = 3660
@@ -162,7 +162,9 @@ class CreditmonCollector:
         alert = gauge(
             "creditmon_alert_level", "Open alerts: 1 WARNING, 2 CRITICAL, 3 UNKNOWN", ("condition", "subject")
         )
-        for key_status in self.found.keys:
+        # Per-key series for the worst METRICS_MAX_KEYS keys; every key counts in creditmon_keys by level.
+        shown, rest = self.found.keys[: settings.METRICS_MAX_KEYS], self.found.keys[settings.METRICS_MAX_KEYS :]
+        for key_status in shown:
             values = [key_status.name, key_status.hash_prefix]
             success, latest = key_status.success, key_status.log
             if success is not None:
@@ -190,6 +192,15 @@ class CreditmonCollector:
             alert.add_metric(["", "", open_alert.condition, open_alert.subject], open_alert.level)
         yield from (remaining, usage, limit, burn, days_left, last_success, last_check, failures, level, duration)
         yield alert
+        counts = GaugeMetricFamily("creditmon_keys", "Watched keys per level, every key", labels=["level"])
+        for each in Level:
+            counts.add_metric([each.label], sum(1 for k in self.found.keys if k.level == each))
+        yield counts
+        omitted = GaugeMetricFamily(
+            "creditmon_keys_without_series", "Keys beyond METRICS_MAX_KEYS (the healthiest): counted, no per-key series"
+        )
+        omitted.add_metric([], len(rest))
+        yield omitted
         account = self.found.account
         if account.known:
             balance = GaugeMetricFamily("creditmon_account_balance_usd", "Account credits minus usage (/credits)")
@@ -218,7 +229,38 @@ def status_view(request: HttpRequest) -> JsonResponse:
     """Current status per key and for the account: levels, burn rates, days left, open alerts."""
     if (refused := api_auth_error(request)) is not None:
         return refused
-    return JsonResponse(status.build(timezone.now()).as_dict())
+    found = status.build(timezone.now())
+    try:
+        keys, page = status_page(request.GET, found.keys)
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse({**found.as_dict(keys), "counts": found.counts, "page": page})
+
+
+STATUS_PER_PAGE, STATUS_MAX_PER_PAGE = 500, 1000
+
+
+def status_page(params, keys: list) -> tuple[list, dict]:
+    """A page of the keys (worst first), optionally of one level: `?level=warning&page=2&per_page=100`."""
+    wanted = params.get("level", "").strip().upper()
+    if wanted:
+        names = [level.label for level in Level]
+        if wanted not in names:
+            raise ValueError(f"level must be one of {', '.join(name.lower() for name in names)}")
+        keys = [k for k in keys if k.level == Level[wanted]]
+    numbers = {}
+    for name, default, most in (("page", 1, None), ("per_page", STATUS_PER_PAGE, STATUS_MAX_PER_PAGE)):
+        text = params.get(name, "").strip() or str(default)
+        if not text.isdigit() or int(text) < 1 or (most and int(text) > most):
+            raise ValueError(f"{name} must be a whole number from 1" + (f" to {most}" if most else ""))
+        numbers[name] = int(text)
+    number, per_page = numbers["page"], numbers["per_page"]
+    pages = max(1, -(-len(keys) // per_page))
+    if number > pages:
+        raise ValueError(f"page {number} is past the last page ({pages})")
+    start = (number - 1) * per_page
+    info = {"number": number, "per_page": per_page, "pages": pages, "keys": len(keys), "level": wanted.lower() or None}
+    return keys[start : start + per_page], info
 
 
 def resolution_for(start: datetime, end: datetime, asked: str | None) -> str:
@@ -259,52 +301,23 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
                 }
             )
         return points
-    # Whole UTC hours come from the hourly rows (a month is 720 per key, not 8,640 checks); the partial
-    # hours at either end of the range from the log itself, so every figure is what the raw rows give.
-    HourlyFigure.objects.refresh()
-    hour = timedelta(hours=1)
-    first_full = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    first_full += hour if first_full < start else timedelta(0)
-    last_end = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    if first_full >= last_end:  # less than an hour apart: the log alone
-        head, tail = [rows], []
-    else:  # each within one hour: at most one point per key before, one after the stored hours
-        # Each with its own tight bounds: given the range's too, SQLite scans the whole range per key.
-        logs = CreditLog.objects.filter(key__in=keys)
-        head = [logs.filter(timestamp__gte=start, timestamp__lt=first_full)]
-        tail = [logs.filter(timestamp__gte=last_end, timestamp__lte=end)]
-    stored = []
-    if first_full < last_end:
-        text = ISO_TEXT.get(connection.vendor, "{}")
-        where = f" WHERE key_id IN ({', '.join(['%s'] * len(keys))}) AND hour >= %s AND hour < %s"
-        params = [*(k.pk for k in keys), *(connection.ops.adapt_datetimefield_value(t) for t in (first_full, last_end))]
-        if resolution == "hour":
-            # 720 rows a key a month, read as plain tuples: SQLite's stored text is already the ISO time.
-            columns = ", ".join(text.format(c) if c in ("hour", "last_at") else c for c in HOURLY_COLUMNS)
-            sql = f"SELECT {columns} FROM {HourlyFigure._meta.db_table}{where} ORDER BY key_id, hour"
-        else:
-            # Daily points: the database folds the hours of each UTC day, so Python sees 30 rows a key a month.
-            day = UTC_DAY.get(connection.vendor, "date(hour)")
-            sql = (
-                f"SELECT key_id, {day} AS d, SUM(checks), SUM(failures), MAX(usage_max), MIN(remaining_min),"
-                f" MAX(limit_max), MIN(balance_min), {text.format('MAX(last_at)')}"
-                f" FROM {HourlyFigure._meta.db_table}{where} GROUP BY key_id, d ORDER BY key_id, d"
-            )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            found = cursor.fetchall()
-        if resolution == "hour":
-            stored = [(row[0], _utc_iso(row[1]), *row[2:8], _utc_iso(row[8])) for row in found]
-        else:
-            stored = [(row[0], f"{row[1]}T00:00:00+00:00", *row[2:8], _utc_iso(row[8])) for row in found]
-    before = sorted(_part(p) for edge in head for p in hourly_aggregates(edge))
-    after = [_part(p) for edge in tail for p in hourly_aggregates(edge)]
     if resolution == "hour":  # per key: its partial first hour, the stored hours in order, its partial last
-        for key_id, hour_iso, *figures in before + stored + after:
+        for key_id, hour_iso, *figures in hour_parts(start, end, keys):
             points[key_id].append(_point(hour_iso, *figures))
         return points
+    # Whole UTC days from the daily rows (a year is 365 rows a key at any density); the partial days at
+    # either end of the range from their hours, so every figure is what the hourly buckets would give.
+    day = timedelta(days=1)
+    first_full = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first_full += day if first_full < start else timedelta(0)
+    last_end = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if first_full >= last_end:
+        parts = hour_parts(start, end, keys)
+    else:
+        parts = hour_parts(start, first_full, keys, end_inclusive=False)
+        parts += stored_days(first_full, last_end, keys) + hour_parts(last_end, end, keys)
     merged: dict[tuple, list] = {}
-    for key_id, hour_iso, checks, failures, used, remaining, limit, balance, last in before + stored + after:
+    for key_id, hour_iso, checks, failures, used, remaining, limit, balance, last in parts:
         bucket = hour_iso[:10] + "T00:00:00+00:00"
         found = merged.get((key_id, bucket))
         if found is None:
@@ -321,19 +334,60 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
     return points
 
 
+def stored_days(first: datetime, last: datetime, keys: list[ApiKey]) -> list[tuple]:
+    """The UTC daily rows of days [first, last) as history tuples, read as plain tuples."""
+    text = ISO_TEXT.get(connection.vendor, "{}")
+    sql = (
+        f"SELECT key_id, day, checks, failures, usage_max, remaining_min, limit_max, balance_min,"
+        f" {text.format('last_at')} FROM {UtcDailyFigure._meta.db_table}"
+        f" WHERE key_id IN ({', '.join(['%s'] * len(keys))}) AND day >= %s AND day < %s ORDER BY key_id, day"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*(k.pk for k in keys), first.date(), last.date()])
+        found = cursor.fetchall()
+    return [(row[0], f"{row[1]}T00:00:00+00:00", *row[2:8], _utc_iso(row[8])) for row in found]
+
+
+def hour_parts(start: datetime, end: datetime, keys: list[ApiKey], end_inclusive: bool = True) -> list[tuple]:
+    """Hourly history tuples of [start, end]: whole UTC hours from the hourly rows, the partial hours at
+    either end from the log itself, so every figure is what the raw rows give. Per key, in time order."""
+    HourlyFigure.objects.refresh()
+    logs = CreditLog.objects.filter(key__in=keys)
+    upto = {"timestamp__lte": end} if end_inclusive else {"timestamp__lt": end}
+    hour = timedelta(hours=1)
+    first_full = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    first_full += hour if first_full < start else timedelta(0)
+    last_end = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if first_full >= last_end:  # less than an hour apart: the log alone
+        head, tail = [logs.filter(timestamp__gte=start, **upto)], []
+    else:  # each within one hour: at most one point per key before, one after the stored hours
+        # Each with its own tight bounds: given the range's too, SQLite scans the whole range per key.
+        head = [logs.filter(timestamp__gte=start, timestamp__lt=first_full)]
+        tail = [logs.filter(timestamp__gte=last_end, **upto)]
+    stored = []
+    if first_full < last_end:
+        text = ISO_TEXT.get(connection.vendor, "{}")
+        where = f" WHERE key_id IN ({', '.join(['%s'] * len(keys))}) AND hour >= %s AND hour < %s"
+        params = [*(k.pk for k in keys), *(connection.ops.adapt_datetimefield_value(t) for t in (first_full, last_end))]
+        # 720 rows a key a month, read as plain tuples: SQLite's stored text is already the ISO time.
+        columns = ", ".join(text.format(c) if c in ("hour", "last_at") else c for c in HOURLY_COLUMNS)
+        sql = f"SELECT {columns} FROM {HourlyFigure._meta.db_table}{where} ORDER BY key_id, hour"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            stored = [(row[0], _utc_iso(row[1]), *row[2:8], _utc_iso(row[8])) for row in cursor.fetchall()]
+    before = sorted(_part(p) for edge in head for p in hourly_aggregates(edge))
+    after = [_part(p) for edge in tail for p in hourly_aggregates(edge)]
+    ordered = before + stored + after
+    ordered.sort(key=lambda part: part[0])  # stable: per key, its hours stay in time order
+    return ordered
+
+
 # The database writes a UTC time as datetime.isoformat() would (SQLite stores it as text already;
 # PostgreSQL's own text beats psycopg's pure-Python timestamp parser 7,200 times over).
 ISO_TEXT = {
     "sqlite": "CAST({0} AS TEXT)",
     "postgresql": "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {0})"
     " = {0} THEN '' ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END || '+00:00'",
-}
-
-
-# The UTC day of a stored hour, as YYYY-MM-DD text.
-UTC_DAY = {
-    "sqlite": "substr(hour, 1, 10)",
-    "postgresql": "to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 }
 
 

@@ -667,4 +667,4 @@ class WatchState(models.Model):
 
 
 # The rollups (daily and hourly figures) live in their own module; importing them here registers their models.
-from .rollups import DailyFigure, HourlyFigure, RollupState, aware, hourly_aggregates  # noqa: E402, F401
+from .rollups import DailyFigure, HourlyFigure, RollupState, UtcDailyFigure, aware, hourly_aggregates  # noqa: E402, F401

@@ -185,37 +185,54 @@ class HourlyFigureQuerySet(models.QuerySet):
         return self._fold(hourly_in_python(few), state)
 
     def rebuild(self) -> int:
-        """Recompute every hourly row from the credit log (bulk loads, retention)."""
+        """Recompute every hourly row and the UTC days folded from them from the log (bulk loads, retention)."""
         with transaction.atomic():
             self.model.objects.all().delete()
+            UtcDailyFigure.objects.all().delete()
             state, _ = RollupState.objects.update_or_create(name="hourly", defaults={"zone": "UTC", "last_id": 0})
             return self._fold(hourly_aggregates(credit_log().objects.all()), state)
 
     def _fold(self, rows: list[dict], state: RollupState) -> int:
+        """Merge new checks' hourly aggregates into the hours, and the same aggregates into their UTC days:
+        a day is the merge of its hours, so adding a delta to both keeps them equal."""
         rows = [row for row in rows if row["key_id"] is not None]
         if not rows:
             return 0
-        existing = {
-            (f.key_id, f.hour): f
-            for f in self.model.objects.filter(
-                key_id__in={r["key_id"] for r in rows}, hour__gte=min(r["hour"] for r in rows)
-            )
-        }
-        new, changed = [], []
+        days: dict[tuple, dict] = {}
         for row in rows:
-            figure = existing.get((row["key_id"], row["hour"]))
-            if figure is None:
-                new.append(self.model(**{k: v for k, v in row.items() if k != "top"}))
-                continue
-            merge_hour(figure, row)
-            changed.append(figure)
+            day_row = {**row, "day": row["hour"].date()}
+            known = days.get((row["key_id"], day_row["day"]))
+            if known is None:
+                days[(row["key_id"], day_row["day"])] = day_row
+            else:
+                merge_hour(known, day_row)
         with transaction.atomic():
-            self.model.objects.bulk_create(new, batch_size=2000)
-            self.model.objects.bulk_update(changed, HOURLY_MERGED, batch_size=2000)
+            merge_figures(self.model, "hour", rows)
+            merge_figures(UtcDailyFigure, "day", list(days.values()))
             top = max(row["top"] for row in rows)
             folded = RollupState.objects.filter(pk=state.pk)
             folded.update(last_id=Greatest("last_id", top), refreshed_at=timezone.now())
         return len(rows)
+
+
+def merge_figures(model, bucket: str, rows: list[dict]) -> None:
+    """Add aggregates (HourlyFigure fields, one per key and `bucket`) into `model`'s stored rows."""
+    existing = {
+        (f.key_id, getattr(f, bucket)): f
+        for f in model.objects.filter(
+            key_id__in={r["key_id"] for r in rows}, **{f"{bucket}__gte": min(r[bucket] for r in rows)}
+        )
+    }
+    new, changed = [], []
+    for row in rows:
+        figure = existing.get((row["key_id"], row[bucket]))
+        if figure is None:
+            new.append(model(key_id=row["key_id"], **{bucket: row[bucket]}, **{f: row[f] for f in HOURLY_MERGED}))
+            continue
+        merge_hour(figure, row)
+        changed.append(figure)
+    model.objects.bulk_create(new, batch_size=2000)
+    model.objects.bulk_update(changed, HOURLY_MERGED, batch_size=2000)
 
 
 HOURLY_FIELDS = ("id", "key_id", "timestamp", "ok", "usage", "remaining", "credit_limit", "account_balance")
@@ -309,6 +326,28 @@ class HourlyFigure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id} {self.hour:%Y-%m-%d %H}h: {self.checks} checks"
+
+
+class UtcDailyFigure(models.Model):
+    """One key's checks of one UTC day, folded from its hours as they fold: /api/history's daily points read
+    one row per key per day, so a year costs the same at one check an hour or one every five minutes."""
+
+    key = models.ForeignKey("monitoring.ApiKey", on_delete=models.CASCADE, related_name="utc_daily_figures")
+    day = models.DateField(help_text="The UTC day")
+    checks = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    usage_max = models.FloatField(null=True, blank=True)
+    remaining_min = models.FloatField(null=True, blank=True)
+    limit_max = models.FloatField(null=True, blank=True)
+    balance_min = models.FloatField(null=True, blank=True)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "UTC daily figure"
+        constraints = [models.UniqueConstraint(fields=["key", "day"], name="utcdailyfigure_key_day")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.day}: {self.checks} checks"
 
 
 class RollupState(models.Model):

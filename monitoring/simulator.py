@@ -267,6 +267,7 @@ class Simulator:
         self.redirect_to: str = REDIRECT_TO  # failure "redirect"; {token} is the caller's key
         self.implausible: dict[str, float] = dict(IMPLAUSIBLE)  # failure "implausible": field -> value sent
         self.log_requests = False  # print one line per request (the command turns it on)
+        self.many_keys = 150  # how many keys the many-keys world lists (the benchmark scales it up)
         self.requests: list[dict] = []
         self.keys: dict[str, SimKey] = {}
         self.account = Account(0.0, 0.0, self.now())
@@ -390,7 +391,7 @@ class Simulator:
                 prod.limit, prod.limit_reset = 50.0, "monthly"
                 prod.usage, prod.usage_daily, prod.usage_weekly, prod.usage_monthly = 180.0, 0.0, 4.25, 12.5
             elif name == "many-keys":
-                for i in range(150):
+                for i in range(self.many_keys):
                     self._add(
                         f"sk-or-v1-sim-many-{i:03d}",
                         f"key-{i:03d}",

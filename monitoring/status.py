@@ -685,8 +685,10 @@ class Status(LevelWords):
             if key_status.daily is None:
                 key_status.daily = daily.get(key_status.key.pk, {})
 
-    def as_dict(self) -> dict:
-        self.load_ranges()
+    def as_dict(self, keys: list[KeyStatus] | None = None) -> dict:
+        """The whole status; `keys` (a page of self.keys) in place of every key, the rest unchanged."""
+        keys = self.keys if keys is None else keys
+        self.load_ranges(keys)
         return {
             "generated_at": self.now.isoformat(),
             "level": self.level_name,
@@ -695,7 +697,7 @@ class Status(LevelWords):
             "account": self.account.as_dict(),
             "account_balance": _round(self.account.balance),
             "account_balance_at": _iso(self.account.checked_at),
-            "keys": [s.as_dict() for s in self.keys],
+            "keys": [s.as_dict() for s in keys],
             "account_alerts": [alert_dict(a) for a in self.unattached_alerts],
         }
 

@@ -97,6 +97,31 @@ def test_status_shows_open_alerts_and_the_level(seeded, client):
     assert dev["open_alerts"][0]["level"] == "WARNING"
 
 
+def test_status_pages_the_keys_worst_first_and_filters_by_level(seeded, client):
+    for n in range(5):
+        key = ApiKey.objects.create(hash=f"{n}" * 64, name=f"Extra {n}")
+        CreditLog.objects.create(key=key, usage=1.0, remaining=90.0, credit_limit=100.0)
+    whole = client.get("/api/status/", headers=bearer()).json()
+    assert whole["page"] == {"number": 1, "per_page": 500, "pages": 1, "keys": 7, "level": None}
+    pages = [client.get(f"/api/status/?per_page=3&page={n}", headers=bearer()).json() for n in (1, 2, 3)]
+    assert [len(p["keys"]) for p in pages] == [3, 3, 1]
+    assert [k["key"] for p in pages for k in p["keys"]] == [k["key"] for k in whole["keys"]]
+    assert all(p["counts"] == whole["counts"] and p["level"] == whole["level"] for p in pages)
+    warned = client.get("/api/status/?level=warning", headers=bearer()).json()
+    assert [k["key"] for k in warned["keys"]] == ["Dev Key"] and warned["page"]["keys"] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("level=bad", "level must be one of ok, warning, critical, unknown"), ("page=0", "page must be a whole number"),
+     ("per_page=5000", "per_page must be a whole number from 1 to 1000"), ("page=9", "page 9 is past the last page")],
+)  # fmt: skip
+def test_status_explains_a_bad_page(seeded, client, query, message):
+    response = client.get(f"/api/status/?{query}", headers=bearer())
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
 def test_status_works_with_a_logged_in_session(seeded, client, django_user_model):
     client.force_login(django_user_model.objects.create_user("ops", password="x" * 12))
     response = client.get("/api/status/")

@@ -175,3 +175,16 @@ def test_a_usage_reset_inside_the_window_is_read_as_the_forecast_reads_it(seeded
     expected = forecast.burn_rate_per_day(CreditLog.objects.usage_samples(key, now - timedelta(days=2)), now, 1)
     assert got == pytest.approx(expected)
     assert got == pytest.approx(25 / 4 * 24)
+
+
+def test_keys_beyond_the_cap_are_counted_by_level_without_series_of_their_own(seeded, client, settings):
+    for n in range(4):
+        key = ApiKey.objects.create(hash=f"{n}" * 64, name=f"Extra {n}")
+        CreditLog.objects.create(key=key, usage=1.0, remaining=90.0, credit_limit=100.0)
+    settings.METRICS_MAX_KEYS = 2
+    found = samples(scrape(client))
+    per_key = {dict(labels)["key"] for (name, labels) in found if name == "creditmon_check_level"}
+    assert per_key == {"Dev Key", "Production Key"}  # the two worst: dev is UNKNOWN, prod's figures come next
+    assert found[("creditmon_keys_without_series", ())] == 4
+    by_level = {dict(labels)["level"]: value for (name, labels), value in found.items() if name == "creditmon_keys"}
+    assert sum(by_level.values()) == 6 and by_level["UNKNOWN"] >= 1

@@ -151,6 +151,8 @@ def test_history_from_the_hourly_rows_equals_the_raw_log(resolution):
     for key in keys[:2]:  # checks logged after the fold, one failed: the next refresh folds only them
         CreditLog.objects.create(key=key, timestamp=NOW - timedelta(minutes=7), usage=999.0, remaining=-1.0)
         CreditLog.objects.create(key=key, timestamp=NOW - timedelta(minutes=3), ok=False, error="x")
+        # and into a whole day already folded: its stored hour and its stored UTC day both take the delta
+        CreditLog.objects.create(key=key, timestamp=NOW - timedelta(days=10, minutes=1), usage=0.5, remaining=7.0)
     start, end = NOW - timedelta(days=20, minutes=17), NOW - timedelta(minutes=1)  # partial hours at both ends
     got = history_points(start, end, resolution, keys)
 

@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
         ('contenttypes', '0002_remove_content_type_name'),
-        ('monitoring', '0010_admin_names_alert_undo'),
+        ('monitoring', '0011_utc_daily_figure'),
     ]
 
     operations = [
