@@ -284,6 +284,8 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
     """Points per key id: every check (raw), or one aggregate row per key per UTC hour or day."""
     rows = CreditLog.objects.filter(timestamp__gte=start, timestamp__lte=end, key__in=keys)
     points: dict[int, list[dict]] = {key.pk: [] for key in keys}
+    if not keys:  # nothing to read, and PostgreSQL refuses the SQL below's empty "key_id IN ()"
+        return points
     if resolution == "raw":
         fields = ("key_id", "timestamp", "ok", "usage", "remaining", "credit_limit", "account_balance", "error")
         for key_id, when, ok, used, remaining, limit, balance, error in rows.order_by("timestamp", "id").values_list(
