@@ -1,4 +1,5 @@
-"""The Django admin: a read-only inspector of what the monitor saw and did (money in $, times in UTC)."""
+"""The Django admin: what the monitor saw and did, read-only (money in $, times in UTC); users, groups and
+whatever else is registered stay as their own admin allows. The index names the read-only models itself."""
 
 from datetime import UTC
 
@@ -11,7 +12,7 @@ from .models import Activity, Alert, AlertEvent, ApiKey, AuditEntry, CreditLog, 
 
 admin.site.site_header = "creditmon admin"
 admin.site.site_title = "creditmon"
-admin.site.index_title = "Inspect what creditmon saw and did (read-only)"
+admin.site.index_title = "What creditmon saw and did, and who may use it"
 
 
 def usd(value) -> str:
@@ -63,9 +64,6 @@ class NoWrites:
 
 class ReadOnlyAdmin(NoWrites, admin.ModelAdmin):
     """The log is evidence: inspect it, never add, edit or delete it by hand (deletes would cascade)."""
-
-    class Media:
-        css = {"all": ["css/admin.css"]}  # times and amounts on one line, so the columns fit at 1366 px
 
 
 @admin.register(CreditLog)

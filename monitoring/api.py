@@ -94,7 +94,7 @@ def requested_range(params, now: datetime, default_days: int = 30) -> tuple[date
     except ValueError:
         raise ValueError("days must be a number, e.g. ?days=30") from None
     if not 0 < days <= MAX_RANGE_DAYS:
-        raise ValueError(f"days must be between 0 and {MAX_RANGE_DAYS}")
+        raise ValueError(f"days must be more than 0 and at most {MAX_RANGE_DAYS}")
     return now - timedelta(days=days), now
 
 
@@ -434,6 +434,8 @@ def history(request: HttpRequest) -> JsonResponse:
     keys = list(ApiKey.objects.all())
     if wanted := request.GET.get("key"):
         keys = [k for k in keys if k.hash.startswith(wanted.lower()) or k.display_name == wanted]
+        if not keys:  # an empty list would read as "no data"
+            return JsonResponse({"error": f"no such key: {wanted[:80]}"}, status=404)
     points = history_points(start, end, resolution, keys)
     return JsonResponse(
         {

@@ -30,6 +30,7 @@ DEFAULT_RANGE = "30"
 TOP_N = 5  # series in a stacked chart before the rest is summed as "Other"
 WEEKLY_AFTER_DAYS = 200  # "all" switches to weekly buckets past this span, to stay a few hundred points
 BURN_WINDOWS = (("1d", "24 h"), ("7d", "7 days"), ("30d", "30 days"))
+MIN_SHARE_TOTAL = 0.005  # dollars: below it a total shows as $0.00 and shares of it mean nothing
 WINDOW_DAYS = status.WINDOWS
 
 LEVEL_CSS = status.LEVEL_CSS
@@ -186,13 +187,14 @@ def stacked(rows: list[dict], field: str, series: list[str], totals: dict, names
 
 
 def drivers(totals: list[dict], field: str, names: dict) -> list[dict]:
-    grand = sum(row["spend"] or 0.0 for row in totals) or 1.0
+    grand = sum(row["spend"] or 0.0 for row in totals)
     return [
         {
             "name": names.get(row[field], row[field]),
             "spend": row["spend"] or 0.0,
             "calls": row.get("calls"),
-            "share": (row["spend"] or 0.0) / grand * 100,
+            # No share of nothing: a total that shows as $0.00 would make its only row "100.0 %" of it.
+            "share": (row["spend"] or 0.0) / grand * 100 if grand >= MIN_SHARE_TOTAL else None,
         }
         for row in totals
     ]
@@ -218,7 +220,7 @@ def key_financials(key_status: status.KeyStatus, start: datetime | None, kind: s
         limits.append((row.timestamp, row.credit_limit, row.account_credits, row.remaining))
 
     # Month to date from running spend totals: index look-ups, whatever the history.
-    month_start, _ = forecast.month_bounds(now, tz)
+    month_start, month_end = forecast.month_bounds(now, tz)
     since = month_start - timedelta(days=max(30, settings.BURN_RATE_WINDOW_DAYS))
     readings = CreditLog.objects.filter(key=OuterRef("pk"), ok=True, usage__isnull=False)
     before = readings.filter(timestamp__gte=since, timestamp__lt=month_start).order_by("-timestamp", "-usage", "-id")
@@ -236,7 +238,9 @@ def key_financials(key_status: status.KeyStatus, start: datetime | None, kind: s
         summed = CreditLog.objects.spend_windows([key], now, {"m": month_start, "s": since}).get(key.pk, {})
         mtd = summed["m"].spent_after if summed else 0.0
     # Burn rates, days left and what binds: the key's status, as on every other surface.
-    rates = [{"label": label, "days": WINDOW_DAYS[name], "rate": key_status.rates[name].rate}
+    # A window the readings do not fill says the span it really used ("over the last 18.1 hours").
+    rates = [{"label": label, "days": WINDOW_DAYS[name], "rate": key_status.rates[name].rate,
+              "span_text": "" if key_status.rates[name].full_window else key_status.rates[name].window_text}
              for name, label in BURN_WINDOWS]  # fmt: skip
     burn = key_status.burn_rate
     latest = key_status.success
@@ -254,7 +258,9 @@ def key_financials(key_status: status.KeyStatus, start: datetime | None, kind: s
     ]
     return {
         "latest": latest,
+        "last_check": key_status.log,  # the newest check, failed or not ("latest" is the newest success)
         "remaining": remaining,
+        "balance_note": key_status.balance_note,
         "rates": rates,
         "burn_rate": burn,
         "burn_window_text": key_status.burn.window_text,
@@ -270,7 +276,9 @@ def key_financials(key_status: status.KeyStatus, start: datetime | None, kind: s
         "days_left": days_left,
         "exhaustion_date": forecast.exhaustion_date(now, days_left),
         "month_to_date": mtd,
-        "projected_month": forecast.projected_month_spend(mtd, burn, now, tz) if burn is not None else None,
+        # Spend stops when the money that binds runs out: the projection never passes what is left.
+        "projected_month": forecast.projected_month_spend(mtd, burn, now, tz, days_left) if burn is not None else None,
+        "runs_out_this_month": days_left is not None and now + timedelta(days=days_left) < month_end,
         "days": days,
         "topups": [{"when": datetime.fromtimestamp(p["x"] / 1000, UTC), "amount": p["amount"]} for p in topup_points],
         "chart": {
@@ -323,7 +331,10 @@ def account_financials(found: status.Status, start: datetime | None, kind: str, 
                 mtd += sum(s for row, s in zip(key_rows, spends, strict=True) if row["bucket"] >= month_start)
             rates = [s.burn_rate for s in found.keys if s.key is not None]
             burn = sum(r for r in rates if r is not None) if any(r is not None for r in rates) else None
-    projected = forecast.projected_month_spend(mtd, burn, now, tz) if mtd is not None and burn is not None else None
+    account_days = account.days_left if account.known else None  # the shared balance stops the spend too
+    projected = None
+    if mtd is not None and burn is not None:
+        projected = forecast.projected_month_spend(mtd, burn, now, tz, account_days)
     budget = settings.MONTHLY_BUDGET or None
     return {
         "latest": series[-1] if series else None,
@@ -338,6 +349,7 @@ def account_financials(found: status.Status, start: datetime | None, kind: str, 
         "known": account.known,
         "note": account.note,
         "projected": projected,
+        "runs_out_this_month": account_days is not None and now + timedelta(days=account_days) < month_end,
         "source": source,
         "budget": budget,
         "budget_used_percent": mtd / budget * 100 if budget and mtd is not None else None,
@@ -486,6 +498,9 @@ def explain_quiet(states: list[status.KeyStatus]) -> list[status.KeyStatus]:
             continue
         if state.log is None:
             state.quiet_reason = "No alert yet: the key has not been checked."
+        elif not state.log.ok and state.conditions.get("check", (Level.UNKNOWN,))[0] == Level.CRITICAL:
+            # A rejected key (401) or an empty account (402) needs no count of failures: the next run opens it.
+            state.quiet_reason = "No alert yet: the next scheduled check opens it (this failure is critical at once)."
         elif not state.log.ok:
             if "before an alert" not in state.reason:  # the status says it already
                 state.quiet_reason = f"No alert yet: {state.failures} of {needed} failed checks before an alert."

@@ -176,9 +176,9 @@ def _stream(request: HttpRequest, export: str) -> HttpResponse:
         return HttpResponse(f"{exc}\n", status=400, content_type="text/plain")
     key = None
     if request.GET.get("key"):  # the key chosen on the Financial page
-        key = ApiKey.objects.filter(pk=request.GET["key"]).first() if request.GET["key"].isdigit() else None
+        key = ApiKey.objects.named(request.GET["key"])
         if key is None:
-            return HttpResponse("key must be the id of a watched key\n", status=400, content_type="text/plain")
+            return HttpResponse("no such key: give a key's id or hash\n", status=404, content_type="text/plain")
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in EXPORTS[export](start, end, key)), content_type="text/csv; charset=utf-8"

@@ -93,12 +93,17 @@ def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
-def projected_month_spend(month_to_date: float, burn_rate: float | None, now: datetime, tz: tzinfo) -> float | None:
-    """Spend so far this month plus the burn rate over the days left in it."""
+def projected_month_spend(
+    month_to_date: float, burn_rate: float | None, now: datetime, tz: tzinfo, money_days: float | None = None
+) -> float | None:
+    """Spend so far this month plus the burn rate over the days left in it, or only over `money_days` when the
+    money runs out before the month ends (nothing more can be spent then)."""
     if burn_rate is None:
         return None
     _, month_end = month_bounds(now, tz)
     days_left = (month_end - now.astimezone(tz)).total_seconds() / SECONDS_PER_DAY
+    if money_days is not None:
+        days_left = min(days_left, max(money_days, 0.0))
     return month_to_date + max(burn_rate, 0.0) * days_left
 
 

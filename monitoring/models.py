@@ -41,10 +41,24 @@ def severity(level: int) -> int:
     return SEVERITY[Level(level)]
 
 
+KEY_HASH_MIN = 8  # a shorter start of a hash names a key too loosely to be taken as its id
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def watched(self) -> ApiKeyQuerySet:
         """Keys on the surfaces: not retired (still configured, or listed by the management key)."""
         return self.filter(retired_at__isnull=True)
+
+    def named(self, wanted: str) -> ApiKey | None:
+        """The key a URL or a command names: its numeric id, its hash, or the start of its hash as every surface
+        prints it (at least KEY_HASH_MIN characters, naming one key only); None when nothing or several match."""
+        wanted = wanted.strip()
+        if wanted.isdigit():
+            return self.filter(pk=int(wanted)).first()
+        if len(wanted) < KEY_HASH_MIN:
+            return None
+        found = list(self.filter(hash__startswith=wanted.lower())[:2])
+        return found[0] if len(found) == 1 else None
 
 
 class ApiKey(models.Model):

@@ -128,10 +128,13 @@ def account_block(found: Status) -> list[str]:
     return lines
 
 
-def listed_line(key_status: KeyStatus) -> str:
+def listed_line(key_status: KeyStatus, verbose: bool = False) -> str:
     figures = []
     if key_status.remaining is not None:
         figures.append(f"{money(key_status.remaining)} left")
+    if key_status.burn.known:
+        window = f" ({key_status.burn.window_text})" if verbose else ""
+        figures.append(f"{money(key_status.burn.rate)}/day{window}")
     if key_status.days_left is not None:
         figures.append(f"{key_status.days_left:.1f} days")
     detail = f" ({', '.join(figures)})" if figures else ""
@@ -154,7 +157,7 @@ def format_report(found: Status, verbose: bool = False, show_all: bool = False) 
         hidden = len(listed) - len(shown)
         lines.append("")
         lines.append(f"Keys listed by the management key: {len(listed)}, worst first")
-        lines += [listed_line(s) for s in shown]
+        lines += [listed_line(s, verbose) for s in shown]
         if hidden:
             lines.append(f"{hidden} more OK (--all lists every key)")
     if len(found.keys) > 1 or found.account.known:

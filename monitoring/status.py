@@ -57,10 +57,19 @@ def min_span_text() -> str:
 # --- the level rules (the alert rules add hysteresis on top of these) ---------------------------
 
 
+def balance_bounds(threshold: float | None = None) -> tuple[float, float]:
+    """(warning below, critical at or below): the dollars balance_level compares with, for surfaces that print them."""
+    return settings.OPENROUTER_CREDIT_THRESHOLD if threshold is None else threshold, settings.OPENROUTER_MIN_BALANCE
+
+
+def forecast_bounds() -> tuple[float, float]:
+    """(warning below, critical below): the days left forecast_level compares with."""
+    return settings.FORECAST_WARNING_DAYS, settings.FORECAST_CRITICAL_DAYS
+
+
 def balance_level(remaining: float | None, threshold: float | None = None) -> tuple[int, str]:
     """Warning below the threshold, critical at or below the minimum balance (the seed's check_threshold)."""
-    threshold = settings.OPENROUTER_CREDIT_THRESHOLD if threshold is None else threshold
-    minimum = settings.OPENROUTER_MIN_BALANCE
+    threshold, minimum = balance_bounds(threshold)
     if remaining is None:
         return Level.UNKNOWN, f"Balance unknown: {NO_BALANCE_HINT}"
     if remaining <= minimum:
@@ -76,9 +85,10 @@ def balance_level(remaining: float | None, threshold: float | None = None) -> tu
 def forecast_level(days_left: float | None) -> int:
     if days_left is None:
         return Level.OK  # not spending, or not known: never "running out" on a guess
-    if days_left < settings.FORECAST_CRITICAL_DAYS:
+    warning, critical = forecast_bounds()
+    if days_left < critical:
         return Level.CRITICAL
-    if days_left < settings.FORECAST_WARNING_DAYS:
+    if days_left < warning:
         return Level.WARNING
     return Level.OK
 
@@ -131,13 +141,18 @@ class BurnRate:
         return self.rate is not None
 
     @property
+    def full_window(self) -> bool:
+        """The readings fill the window (nearly): the rate may be called the window's average."""
+        return self.source == "checks" and self.span_days >= FULL_WINDOW_SHARE * self.window_days
+
+    @property
     def window_text(self) -> str:
         """What the rate averages over, in words: "7-day average", "over the last 2.3 days"."""
         if self.rate is None:
             return ""
         if self.source == "activity":
             return f"from stored activity, last {self.span_days:g} day{'s' if self.span_days != 1 else ''}"
-        if self.span_days >= FULL_WINDOW_SHARE * self.window_days:
+        if self.full_window:
             return f"{self.window_days:g}-day average"
         return f"over the last {span_text(self.span_days)}"
 
@@ -397,6 +412,15 @@ class KeyStatus(LevelWords):
     def remaining(self) -> float | None:
         """The headline remaining: the tighter of the key's cap left and the account balance."""
         return self.success.remaining if self.success else None
+
+    @property
+    def balance_note(self) -> str:
+        """Why the remaining is unknown, in words ("" when it is known): never "no limit" for a failed check."""
+        if self.remaining is not None:
+            return ""
+        if self.success is None:
+            return f"no successful check yet: {self.log.error}" if self.log is not None else "not checked yet"
+        return self.success.account_note or NO_BALANCE_HINT
 
     @property
     def limit_remaining(self) -> float | None:

@@ -118,15 +118,15 @@ def pending_check(request, now: datetime) -> dict | None:
 def financial(request):
     keys = list(ApiKey.objects.watched())
     key = keys[0] if keys else None
-    wanted = request.GET.get("key", "")
-    if wanted:
-        key = next((k for k in keys if str(k.pk) == wanted), None)
+    if wanted := request.GET.get("key", ""):
+        key = ApiKey.objects.watched().named(wanted)
         if key is None:
-            messages.warning(request, "That key is not being watched: showing the primary key instead.")
-            key = keys[0] if keys else None
+            choices = [(f"{request.path}?key={k.hash[: status.HASH_PREFIX]}", k.display_name) for k in keys]
+            return refuse(request, 404, "No such key", f"No watched key has the id or hash “{wanted[:80]}”.", choices)
     range_name = request.GET.get("range", dashboard.DEFAULT_RANGE)
     if range_name not in dashboard.RANGES:
-        range_name = dashboard.DEFAULT_RANGE
+        accepted = ", ".join(dashboard.RANGES)
+        return refuse(request, 400, "No such range", f"The range “{range_name[:80]}” is not one of {accepted}.")
     ctx = {
         "page": "financial",
         "keys": keys,
@@ -137,6 +137,12 @@ def financial(request):
     }
     request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/financial.html", ctx)
+
+
+def refuse(request, code: int, title: str, sentence: str, choices: list[tuple[str, str]] | None = None):
+    """A page that cannot be shown as asked: the status code and one sentence in the product's look."""
+    ctx = {"title": title, "sentence": sentence, "choices": choices or []}
+    return render(request, "monitoring/refused.html", ctx, status=code)
 
 
 @in_reporting_zone

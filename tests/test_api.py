@@ -195,7 +195,7 @@ def test_history_can_be_limited_to_one_key_by_hash_prefix(seeded, client):
     "query, message",
     [
         ("days=abc", "days must be a number"),
-        ("days=-3", "days must be between"),
+        ("days=-3", "days must be more than 0 and at most 3660"),
         ("start=2026-13-01", "YYYY-MM-DD"),
         ("start=2026-02-10&end=2026-02-01", "end is before start"),
         ("days=30&resolution=raw", "up to 7 days"),

@@ -42,5 +42,5 @@ def test_json_output():
 
 
 def test_a_bad_range_is_a_clear_error():
-    with pytest.raises(CommandError, match="positive"):
+    with pytest.raises(CommandError, match="more than 0 and at most 3660"):
         history("--days=0")

@@ -201,4 +201,4 @@ def test_the_financial_page_exports_its_key_and_its_calendar_days(seeded, user_c
     assert [r["key"] for r in rows] == ["'=HYPERLINK(evil)"]  # only the chosen key's checks
     everything = user_client.get("/financial/?range=all").content.decode()
     assert "Export (CSV, all history:" in everything and "last 31 days" not in everything
-    assert user_client.get("/export/credit-log.csv?days=7&key=999").status_code == 400
+    assert user_client.get("/export/credit-log.csv?days=7&key=999").status_code == 404

@@ -31,6 +31,7 @@ RANKS = {
     "retention": 3,
     "status": 3,
     "report": 4,
+    "plugin": 4,  # the monitoring-plugin output, beside the seed's report
     "account": 4,
     "notify": 5,
     "alerts": 6,

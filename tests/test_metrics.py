@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -175,6 +177,17 @@ def test_a_usage_reset_inside_the_window_is_read_as_the_forecast_reads_it(seeded
     expected = forecast.burn_rate_per_day(CreditLog.objects.usage_samples(key, now - timedelta(days=2)), now, 1)
     assert got == pytest.approx(expected)
     assert got == pytest.approx(25 / 4 * 24)
+
+
+def test_the_readme_lists_every_series_served(seeded, client):
+    root = Path(__file__).resolve().parents[1]
+    section = root.joinpath("README.md").read_text().split("## Prometheus metrics", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(creditmon_[a-z_]+)`", section))
+    served = {family.name for family in text_string_to_metric_families(scrape(client).content.decode())}
+    declared = set(re.findall(r'"(creditmon_[a-z_]+)"', root.joinpath("monitoring/api.py").read_text()))
+    assert served and served <= declared
+    assert declared - listed == set()
+    assert "money that binds" in section  # days_left is the binding figure, not the key's own
 
 
 def test_keys_beyond_the_cap_are_counted_by_level_without_series_of_their_own(seeded, client, settings):

@@ -167,8 +167,14 @@ def test_financial_shows_burn_rates_side_by_side_and_the_forecast(logged_in, con
     seed(key, 10)
     response = logged_in.get("/financial/")
     assert response.status_code == 200
-    rates = re.findall(r'<dd data-window="(\d+)">([^<]+)', response.text)
+    rates = [(w, t.strip()) for w, t in re.findall(r'<dd data-window="(\d+)">([^<]+)', response.text)]
     assert rates == [("1", "$2.00/day"), ("7", "$2.00/day"), ("30", "$2.00/day")]
+    # Readings over 2.25 days: each window says the span it really used.
+    assert [r["span_text"] for r in response.context["key_data"]["rates"]] == [
+        "over the last 18.0 hours",
+        "over the last 2.2 days",
+        "over the last 2.2 days",
+    ]
     assert "42.8 days" in response.text
     exhaustion = (timezone.now() + timedelta(days=42.75)).date().isoformat()
     assert f"runs out around {exhaustion}" in response.text
@@ -191,9 +197,7 @@ def test_financial_range_selector_limits_the_days(logged_in, configured):
     assert len(month["spend"]["labels"]) == 30
     assert len(everything["spend"]["labels"]) == 60
     assert week["spend"]["values"] == [0.5] * 7  # the first day's spend counts from the day before the range
-    fallback = logged_in.get("/financial/?range=999")
-    assert fallback.status_code == 200
-    assert len(chart_data(fallback)["spend"]["labels"]) == 30
+    assert logged_in.get("/financial/?range=999").status_code == 400  # refused, not quietly shown as 30 days
 
 
 @pytest.mark.django_db
@@ -295,8 +299,8 @@ def test_financial_can_show_another_key(logged_in, configured):
     response = logged_in.get(f"/financial/?key={dev.pk}")
     assert response.context["key"] == dev
     assert "$17.00" in response.text  # 20 - (1 + 4 * 0.5)
-    unknown = logged_in.get("/financial/?key=99999", follow=True)
-    assert "not being watched" in unknown.text
+    unknown = logged_in.get("/financial/?key=99999")
+    assert unknown.status_code == 404 and "No watched key has the id or hash" in unknown.text
 
 
 @pytest.mark.django_db
@@ -358,8 +362,9 @@ def test_the_burn_rate_comes_from_stored_activity_before_the_log_has_two_entries
         for back in range(1, 11)
     )
     response = logged_in.get("/financial/")
-    rates = re.findall(r'<dd data-window="(\d+)">([^<]+)', response.text)
+    rates = [(w, t.strip()) for w, t in re.findall(r'<dd data-window="(\d+)">([^<]+)', response.text)]
     assert rates == [("1", "$4.00/day"), ("7", "$4.00/day"), ("30", "$1.33/day")]
+    assert "(from stored activity, last 30 days)" in response.text  # the source and span, not "30 days" alone
     assert "22.5 days" in response.text  # 90 remaining / 4.0
     assert "Burn rate unknown" not in response.text
     assert "$4.00/day" in logged_in.get("/health/").text

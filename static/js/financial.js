@@ -29,6 +29,20 @@
 
   var zone = data.tz || "UTC";
 
+  // On a phone a legend below the plot (five long model names) can leave the plot a few pixels tall: the box
+  // grows until the plot keeps MIN_PLOT px, so bars stay readable and vertical axis titles are not cut.
+  var MIN_PLOT = 140;
+  Chart.register({
+    id: "minPlotHeight",
+    afterLayout: function (chart) {
+      var box = chart.canvas.parentNode;
+      var plot = chart.chartArea.bottom - chart.chartArea.top;
+      if (box && plot < MIN_PLOT) {
+        box.style.height = Math.ceil(box.clientHeight + MIN_PLOT - plot) + "px";  // Chart.js redraws on resize
+      }
+    },
+  });
+
   // Axis titles name the quantity and its unit, so a chart reads on its own.
   function title(text) {
     return { display: true, text: text, color: "#52606d", font: { weight: "600" } };

@@ -2,12 +2,13 @@
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from monitoring.backtest import TraceError, read_trace, replay
+from monitoring.management.base import MonitoringCommand
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = (
         "Replay TRACE.csv (timestamp,usage,limit,limit_remaining,total_credits,total_usage) through the real "
         "schedules, checks, alerts and notifications against the simulated OpenRouter, in a scratch database."

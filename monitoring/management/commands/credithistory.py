@@ -2,14 +2,13 @@
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
-
 from monitoring import monitor
 from monitoring.api import MAX_RANGE_DAYS
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand, argument_error
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # keep script output clean; `manage.py check` reports configuration
     help = "Print the logged credit checks of the last N days, one line per entry, oldest first."
 
@@ -20,7 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         console_logging(options["verbosity"])  # the log file has the details; -v 2 shows them here
         if not 0 < options["days"] <= MAX_RANGE_DAYS:  # also refuses nan; 1e9 days would overflow a date
-            raise CommandError(f"--days must be a positive number, at most {MAX_RANGE_DAYS}")
+            raise argument_error(f"--days must be more than 0 and at most {MAX_RANGE_DAYS}")
         rows = monitor.get_credit_history(options["days"])  # a database problem: one line from manage.py
         if options["json"]:
             self.stdout.write(json.dumps([history_item(r) for r in rows], indent=2))

@@ -1,17 +1,19 @@
 """Export the credit log, or spend by model or by key, as CSV for a range of days."""
 
+from contextlib import closing
 from datetime import timedelta
 from itertools import chain, islice
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from monitoring.api import requested_range
 from monitoring.exports import EXPORTS, write_csv
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand, argument_error
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = "Write a CSV export (credit-log, spend-by-model, spend-by-key) to stdout or a file."
 
     def add_arguments(self, parser):
@@ -27,8 +29,13 @@ class Command(BaseCommand):
         try:
             first, last = requested_range(params, timezone.now())
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        rows = iter(EXPORTS[export](first, last))
+            raise argument_error(str(exc)) from None
+        source = EXPORTS[export](first, last)
+        with closing(source):  # a closed pipe stops the rows before the connection closes, not at interpreter exit
+            self.write_rows(export, first, last, output, source)
+
+    def write_rows(self, export, first, last, output, source):
+        rows = iter(source)
         head = list(islice(rows, 2))  # the first query runs before anything is written: a database error stays alone
         rows = chain(head, rows)
         if output:

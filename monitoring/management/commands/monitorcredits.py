@@ -2,15 +2,16 @@
 
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from monitoring import tasks
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand
 from monitoring.models import Level
 from monitoring.monitor import overall_level
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # keep script output clean; `manage.py check` reports configuration
     help = (
         "Run the scheduled monitoring job now: check, log, evaluate alerts, notify. "

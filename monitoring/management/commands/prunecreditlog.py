@@ -1,13 +1,14 @@
 """Thin old credit-log rows (RETENTION_DAYS), keeping every daily figure and burn rate as they were."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand
 from monitoring.retention import MIN_RETENTION_DAYS, prune_credit_log
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = "Thin credit-log rows older than RETENTION_DAYS, keeping the readings daily figures need."
 
     def add_arguments(self, parser):

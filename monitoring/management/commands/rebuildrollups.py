@@ -2,13 +2,12 @@
 
 import time
 
-from django.core.management.base import BaseCommand
-
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand
 from monitoring.models import CreditLog, DailyFigure, HourlyFigure
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = (
         "Recompute the readings' running spend totals (burn rates), the daily figures (one row per key per day in "
         "CREDITMON_TIME_ZONE) and the hourly ones (UTC) from the credit log: after a bulk load or a restore."

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from monitoring import demo
+from monitoring.management.base import MonitoringCommand
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
 
 DEMO_CHECK_MINUTES = 5  # the demo checks often so the dashboard visibly moves
@@ -28,7 +29,7 @@ def start_simulator() -> Simulator:
     return simulator
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # checked below once the mode is known: the demo needs no key
     help = "Run the web server and the django-q2 worker; demo mode (simulated OpenRouter) when no key is set."
 

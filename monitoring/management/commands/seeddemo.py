@@ -1,15 +1,16 @@
 """python manage.py seeddemo: a month of demo history and the demo login (demo mode only)."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from monitoring import demo
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand
 from monitoring.models import CreditLog
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = "Fill an empty demo database with a month of realistic history and the demo login."
 
     def add_arguments(self, parser):

@@ -2,13 +2,14 @@
 
 import getpass
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from monitoring import notify
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     help = "Send a test notification to every channel in NOTIFY_URLS and report each result."
 
     def handle(self, *args, **options):

@@ -1,11 +1,10 @@
 """python manage.py simulateopenrouter: serve the simulated OpenRouter API until Ctrl-C."""
 
-from django.core.management.base import BaseCommand
-
+from monitoring.management.base import MonitoringCommand
 from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, SCENARIOS, Simulator
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # the simulator needs no database or settings
     help = "Serve a simulated OpenRouter credit API (stdlib HTTP server) for demos and manual testing."
 

@@ -1,15 +1,16 @@
 """python manage.py syncactivity [--backfill]: store OpenRouter's spend by model (GET /activity) now."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from monitoring.account import sync_activity
 from monitoring.logredact import console_logging
+from monitoring.management.base import MonitoringCommand
 from monitoring.openrouter import OpenRouterError
 
 
-class Command(BaseCommand):
+class Command(MonitoringCommand):
     requires_system_checks = []  # keep script output clean; `manage.py check` reports configuration
     help = "Fetch spend by model and by key (GET /activity, management key) and store it; --backfill: all 30 days."
 
