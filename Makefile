@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+HOST ?= 127.0.0.1
 PG_URL ?= postgres://postgres@127.0.0.1:5432/creditmon
 # Parallel test workers (pytest-xdist); worker N uses Redis db (REDIS_TEST_URL's db + N), so keep db + N <= 15.
 TEST_WORKERS ?= 3
@@ -38,11 +39,11 @@ chromium:
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 run: setup
-	$(PY) manage.py runapp --port $(PORT)
+	$(PY) manage.py runapp --host $(HOST) --port $(PORT)
 
 # The demo against the simulated OpenRouter, in its own database, even when .env has a key.
 demo: setup
-	$(PY) manage.py runapp --demo --port $(PORT)
+	$(PY) manage.py runapp --demo --host $(HOST) --port $(PORT)
 # The first login, on a fresh clone too: set-up and the tables first, then Django's createsuperuser.
 .PHONY: user
 user: setup

@@ -6,6 +6,7 @@ Every setting has a development-safe default so the app runs with no environment
 
 import math
 import os
+import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -100,8 +101,40 @@ def envlist(name: str, default: str = "") -> list[str]:
 DEBUG = envbool("DJANGO_DEBUG", "True")
 # Published in the repository: fine on a laptop, refused with DEBUG off (and an error for `check --deploy`).
 DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
-SECRET_KEY = env("DJANGO_SECRET_KEY") or DEVELOPMENT_SECRET_KEY
-if not DEBUG and not env("DJANGO_SECRET_KEY"):
+
+
+def secret_key_from_file(name: str) -> str:
+    """The key kept in an owner-only file, generated there on first use (concurrent starters agree on one)."""
+    path = Path(name)
+    if not path.exists():
+        draft = path.with_name(f"{path.name}.{os.getpid()}.draft")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)  # atomic: fails if another process got there first, whose key then wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    if path.stat().st_mode & 0o077:
+        _problems.append(f"DJANGO_SECRET_KEY_FILE {path} is readable by others: chmod 600 {path}")
+    key = path.read_text().strip()
+    if not key:
+        _problems.append(f"DJANGO_SECRET_KEY_FILE {path} is empty: delete it and a new key is generated")
+    return key
+
+
+# DJANGO_SECRET_KEY, else DJANGO_SECRET_KEY_FILE (`make run` and the systemd unit set it), else the development key.
+SECRET_KEY_FILE = env("DJANGO_SECRET_KEY_FILE")
+try:
+    SECRET_KEY = env("DJANGO_SECRET_KEY") or (SECRET_KEY_FILE and secret_key_from_file(SECRET_KEY_FILE))
+except OSError as exc:
+    _problems.append(f"DJANGO_SECRET_KEY_FILE {SECRET_KEY_FILE} cannot be used: {exc.strerror}")
+    SECRET_KEY = ""
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
+if not DEBUG and not env("DJANGO_SECRET_KEY") and not SECRET_KEY_FILE:
     _problems.append(
         "DJANGO_SECRET_KEY is not set and DJANGO_DEBUG is false: refusing to run on the development key; set it to "
         'a long random value: python -c "import secrets; print(secrets.token_urlsafe(50))"'
@@ -320,6 +353,13 @@ HEARTBEAT_URL = envurl("HEARTBEAT_URL", example="https://hc-ping.com/<uuid>")
 HEARTBEAT_FAIL_URL = envurl("HEARTBEAT_FAIL_URL", example="https://hc-ping.com/<uuid>/fail")
 # A run killed mid-way is run again this long after its last sign of life (plus up to 30 s for the scheduler).
 RUN_RETRY_SECONDS = envint("RUN_RETRY_SECONDS", 120, minimum=6)
+# One figure bounds a run: every OpenRouter call of a monitoring run ends by this deadline (a key not checked by
+# then is a failed row with the reason); django-q2's task timeout and the lease's longest hold follow from it.
+RUN_DEADLINE_SECONDS = envint("RUN_DEADLINE_SECONDS", 240, minimum=5)
+# The run's recording, alerts and notifications after its calls: the task timeout is the deadline plus this.
+RUN_TIMEOUT_SECONDS = RUN_DEADLINE_SECONDS + max(RUN_DEADLINE_SECONDS // 4, 10)
+# How many keys a run checks at once (independent HTTP calls in a thread pool).
+RUN_CONCURRENCY = envint("RUN_CONCURRENCY", 4, minimum=1)
 RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw row
 
 # --- Machine access --------------------------------------------------------------------------
@@ -340,18 +380,22 @@ REDIS_URL = envurl("REDIS_URL", example="redis://127.0.0.1:6379/0", schemes=("re
 Q_CLUSTER = {
     "name": "creditmon",
     "workers": envint("Q_WORKERS", 4 if REDIS_URL else 1, minimum=1),
-    # A check takes seconds; a task running longer than this is killed...
-    "timeout": 300,
+    # A run ends its calls by RUN_DEADLINE_SECONDS; a task running past this is stopped (recorded, re-run soon)...
+    "timeout": RUN_TIMEOUT_SECONDS,
     # ...and only retried after this (must stay above timeout, or django-q2 warns and double-runs).
     # A worker killed mid-task: the ORM broker redelivers after `retry`, Redis never does; either way the
     # schedule's retry point (monitoring/schedule.py) starts the run again within RUN_RETRY_SECONDS + 30 s.
-    "retry": 360,
+    "retry": RUN_TIMEOUT_SECONDS + 60,
     # Bounded attempts, and failures acknowledged, so a broken task is not retried forever.
     "max_attempts": 2,
     "ack_failures": True,
     # After downtime run a missed schedule once, not once per missed interval.
     "catch_up": False,
     "save_limit": 250,
+    # One 6-hourly job, a watch and the odd Check now: a worker is replaced after this many tasks, or once its
+    # peak memory passes Q_MAX_RSS_KB, so a long-lived worker never keeps what one large check grew it to.
+    "recycle": envint("Q_RECYCLE", 200, minimum=1),
+    "max_rss": envint("Q_MAX_RSS_KB", 200_000, minimum=50_000),
     "label": "Task queue",
 }
 if REDIS_URL:

@@ -14,3 +14,4 @@ class MonitoringConfig(AppConfig):
         # The schedules follow their settings at every migrate and every worker start (never here: no database).
         post_migrate.connect(schedule.sync_after_migrate, sender=self, dispatch_uid="monitoring-schedules-migrate")
         post_spawn.connect(schedule.sync_at_worker_start, dispatch_uid="monitoring-schedules-worker")
+        post_spawn.connect(schedule.stop_cleanly_on_sigterm, dispatch_uid="monitoring-worker-sigterm")

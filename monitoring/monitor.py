@@ -6,10 +6,12 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,12 +23,23 @@ from . import account as account_room
 from . import alerts, forecast, notify, status
 from .logredact import redact
 from .models import ApiKey, CreditLog, DailyFigure, Level, chain_total
-from .openrouter import AccountCredits, Client, KeySnapshot, ListedKey, OpenRouterError, key_hash
+from .openrouter import (
+    RUN_DEADLINE,
+    AccountCredits,
+    Client,
+    KeySnapshot,
+    ListedKey,
+    OpenRouterError,
+    key_hash,
+    past_deadline_error,
+    run_deadline,
+)
 from .report import format_report
 
 logger = logging.getLogger("monitoring")
 
 LISTING_LABEL = "all keys (management)"
+RUN_LABEL = "monitoring run"  # a failed row of the run itself (timed out, killed), not of one key
 
 
 @dataclass
@@ -304,7 +317,11 @@ def retire_missing(now: datetime, configured: set[str], listed: set[str] | None)
 
 
 def record_checks(now: datetime) -> None:
-    """Check every watched key now and log each result, failures too; retire keys no longer watched."""
+    """Check every watched key now and log each result, failures too; retire keys no longer watched.
+
+    The keys are independent: their calls run RUN_CONCURRENCY at a time, all within the run's deadline (a
+    key still unanswered then is a failed row). The threads only talk HTTP; this thread writes every row.
+    """
     keys = watched_keys()
     if not keys and not settings.OPENROUTER_MANAGEMENT_KEY:
         error = OpenRouterError("OPENROUTER_API_KEY not set: add it to .env (see .env.example) or the environment")
@@ -312,28 +329,67 @@ def record_checks(now: datetime) -> None:
         return
     primary = next((w.hash for w in keys if w.is_primary), None)
     ApiKey.objects.filter(is_primary=True).exclude(hash=primary).update(is_primary=False)  # exactly one primary
-    account, account_note = fetch_account()
-    for watched in keys:
-        started = time.monotonic()
-        try:
-            snapshot = check_credits(watched.token)
-        except OpenRouterError as exc:
-            ms = int((time.monotonic() - started) * 1000)
-            key = _upsert_key(watched, now)
-            logger.error("OpenRouter check failed for %s: %s", key.display_name, exc.message)
-            record_failure(key, exc, now, ms)
-            continue
-        ms = int((time.monotonic() - started) * 1000)
-        record_snapshot(_upsert_key(watched, now, snapshot), snapshot, account, account_note, now, ms)
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(settings.RUN_CONCURRENCY, len(keys) + 1)), thread_name_prefix="check"
+    )
+    try:
+        account_call = _submit(pool, fetch_account)
+        calls = [(watched, _submit(pool, _timed_check, watched.token)) for watched in keys]
+        _wait_within_deadline([account_call, *(call for _, call in calls)])
+        account, account_note = account_call.result() if account_call.done() else (None, "not answered in time")
+        for watched, call in calls:
+            snapshot_or_error, ms = call.result() if call.done() else _unanswered()
+            if isinstance(snapshot_or_error, OpenRouterError):
+                key = _upsert_key(watched, now)
+                logger.error("OpenRouter check failed for %s: %s", key.display_name, snapshot_or_error.message)
+                record_failure(key, snapshot_or_error, now, ms)
+                continue
+            record_snapshot(
+                _upsert_key(watched, now, snapshot_or_error), snapshot_or_error, account, account_note, now, ms
+            )
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a call still hanging ends at the deadline by itself
     configured = {w.hash for w in keys}
     listed = record_listed_keys(now, configured, account, account_note) if settings.OPENROUTER_MANAGEMENT_KEY else None
     retire_missing(now, configured, listed)
 
 
+def _submit(pool: ThreadPoolExecutor, func, *args) -> Future:
+    """Run func in the pool with this thread's context, so the run's deadline reaches the call."""
+    return pool.submit(contextvars.copy_context().run, func, *args)
+
+
+def _timed_check(token: str) -> tuple[KeySnapshot | OpenRouterError, int]:
+    started = time.monotonic()
+    try:
+        result = check_credits(token)
+    except OpenRouterError as exc:
+        result = exc
+    return result, int((time.monotonic() - started) * 1000)
+
+
+def _wait_within_deadline(futures: list[Future]) -> None:
+    run = RUN_DEADLINE.get()
+    # The client ends each call by the deadline itself; the extra seconds only let a cut call report why.
+    wait(futures, timeout=None if run is None else max(run[0] - time.monotonic(), 0) + 5)
+
+
+def _unanswered() -> tuple[OpenRouterError, int | None]:
+    run = RUN_DEADLINE.get()
+    return past_deadline_error(run[1] if run else 0), None
+
+
+def record_run_failure(reason: str, now: datetime | None = None) -> CreditLog:
+    """The run itself failed (stopped by the task timeout, killed, its worker gone): one row with the reason."""
+    logger.error("Monitoring run failed: %s", reason)
+    return record_failure(None, OpenRouterError(reason), now or timezone.now(), label=RUN_LABEL)
+
+
 def check_all(threshold: float | None = None, now: datetime | None = None) -> status.Status:
     """Check every watched key now, log each result (failures too), and return the status of them all."""
     now = now or timezone.now()
-    record_checks(now)
+    with run_deadline(settings.RUN_DEADLINE_SECONDS):
+        record_checks(now)
     found = status.build(now, threshold=threshold)
     for key_status in found.keys:
         log_level = logging.INFO if key_status.level == Level.OK else logging.WARNING
@@ -373,14 +429,10 @@ def run_monitor(now: datetime | None = None) -> status.Status:
     row (and, repeated, an alert), a failed delivery is a row retried next run.
     """
     now = now or timezone.now()
-    record_checks(now)
-    if settings.OPENROUTER_MANAGEMENT_KEY:
-        try:
-            account_room.sync_activity(now)
-        except OpenRouterError as exc:
-            logger.error("Activity sync failed: %s", exc.message)
-        except Exception:
-            logger.exception("Activity sync failed")
+    with run_deadline(settings.RUN_DEADLINE_SECONDS):
+        record_checks(now)
+        if settings.OPENROUTER_MANAGEMENT_KEY:
+            sync_activity_logged(now)
     DailyFigure.objects.refresh()  # the daily rows the exhaustion range reads (a few rows per run)
     found = status.build(now)  # after the sync, so even the first run forecasts from the activity
     evaluation_error = None
@@ -396,6 +448,16 @@ def run_monitor(now: datetime | None = None) -> status.Status:
     if evaluation_error is not None:
         raise evaluation_error
     return found
+
+
+def sync_activity_logged(now: datetime) -> None:
+    """The per-model activity; its failure is logged, never raised (the checks are recorded already)."""
+    try:
+        account_room.sync_activity(now)
+    except OpenRouterError as exc:
+        logger.error("Activity sync failed: %s", exc.message)
+    except Exception:
+        logger.exception("Activity sync failed")
 
 
 def display_credits(threshold: float | None = None, verbose: bool = False, stdout=None, show_all: bool = False) -> dict:

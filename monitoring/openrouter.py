@@ -17,6 +17,7 @@ Hostile answers are stopped here:
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import math
@@ -25,6 +26,7 @@ import socket
 import threading
 import time
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -286,6 +288,26 @@ def _where(location: str) -> str:
 _exchange = threading.local()  # the watchdog of the request this thread is making, if any
 
 
+# The monotonic time by which every call of the current run must end (None outside a run): one deadline per run.
+RUN_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("run_deadline", default=None)
+
+
+@contextmanager
+def run_deadline(seconds: float):
+    """Every Client made inside ends its calls within `seconds` from now, together (threads get a copied context)."""
+    token = RUN_DEADLINE.set((time.monotonic() + seconds, seconds))
+    try:
+        yield
+    finally:
+        RUN_DEADLINE.reset(token)
+
+
+def past_deadline_error(seconds: float) -> OpenRouterError:
+    return OpenRouterError(
+        f"Not checked: the run's deadline of {seconds:g} s (RUN_DEADLINE_SECONDS) had passed; it is checked next run"
+    )
+
+
 def _shutdown(sock: socket.socket) -> None:
     try:
         # The plain socket's shutdown, also under TLS: the blocked read in the other thread then returns.
@@ -445,6 +467,11 @@ class Client:
     def get_json(self, path: str, params: dict | None = None) -> dict:
         """GET a path, retrying transient failures within total_timeout, and return the decoded JSON object."""
         call_deadline = time.monotonic() + self.total_timeout
+        run = RUN_DEADLINE.get()
+        if run is not None:
+            if run[0] - time.monotonic() < 0.5:
+                raise past_deadline_error(run[1])
+            call_deadline = min(call_deadline, run[0])
         attempt = 0
         while True:
             try:
@@ -464,7 +491,7 @@ class Client:
     def _get_once(self, path: str, params: dict | None, budget: float | None = None) -> dict:
         url = f"{self.base_url}{path}"
         budget = self.timeout if budget is None else budget
-        too_slow = f"OpenRouter did not answer within {self.timeout:g} s: retry in a few minutes"
+        too_slow = f"OpenRouter did not answer within {self._limit_words(budget)}: retry in a few minutes"
         deadline = time.monotonic() + budget
         with _Watchdog(budget) as watchdog:
             try:
@@ -486,7 +513,7 @@ class Client:
                     f"Cannot reach OpenRouter at {self.base_url} ({reason}): check the network", retryable=True
                 ) from None
             with response:
-                body = self._read_body(response, deadline)
+                body = self._read_body(response, deadline, budget)
             if watchdog.fired:  # cut mid-headers, http.client takes the end of the stream for their end
                 raise OpenRouterError(
                     too_slow.replace("did not answer", "did not finish answering") if body else too_slow
@@ -513,12 +540,20 @@ class Client:
             raise _unexpected("not a JSON object")
         return clean_json(decoded)
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+    def _limit_words(self, budget: float) -> str:
+        """The time a request had: the timeout, or what was left of the run's deadline when that was shorter."""
+        run = RUN_DEADLINE.get()
+        if run is not None and budget < self.timeout - 0.05:
+            return f"{budget:.1f} s (the rest of the run's {run[1]:g} s deadline, RUN_DEADLINE_SECONDS)"
+        return f"{self.timeout:g} s"
+
+    def _read_body(self, response: requests.Response, deadline: float, budget: float | None = None) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _unexpected(f"body of {int(declared)} bytes exceeds {MAX_BODY_BYTES}")
         chunks, size = [], 0
-        too_slow = f"OpenRouter did not finish answering within {self.timeout:g} s: retry in a few minutes"
+        limit = self._limit_words(self.timeout if budget is None else budget)
+        too_slow = f"OpenRouter did not finish answering within {limit}: retry in a few minutes"
         try:
             # read1 returns what has arrived, so a body dripping byte by byte still meets the deadline.
             while chunk := response.raw.read1(65536, decode_content=True):

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,6 +61,21 @@ SCHEDULES: list[Declared] = [
 DECLARING_MIGRATION = ("monitoring", "0002_monitor_schedule")
 
 LEASE_NAME = "monitor"
+
+
+@dataclass(frozen=True)
+class AbandonedRun:
+    """A run that took the lease and never gave it back: killed (out of memory, kill -9) or its worker gone."""
+
+    holder: str
+    last_alive: datetime
+
+    def reason(self) -> str:
+        when = timezone.localtime(self.last_alive).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return (
+            f"The run started by {self.holder} never finished (last sign of life {when}): its worker was killed "
+            "(out of memory, kill -9) or vanished; it was run again"
+        )
 
 
 class RunInProgress(Exception):
@@ -120,6 +137,16 @@ def sync_at_worker_start(sender, proc_name: str = "", **kwargs) -> None:
         logger.error("Could not sync the schedules at worker start: %s", str(exc).splitlines()[0])
     finally:
         connections.close_all()  # the worker opens its own per task
+
+
+def stop_cleanly_on_sigterm(sender, **kwargs) -> None:
+    """django-q2's post_spawn: SIGTERM to a worker (a shutdown's, or the task timeout's) unwinds a run in progress,
+    which records why it stopped and releases its lease, instead of dying with the lease held."""
+    signal.signal(signal.SIGTERM, _exit_worker)
+
+
+def _exit_worker(signum, frame) -> None:
+    raise SystemExit(f"worker stopped by {signal.Signals(signum).name}")
 
 
 def interval_minutes(name: str = SCHEDULE_NAME) -> int:
@@ -186,14 +213,20 @@ class GuardedRun:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.planned: datetime | None = None  # the schedule's next run before this one moved it
         self.retry_at: datetime | None = None  # the retry point this run last wrote
+        self.abandoned: AbandonedRun | None = None  # a previous run found dead when this one took the lease
+        self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> GuardedRun:
+        dead = lease_model().objects.filter(name=self.lease, expires_at__lte=timezone.now()).exclude(holder="")
+        dead = dead.values_list("holder", "expires_at").first()  # released leases have no holder: this one died
         if not acquire_lease(self.lease, self.holder):
             lease = held_lease(self.lease)
             raise RunInProgress(in_progress_message(lease) if lease else "A monitoring run is already in progress")
+        if dead is not None:
+            self.abandoned = AbandonedRun(dead[0], dead[1] - timedelta(seconds=lease_seconds()))
         try:
             rows = schedule_model().objects.filter(name=self.schedule)
             self.planned = rows.values_list("next_run", flat=True).first()
@@ -205,11 +238,13 @@ class GuardedRun:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._restore_planned_run()
+        # Stopped from outside (the task timeout, a shutdown): the retry point stays, so it runs again soon.
+        if exc_type is None or issubclass(exc_type, Exception):
+            self._restore_planned_run()
         release_lease(self.lease, self.holder)
 
     def _push_retry_point(self) -> None:
@@ -235,6 +270,10 @@ class GuardedRun:
         every = lease_seconds() / 3
         try:
             while not self._stop.wait(every):
+                if time.monotonic() - self.started > settings.RUN_TIMEOUT_SECONDS:
+                    # Past the task timeout a run is stuck, not slow: its lease lapses so the next run takes over.
+                    logger.error("The %s run has outlived the task timeout: its lease is left to lapse", self.lease)
+                    return
                 try:
                     expires = timezone.now() + timedelta(seconds=lease_seconds())
                     kept = lease_model().objects.filter(name=self.lease, holder=self.holder).update(expires_at=expires)

@@ -9,9 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
+from django_q.exceptions import TimeoutException
 
 from .models import Level
-from .monitor import overall_level, run_monitor
+from .monitor import overall_level, record_run_failure, run_monitor
 from .retention import prune_credit_log
 from .schedule import (
     LEASE_NAME,
@@ -60,17 +61,34 @@ def ping_heartbeat(failed: bool = False) -> bool:
 
 
 def run_job(now: datetime | None = None) -> Status:
-    """One monitoring run under the lease. Raises RunInProgress, untouched, when another live run holds it."""
-    with GuardedRun(LEASE_NAME, SCHEDULE_NAME):
+    """One monitoring run under the lease. Raises RunInProgress, untouched, when another live run holds it.
+
+    A run stopped from outside (django-q2's task timeout, a shutdown) is a failed row with the reason, and its
+    schedule stays due soon; a run killed outright is found by the next one, which records it the same way.
+    """
+    with GuardedRun(LEASE_NAME, SCHEDULE_NAME) as run:
+        if run.abandoned is not None:
+            record_run_failure(run.abandoned.reason())
+            ping_heartbeat(failed=True)  # the dead run could not say so itself
         try:
             statuses = run_monitor(now)
         except Exception:
             ping_heartbeat(failed=True)  # it ran and failed: neither dead nor healthy
             raise
+        except BaseException as exc:  # TimeoutException (a SystemExit), or a shutdown's SystemExit
+            record_run_failure(stopped_reason(exc))
+            ping_heartbeat(failed=True)
+            raise
     # Only a run that saw every balance counts as healthy: a blind monitor reports failure, a dead one nothing.
     ping_heartbeat(failed=not all(s.log is not None and s.log.ok for s in statuses))
     prune_daily()
     return statuses
+
+
+def stopped_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutException):  # "Task exceeded maximum timeout value (300 seconds)"
+        return f"The run was stopped by django-q2's task timeout ({exc}) before it finished: it runs again soon"
+    return f"The run was stopped before it finished ({exc or type(exc).__name__}); it runs again within minutes"
 
 
 def summary(statuses: Status) -> str:

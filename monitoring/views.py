@@ -13,10 +13,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_q.models import Task
-from django_q.tasks import async_task
 
 from . import alerts as alert_rules
-from . import audit, dashboard, notify, roles, schedule, status
+from . import audit, broker, dashboard, notify, roles, schedule, status
 from .models import Alert, AlertEvent, ApiKey, AuditEntry, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
@@ -82,7 +81,11 @@ def check_now(request):
         return redirect("monitoring-health")
     if too_soon(request, audit.CHECK_NOW, "Check now", "every watched key"):
         return redirect("monitoring-health")
-    task_id = async_task(schedule.TASK_FUNC, task_name=f"check-now-{request.user.pk}", group="check-now")
+    try:
+        task_id = broker.queue(schedule.TASK_FUNC, task_name=f"check-now-{request.user.pk}", group="check-now")
+    except broker.BrokerUnavailable as exc:
+        messages.error(request, f"Check now could not be queued: {exc}.")
+        return redirect("monitoring-health")
     request.session[CHECK_NOW] = {"task": task_id, "queued_at": timezone.now().isoformat()}
     return redirect("monitoring-health")
 
@@ -97,7 +100,11 @@ def pending_check(request, now: datetime) -> dict | None:
     if task is None and now - queued_at < CHECK_NOW_GIVE_UP:
         running = schedule.held_lease() is not None
         waited = (now - queued_at).total_seconds()
-        return {"queued_at": queued_at, "running": running, "no_worker": not running and waited > WORKER_SILENT_SECONDS}
+        pending = {"queued_at": queued_at, "running": running, "no_worker": False}
+        if not running and waited > WORKER_SILENT_SECONDS:  # not started yet: no worker, or no broker to reach it
+            state, sentence = broker.worker_state()
+            pending.update(no_worker=state != broker.WAITING, worker_state=state, worker_message=sentence)
+        return pending
     del request.session[CHECK_NOW]
     if task is None:
         messages.warning(request, "Check now got no result within an hour: start the worker: python manage.py qcluster")

@@ -177,7 +177,8 @@ def start_gunicorn(env: dict, tmp_path: Path) -> tuple[subprocess.Popen, str | N
     """gunicorn on a free port (bind to 0); returns the process, its base URL (None if it stopped) and its log."""
     log = tmp_path / "gunicorn.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "creditmon.wsgi", "--workers", "1", "--bind", "127.0.0.1:0",
+        [sys.executable, "-m", "gunicorn", "creditmon.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
+         "--workers", "1", "--bind", "127.0.0.1:0",
          "--no-control-socket", "--timeout", "30"],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -27,6 +27,7 @@ RANKS = {
     "schedule": 2,
     "roles": 1,  # who may act: settings and Django's permissions only
     "audit": 2,  # the audit trail's writer, beside the models
+    "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
     "retention": 3,
     "status": 3,

@@ -1,8 +1,11 @@
-"""`make run`'s command: web server, worker and simulator come up in demo mode and stop cleanly."""
+"""`make run`'s command: gunicorn, the worker and the simulator come up in demo mode, served like production
+(DEBUG off, a kept secret key, no query strings in the access log), and everything stops within 5 s of a signal."""
 
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +17,35 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def tree(root: int) -> dict[int, str]:
+    """Every live descendant of a process (and itself): pid -> command line."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        todo += parents.get(pid, [])
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -21,11 +53,17 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("with_key", [False, True], ids=["no-key", "make-demo-with-a-key"])
-def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path, with_key):
+@pytest.mark.parametrize(
+    "with_key, stop",
+    [(False, "sigterm-to-main"), (True, "ctrl-c-to-group"), (False, "sigterm-to-every-process")],
+    ids=["no-key-sigterm", "make-demo-with-a-key-ctrl-c", "systemd-style-sigterm-to-all"],
+)
+def test_runapp_serves_the_demo_like_production_and_stops_within_5_s(tmp_path, with_key, stop):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "DATABASE_URL", "REDIS_URL"))}
+    strip = ("OPENROUTER_", "DATABASE_URL", "REDIS_URL", "DJANGO_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(strip)}
     env["CREDITMON_LOG_DIR"] = str(tmp_path)
+    env["DJANGO_SECRET_KEY_FILE"] = str(tmp_path / "state" / "secret_key")
     demo = []
     if with_key:  # `make demo`: the demo even when a real key is configured, which it leaves alone
         env["OPENROUTER_API_KEY"] = "sk-or-v1-a-real-looking-key-never-called"
@@ -37,8 +75,10 @@ def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path, with_key):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal gives `make run`
     )
     output = []
+    processes: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -51,11 +91,11 @@ def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path, with_key):
         assert "Log in as `demo` with password `creditmon-demo`" in text
         assert ("no OPENROUTER_API_KEY is set" in text) is not with_key, text  # never a false reason
         base = f"http://127.0.0.1:{port}"
-        for _ in range(50):
+        for _ in range(100):  # the banner comes as gunicorn binds; its worker may still be loading Django
             try:
-                login = requests.get(f"{base}/accounts/login/", timeout=2)
+                login = requests.get(f"{base}/accounts/login/", timeout=10)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         assert login.status_code == 200 and "Demo login: username <code>demo</code>" in login.text
         page = requests.get(f"{base}/health/", allow_redirects=False, timeout=5)
@@ -77,9 +117,112 @@ def test_runapp_starts_the_demo_and_stops_cleanly(tmp_path, with_key):
         assert "sk-or-v1-sim-prod-key" not in health.text
         alerts = session.get(f"{base}/alerts/", timeout=10).text  # the demo has an open alert and its deliveries
         assert "Spend spike" in alerts and "Acknowledge" in alerts and "json://hooks.example.com" in alerts
+
+        missing = session.get(f"{base}/no-such-page/", timeout=10)  # DEBUG off: no technical 404 page
+        assert missing.status_code == 404 and "URLconf" not in missing.text
+        secret = "tok-" + "9f3b" * 8  # a token sent by mistake in a query string
+        assert requests.get(f"{base}/healthz?token={secret}", timeout=5).status_code == 200
+        processes = tree(app.pid)
+        commands = " | ".join(processes.values())
+        assert "gunicorn creditmon.asgi:application -k uvicorn_worker.UvicornWorker" in commands, commands
+        assert "manage.py runworker" in commands and "creditmon.supervisor" in commands
+        assert "runserver" not in commands
+        key_file = tmp_path / "state" / "secret_key"
+        assert key_file.stat().st_mode & 0o777 == 0o600 and len(key_file.read_text().strip()) >= 50
     finally:
-        app.send_signal(signal.SIGTERM)
-        code = app.wait(timeout=30)
-    assert code == 0
+        started = time.monotonic()
+        if stop == "sigterm-to-main":
+            app.send_signal(signal.SIGTERM)
+        elif stop == "ctrl-c-to-group":
+            os.killpg(app.pid, signal.SIGINT)
+        else:  # what systemd does by default (KillMode=control-group): every process at once
+            for pid in tree(app.pid):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            code = app.wait(timeout=5)  # the issue's promise: everything gone within 5 s
+        finally:
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGKILL)
+        took = time.monotonic() - started
+        rest = app.stdout.read()
+    print(f"stopped in {took:.2f} s ({stop})")
+    assert code == 0, rest[-2000:]
+    assert not [cmd for pid, cmd in processes.items() if alive(pid)], "a child was left behind"
     with socket.socket() as s:  # the web server is gone with its parent
         assert s.connect_ex(("127.0.0.1", port)) != 0
+    log = "".join(output) + rest
+    assert "GET /healthz" in log and secret not in log and "?token" not in log
+
+
+@pytest.mark.slow
+def test_a_run_in_progress_when_make_run_stops_records_why_and_releases_its_lease(tmp_path):
+    port, demo_db = free_port(), tmp_path / "demo.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(CREDITMON_LOG_DIR=str(tmp_path), DJANGO_SECRET_KEY_FILE=str(tmp_path / "secret_key"))
+    app = subprocess.Popen(
+        [sys.executable, "manage.py", "runapp", "--port", str(port), "--demo-db", str(demo_db)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        banner = ""
+        while "Log in as" not in banner and app.poll() is None:
+            banner += app.stdout.readline()
+        simulator = re.search(r"answers at (http://127\.0\.0\.1:\d+)/api/v1", banner).group(1)
+        # OpenRouter hangs from now on: the run a check starts (Check now, or the first scheduled one) is mid-run
+        # when make run is stopped.
+        requests.post(f"{simulator}/_sim/failure", json={"name": "slow", "delay": 120}, timeout=5)
+        session = requests.Session()
+        for _ in range(100):
+            try:
+                session.get(f"{base}/accounts/login/", timeout=10)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        session.post(
+            f"{base}/accounts/login/",
+            data={
+                "username": "demo",
+                "password": "creditmon-demo",
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{base}/accounts/login/"},
+            timeout=10,
+        )
+        session.post(
+            f"{base}/health/check-now/",
+            data={"csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            headers={"Referer": f"{base}/health/"},
+            timeout=10,
+        )
+        wait(lambda: lease_holder(demo_db), 90, "the check to take the run lease")
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=5)
+        finally:
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGKILL)
+        rest = app.stdout.read()
+    assert app.returncode == 0, rest[-2000:]
+    assert lease_holder(demo_db) == "", "the stopped run released its lease"
+    with sqlite3.connect(demo_db) as db:
+        (error,) = db.execute(
+            "SELECT error FROM openrouter_credit_log WHERE label = 'monitoring run' ORDER BY id DESC"
+        ).fetchone()
+    assert "stopped before it finished" in error and "SIGTERM" in error, error
+
+
+def lease_holder(demo_db: Path) -> str | None:
+    with sqlite3.connect(demo_db, timeout=20) as db:
+        row = db.execute("SELECT holder FROM monitoring_lease WHERE name = 'monitor'").fetchone()
+    return row[0] if row else None
+
+
+def wait(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"not within {seconds:g} s: {what}")

@@ -4,12 +4,14 @@ exit codes of `monitorcredits`, the heartbeat's two signals, and schedules that 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -18,9 +20,9 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
-from monitoring import alerts, schedule, status, tasks
+from monitoring import alerts, monitor, schedule, status, tasks
 from monitoring.models import ApiKey, CreditLog, Lease, Level
-from monitoring.simulator import PROD_KEY
+from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
 from tests.people import make_operator
 from tests.test_qcluster import PROJECT_ROOT, database_url
 
@@ -140,13 +142,93 @@ def test_a_run_killed_mid_flight_is_run_again_soon_after_the_worker_restarts(han
 
     assert took < 300, f"re-run {took:.0f} s after the restart"
     print(f"re-run recorded {took:.1f} s after the restart")
-    assert CreditLog.objects.get().remaining == pytest.approx(50.0)
+    assert CreditLog.objects.get(ok=True).remaining == pytest.approx(50.0)
+    dead = CreditLog.objects.get(ok=False)  # the killed attempt is not lost: the re-run recorded it
+    assert dead.label == monitor.RUN_LABEL and dead.key is None
+    assert "never finished" in dead.error and "killed" in dead.error
     rerun = Task.objects.get(group=schedule.SCHEDULE_NAME)
     assert rerun.success, rerun.result
     assert not [t for t in Task.objects.all() if t.success and "in progress" in str(t.result)]
     assert Schedule.objects.get(name=schedule.SCHEDULE_NAME).next_run > timezone.now() + timedelta(hours=5)
     assert schedule.held_lease() is None
     assert PROD_KEY not in output
+
+
+# --- one deadline per run; a run stopped by the task timeout is a failed row, run again soon ---------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_hanging_keys_finish_within_one_run_deadline_with_a_failed_row_each(hanging, tmp_path):
+    sim = hanging
+    others = [f"sk-or-v1-hanging-{n}-" + "0" * 40 for n in range(6)]
+    configured = [PROD_KEY, DEV_KEY, *others]  # eight keys, none of which OpenRouter answers
+    get_broker().purge_queue()
+    Schedule.objects.filter(name=schedule.SCHEDULE_NAME).update(next_run=timezone.now() + timedelta(hours=6))
+    env = cluster_env(
+        sim,
+        tmp_path,
+        OPENROUTER_API_KEYS=" ".join(f"key{n}={token}" for n, token in enumerate(configured[1:])),
+        OPENROUTER_MANAGEMENT_KEY=MANAGEMENT_KEY,
+        RUN_DEADLINE_SECONDS=8,  # the task timeout follows: 18 s
+        OPENROUTER_TIMEOUT=60,  # each call alone would wait a minute: the run's deadline is what ends them
+        OPENROUTER_MAX_RETRIES=0,
+    )
+    with qcluster(env, tmp_path / "qcluster.out"):
+        async_task(schedule.TASK_FUNC, group="eight-hanging")
+        task = wait_for(lambda: Task.objects.filter(group="eight-hanging").first(), 120, "the run's Task row")
+    took = (task.stopped - task.started).total_seconds()
+    print(f"the run took {took:.1f} s for eight hanging keys (deadline 8 s, task timeout 18 s)")
+
+    assert task.success, task.result  # it finished by itself: not stopped by the task timeout
+    failed = CreditLog.objects.filter(ok=False)
+    per_key = failed.exclude(key=None)
+    assert per_key.count() == 8 and not CreditLog.objects.filter(ok=True).exists()
+    assert len({row.key_id for row in per_key}) == 8
+    for row in per_key:
+        assert "deadline" in row.error, row.error
+    listing = failed.get(label=monitor.LISTING_LABEL)  # the management key's listing is a row too
+    assert "deadline" in listing.error
+    assert not failed.filter(label=monitor.RUN_LABEL).exists()
+    assert schedule.held_lease() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_stopped_by_the_task_timeout_is_a_failed_row_and_runs_again_within_minutes(
+    hanging, tmp_path, webhook_receiver
+):
+    sim = hanging
+    sim.set_key(PROD_KEY, limit=100, usage=50, limit_remaining=None)
+    get_broker().purge_queue()
+    planned = timezone.now() + timedelta(hours=6)
+    Schedule.objects.filter(name=schedule.SCHEDULE_NAME).update(next_run=planned)
+    env = cluster_env(
+        sim,
+        tmp_path,
+        RUN_RETRY_SECONDS=6,
+        OPENROUTER_TIMEOUT=120,
+        OPENROUTER_MAX_RETRIES=0,
+        HEARTBEAT_URL=f"http://{webhook_receiver.url}/ping/run",
+    )
+    with qcluster(env, tmp_path / "qcluster.out"):
+        # A task timeout shorter than the run needs, as when something outside the run's deadline hangs.
+        async_task(schedule.TASK_FUNC, group=schedule.SCHEDULE_NAME, timeout=4)
+        stopped = wait_for(
+            lambda: CreditLog.objects.filter(label=monitor.RUN_LABEL).first(), 90, "the stopped run's row"
+        )
+        stopped_at = timezone.now()
+        assert "task timeout" in stopped.error and "(4 seconds)" in stopped.error, stopped.error
+        assert not stopped.ok
+        retry_at = Schedule.objects.get(name=schedule.SCHEDULE_NAME).next_run
+        assert retry_at < stopped_at + timedelta(minutes=3), "the stopped run stays due soon, not 6 hours away"
+        sim.set_failure(None)
+        wait_for(lambda: CreditLog.objects.filter(ok=True).exists(), 180, "the re-run's successful check")
+        rerun_after = (timezone.now() - stopped_at).total_seconds()
+    print(f"re-run recorded {rerun_after:.1f} s after the timeout")
+    assert CreditLog.objects.get(ok=True).remaining == pytest.approx(50.0)
+    paths = [r["path"] for r in webhook_receiver.received]
+    assert paths[0] == "/ping/run/fail" and "/ping/run" in paths[1:]
+    assert Schedule.objects.get(name=schedule.SCHEDULE_NAME).next_run > timezone.now() + timedelta(hours=5)
+    assert schedule.held_lease() is None
 
 
 # --- Check now ------------------------------------------------------------------------------------
@@ -301,3 +383,38 @@ def test_the_stale_rule_uses_the_interval_the_schedule_really_has(settings):
 
     Schedule.objects.filter(name=schedule.SCHEDULE_NAME).update(minutes=360)
     assert alerts.stale_condition(status.build(now).for_key(key)).level == Level.OK  # 3 h < 2 x 6 h
+
+
+# --- stopping the worker -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runworker_stops_on_sigterm_after_a_reincarnation_with_no_process_left(sim, tmp_path):
+    log = tmp_path / "runworker.out"
+    with log.open("ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "runworker"], cwd=PROJECT_ROOT, env=cluster_env(sim, tmp_path),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        ready = wait_for(lambda: re.search(r"ready for work at (\d+)", log.read_text()), 60, "a worker process")
+        children = [int(pid) for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()]
+        os.kill(int(ready.group(1)), signal.SIGKILL)  # django-q2 reincarnates it; its orderly stop could then hang
+        wait_for(lambda: "reincarnated worker" in log.read_text(), 30, "the reincarnation")
+        children += [int(pid) for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()]
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert code == 0, log.read_text()[-2000:]
+    time.sleep(0.5)
+    assert not [pid for pid in set(children) if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -131,7 +131,18 @@ def test_gunicorn_and_two_clusters_run_a_due_schedule_exactly_once(transactional
     port = free_port()
     web = processes(
         "gunicorn",
-        [sys.executable, "-m", "gunicorn", "creditmon.wsgi", "--workers", "2", "--bind", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "creditmon.asgi:application",
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],  # the Procfile's web command
         environment,
     )
     clusters = [processes(f"qcluster-{n}", [sys.executable, "manage.py", "qcluster"], environment) for n in (1, 2)]

@@ -1,113 +1,133 @@
-"""python manage.py runapp: web server + scheduler worker; the demo against the simulator without a key."""
+"""python manage.py runapp: the Procfile's web server and worker under a small supervisor; the demo without a key.
 
+This command only prepares (mode, demo settings, the plan) and then becomes `creditmon.supervisor`, which imports
+nothing from Django: the process that waits costs a few MB, not a whole Django.
+"""
+
+import json
 import os
-import signal
-import subprocess
+import socket
 import sys
-import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import CommandError
 
+from creditmon import supervisor
 from monitoring import demo
 from monitoring.management.base import MonitoringCommand
-from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
+from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
 DEMO_CHECK_MINUTES = 5  # the demo checks often so the dashboard visibly moves
 DEMO_SIMULATOR_PORT = 8765
 
 
-def start_simulator() -> Simulator:
-    """The simulator on its usual port when free (so the printed commands stay the same), else any."""
-    try:
-        simulator = Simulator("steady", port=DEMO_SIMULATOR_PORT).start()
-    except OSError:
-        simulator = Simulator("steady").start()
-    for token, _, usage, _, limit, *_ in demo.DEMO_KEYS:  # where the demo's invented month ends
-        simulator.set_key(token, usage=usage, limit=limit)
-    return simulator
+def free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def simulator_port() -> int:
+    """The simulator's usual port when free (so the printed commands stay the same), else any free one."""
+    if free(DEMO_SIMULATOR_PORT):
+        return DEMO_SIMULATOR_PORT
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def simulator_keys() -> list[tuple[str, float, float]]:
+    """Where the demo's invented month ends, for each key: (token, usage, limit)."""
+    return [(token, usage, limit) for token, _, usage, _, limit, *_ in demo.DEMO_KEYS]
 
 
 class Command(MonitoringCommand):
     requires_system_checks = []  # checked below once the mode is known: the demo needs no key
-    help = "Run the web server and the django-q2 worker; demo mode (simulated OpenRouter) when no key is set."
+    help = "Run the web server (gunicorn) and the django-q2 worker; demo mode (simulated OpenRouter) without a key."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+        parser.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1")
         parser.add_argument("--demo", action="store_true", help="force demo mode even with a key configured")
         parser.add_argument(
             "--demo-db", default=str(Path(settings.BASE_DIR) / "demo.sqlite3"), help="demo database file"
         )
 
     def handle(self, *args, **options):
-        env = dict(os.environ)
-        simulator = None
         has_key = bool(settings.OPENROUTER_API_KEY or settings.OPENROUTER_MANAGEMENT_KEY)
         is_demo = options["demo"] or not has_key
+        env = production_env(options["host"], options["port"])
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        prepare = [
+            {"argv": [*manage, "migrate", "--noinput", "-v0"], "what": "migrate"},
+            {"argv": [*manage, "collectstatic", "--noinput", "-v0"], "what": "collectstatic"},
+        ]
+        simulator = None
         if is_demo:
-            simulator = start_simulator()
-            env.update(demo_settings(simulator.url, options["demo_db"]), CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES))
+            port = simulator_port()
+            url = f"http://127.0.0.1:{port}/api/v1"
+            simulator = {"port": port, "scenario": "steady", "keys": simulator_keys()}
+            env.update(demo_settings(url, options["demo_db"]), CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES))
+            prepare += [
+                {"argv": [*manage, "seeddemo"], "what": "seeddemo"},
+                {"argv": [*manage, "syncactivity", "--backfill"], "what": "syncactivity", "optional": True},
+            ]
         else:
             self.check(display_num_errors=False)
-        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        migrated = subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env)
-        if migrated.returncode:  # migrate has said why in one line (a database it cannot reach, say)
-            raise CommandError("nothing started: the database could not be migrated", returncode=migrated.returncode)
-        if is_demo:
-            subprocess.run([*manage, "seeddemo"], env=env, check=True)
-            subprocess.run([*manage, "syncactivity", "--backfill"], env=env, check=False)
-        children = [
-            subprocess.Popen([*manage, "qcluster"], env=env),
-            subprocess.Popen(
-                [*manage, "runserver", f"{options['host']}:{options['port']}", "--noreload", "--skip-checks"], env=env
-            ),
-        ]
-        self.banner(options, is_demo, simulator, has_key)
+            url = ""
+        entries = supervisor.procfile()
+        plan = {
+            "prepare": prepare,
+            "processes": {"web": entries["web"], "worker": entries["worker"]},
+            "simulator": simulator,
+            "banner": self.banner(options, is_demo, url, has_key),
+        }
+        env[supervisor.PLAN_VARIABLE] = json.dumps(plan)
         self.stdout.flush()
-        stop = {"now": False}
+        sys.stdout.flush()
+        # Becomes the supervisor: same process id, so signals sent to `make run` reach it.
+        os.execve(sys.executable, [sys.executable, "-m", "creditmon.supervisor"], env)
 
-        def request_stop(signum, frame):
-            stop["now"] = True
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        try:
-            while not stop["now"] and all(child.poll() is None for child in children):
-                time.sleep(0.5)
-        finally:
-            for child in children:
-                if child.poll() is None:
-                    child.terminate()  # SIGTERM: qcluster stops gracefully, runserver exits
-            for child in children:
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-            if simulator:
-                simulator.stop()
-
-    def banner(self, options, is_demo, simulator, has_key=False):
+    def banner(self, options, is_demo, simulator_url: str, has_key=False) -> str:
         url = f"http://{options['host']}:{options['port']}/"
         lines = ["", f"creditmon is running at {url}  (Ctrl-C stops the web server and the worker)"]
         if is_demo:
             why = "--demo given: your key is left alone" if has_key else "no OPENROUTER_API_KEY is set"
             lines += [
-                f"DEMO MODE ({why}): a SIMULATED OpenRouter answers at {simulator.url} and the figures are invented.",
+                f"DEMO MODE ({why}): a SIMULATED OpenRouter answers at {simulator_url} and the figures are invented.",
                 f"Log in as `{demo.DEMO_USERNAME}` with password `{demo.DEMO_PASSWORD}`.",
                 f"Demo data lives in {options['demo_db']}."
                 + ("" if has_key else " Put OPENROUTER_API_KEY in .env to monitor your real key."),
                 "A check from the command line against the simulator, while this runs (the demo's own",
                 "settings, so it sees what the pages see and .env cannot lend it a real key or channel):",
-                f"  {demo_command(simulator.url, options['demo_db'])}",
+                f"  {demo_command(simulator_url, options['demo_db'])}",
             ]
         else:
             lines += [
                 f"Monitoring your OpenRouter key every {settings.CHECK_INTERVAL_MINUTES} minutes.",
                 "First time? Create a login with: .venv/bin/python manage.py createsuperuser",
             ]
-        self.stdout.write(self.style.SUCCESS("\n".join(lines)) + "\n")
+        return self.style.SUCCESS("\n".join(lines))
+
+
+def production_env(host: str, port: int) -> dict[str, str]:
+    """The children's environment: served like production (gunicorn, DEBUG off unless asked for, a kept key)."""
+    env = dict(os.environ)
+    env["HOST"], env["PORT"] = host, str(port)
+    # DEBUG only when asked for (DJANGO_DEBUG=true in the environment or .env).
+    env["DJANGO_DEBUG"] = os.environ.get("DJANGO_DEBUG", "").strip() or "false"
+    if not os.environ.get("DJANGO_SECRET_KEY", "").strip():
+        # Generated on first use into an owner-only file, and kept there (see creditmon/settings.py).
+        env["DJANGO_SECRET_KEY_FILE"] = os.environ.get("DJANGO_SECRET_KEY_FILE") or str(
+            Path(settings.BASE_DIR) / ".secret_key"
+        )
+    # Plain HTTP on this machine: secure-only cookies would never come back. Behind an HTTPS proxy, say so.
+    if not os.environ.get("DJANGO_SECURE_COOKIES", "").strip():
+        env["DJANGO_SECURE_COOKIES"] = os.environ.get("DJANGO_BEHIND_PROXY", "").strip() or "false"
+    return env
 
 
 def demo_settings(simulator_url: str, demo_db: str) -> dict[str, str]:
