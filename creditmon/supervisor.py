@@ -123,12 +123,14 @@ class Supervisor:
             self.simulator = Simulator(spec.get("scenario", "steady"), port=spec["port"]).start()
         except OSError:  # taken since runapp looked: any free port, and the settings and banner say which
             self.simulator = Simulator(spec.get("scenario", "steady")).start()
-            planned = f"http://127.0.0.1:{spec['port']}/"
-            actual = f"http://127.0.0.1:{self.simulator.port}/"
+            planned = f"://127.0.0.1:{spec['port']}/"  # its API (http://) and its inbox (NOTIFY_URLS, json://)
+            actual = f"://127.0.0.1:{self.simulator.port}/"
             self.env = {name: value.replace(planned, actual) for name, value in self.env.items()}
             self.plan["banner"] = self.plan.get("banner", "").replace(planned, actual)
         for token, usage, limit in spec.get("keys", []):
             self.simulator.set_key(token, usage=usage, limit=limit)
+        if spec.get("state"):
+            self.simulator.load(spec["state"])  # where the demo's month ends (monitoring.demo.Month.state)
 
     # --- stopping -----------------------------------------------------------------------------
 

@@ -90,18 +90,24 @@ def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
     tz = status.reporting_zone()
     samples = CreditLog.objects.usage_samples(key_status.key, now - timedelta(days=window + 1))
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    average = forecast.burn_rate_per_day([s for s in samples if s[0] <= midnight], midnight, window)
+    before = [s for s in samples if s[0] <= midnight]
+    average = forecast.burn_rate_per_day(before, midnight, window)
     if average is None:
         return None  # no history before today to compare with
+    # The baseline named with its window and source: the card's burn rate is another average (it includes today).
+    inside = [when for when, _ in before if when >= midnight - timedelta(days=window)]
+    span = (max(inside) - min(inside)).total_seconds() / 86400
+    days = f"{window:g} days" if span >= status.FULL_WINDOW_SHARE * window else status.span_text(span)
+    baseline = f"{money(average)}/day average over the {days} before today (logged checks)"
     today = forecast.spend_today(samples, now, tz)
     if forecast.is_spike(today, average, settings.SPIKE_FACTOR, settings.SPIKE_MIN_USD):
-        message = f"Spent {money(today)} today, over {settings.SPIKE_FACTOR:g}x the {money(average)}/day average"
+        message = f"Spent {money(today)} today, over {settings.SPIKE_FACTOR:g}x the {baseline}"
         rise = [(key_status.name, today - average * (now - midnight).total_seconds() / 86400, "today")]
         message += (
             f". Behind it: {drivers.key_drivers(rise) or 'keys: unknown'}; {drivers.model_drivers(key_status.key)}"
         )
         return Condition(key_status.key, Alert.SPIKE, Level.WARNING, message, today)
-    message = f"Spent {money(today)} today (average {money(average)}/day)"
+    message = f"Spent {money(today)} today (the {baseline})"
     return Condition(key_status.key, Alert.SPIKE, Level.OK, message)
 
 

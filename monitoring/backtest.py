@@ -169,9 +169,9 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    """A local HTTP server that keeps what Apprise's json:// posts to it."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+def receiver(port: int = 0) -> Iterator[ThreadingHTTPServer]:
+    """A local HTTP server that keeps what Apprise's json:// posts to it (any free port by default)."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
     server.received = []
     thread = threading.Thread(target=server.serve_forever, name="backtest-receiver", daemon=True)
     thread.start()

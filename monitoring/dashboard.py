@@ -103,12 +103,6 @@ def health(now: datetime) -> dict:
     }
 
 
-def hourly_samples(logs, since: datetime, value: str = "usage") -> list[tuple[datetime, float]]:
-    """(time, cumulative value) per hour, the hour's last reading: at most 24 a day, one query."""
-    rows = logs.since(since).filter(**{f"{value}__isnull": False}).buckets("hour", UTC, value=value)
-    return [(row["last_at"], row["high"]) for row in rows]
-
-
 # --- every page: the state at a glance ------------------------------------------------------
 
 
@@ -156,19 +150,11 @@ def spend_per_bucket(buckets: list[dict]) -> list[float]:
         if high is None:
             spends.append(0.0)
             continue
-        spends.append(forecast.spend_between(previous, high) if previous is not None else high - (low or high))
+        # The first bucket: its own rise (a key's usage may start at $0.00, which is a reading, not a missing one).
+        first = high - (high if low is None else low)
+        spends.append(forecast.spend_between(previous, high) if previous is not None else first)
         previous = high
     return spends
-
-
-def month_to_date(samples: list[tuple[datetime, float]], month_start: datetime) -> float:
-    """Spend since `month_start` from cumulative readings (the reading just before it is the base)."""
-    ordered = forecast.clean_samples(samples)
-    return sum(
-        forecast.spend_between(before, after)
-        for (_, before), (when, after) in zip(ordered, ordered[1:], strict=False)
-        if when >= month_start
-    )
 
 
 def stacked(rows: list[dict], field: str, series: list[str], totals: dict, names: dict) -> dict:
@@ -311,13 +297,8 @@ def account_financials(found: status.Status, start: datetime | None, kind: str, 
     month_start, month_end = forecast.month_bounds(now, tz)
     mtd, burn, source = None, None, ""
     if account.known:
-        burn, source = account.burn.rate, "account"
-        if Activity.objects.account_wide().exists():
-            # The same figures the budget alert uses: stored activity for past days, the checks for today.
-            mtd, source = status.month_to_date_spend(now), "activity"
-        else:
-            samples = hourly_samples(logs, month_start - timedelta(hours=1), value="account_usage")
-            mtd = month_to_date(samples, month_start)
+        burn = account.burn.rate
+        mtd, source = status.account_month_to_date(now)  # the figure the budget alert uses
     else:
         # No account figures (no management key): the watched keys' own spend this month, at their own rates.
         per_key = CreditLog.objects.successful().since(month_start - timedelta(days=1)).buckets("day", tz, by_key=True)

@@ -1,165 +1,232 @@
-"""A month of realistic demo history that ends where the simulator's `steady` scenario stands now: a top-up,
-a past alert with its history and deliveries, and today's spend spike, open, to acknowledge, snooze and undo."""
+"""The demo's month, made by the product itself: the simulated OpenRouter spends along a pattern (busier on
+weekdays and in working hours, on both keys), and the real scheduled job (monitoring.tasks.monitor_job) checks
+it every few hours on a simulated clock, syncs the activity, opens and resolves alerts and delivers their
+notifications to a local inbox that NOTIFY_URLS names. Nothing is written by hand, so the stored checks, the
+activity, the alerts and the simulator the live demo keeps checking agree by construction.
+
+The month holds a top-up twelve days ago (the account buys credits and the Production Key's cap is raised), the
+alert before it (the key running out: opened, escalated, acknowledged by the demo login, resolved by the top-up,
+with its deliveries) and today's spend spike on the Production Key, left open to acknowledge, snooze and undo.
+"""
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.test.utils import override_settings
 
-from . import alerts, status
-from .models import Alert, AlertEvent, ApiKey, CreditLog, DailyFigure, Delivery, HourlyFigure, Level
-from .openrouter import key_hash
-from .simulator import DEV_KEY, PROD_KEY
+from . import alerts, backtest, tasks
+from .models import Alert, CreditLog, Level
+from .simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, Clock, Simulator, iso
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "creditmon-demo"
+STEP = timedelta(hours=4)  # a reading every few hours: the month in about 180 real runs
+HOUR = timedelta(hours=1)
+LEAD_DAYS = 32  # the world before the first check, so the month's and week's usage windows have a start
 
-# (token, name, usage now, spend per day, limit now, limit before the top-up, primary). The usage holds a month
-# at the simulator's own rates (3.20 and 0.40 $/day), so the log, the stored activity and the live checks agree;
-# the runapp command sets the simulator's keys to these figures.
-DEMO_KEYS = [
-    (PROD_KEY, "Production Key", 154.77, 3.2, 200.0, 115.0, True),
-    (DEV_KEY, "Dev Key", 13.10, 0.4, 30.0, 30.0, False),
-]
+
+@dataclass(frozen=True)
+class DemoKey:
+    token: str
+    name: str
+    weekday_per_day: float  # spend on a working day; weekends spend WEEKEND_SHARE of it
+    spent_before: float  # usage when the world begins
+
+
+KEYS = (DemoKey(PROD_KEY, "Production Key", 4.0, 0.0), DemoKey(DEV_KEY, "Dev Key", 0.5, 0.0))
+WEEKEND_SHARE = 0.35
+DEV_LIMIT = 50.0
 TOPUP_DAYS_AGO = 12
-ACCOUNT_CREDITS_NOW, ACCOUNT_CREDITS_BEFORE, ACCOUNT_USAGE_NOW = 250.0, 150.0, 180.5
-SPIKE_USD = 10.0  # the primary key's extra spend in the last hours of today: a spend spike alert stays open
-SPIKE_HOURS = 3
-# Where the demo's notifications "went" (invented: the demo sends nothing anywhere).
-DEMO_CHANNELS = ["json://hooks.example.com/creditmon", "mailto://ops@example.org"]
+TOPUP_CAP_RAISE = 120.0  # the Production Key's cap raised by this much at the top-up...
+ACCOUNT_CREDITS, ACCOUNT_PURCHASE = 300.0, 150.0  # ...when the account buys this much more
+ACCOUNT_SPENT_BEFORE = 40.0  # the account's usage when the world begins (its keys' and older keys')
+CAP_LEFT_AT_TOPUP = 3.0  # about a day of spend left on the key's cap when it is topped up: the alert is critical
+SPIKE_USD, SPIKE_HOURS = 12.0, 3  # today's extra spend on the Production Key, in its last hours
 
 
 def spend_weight(when: datetime) -> float:
-    """Busier on weekdays and in working hours, so the charts look like a real service."""
-    weekday = 1.2 if when.weekday() < 5 else 0.5
-    hour = 1.0 + 0.5 * math.sin((when.hour - 9) / 24 * 2 * math.pi)
-    return weekday * hour
+    """Busier on weekdays (UTC) and in working hours, so the charts look like a real service."""
+    weekday = 1.0 if when.weekday() < 5 else WEEKEND_SHARE
+    return weekday * (1.0 + 0.5 * math.sin((when.hour - 9) / 24 * 2 * math.pi))
 
 
-def usage_series(
-    now: datetime, usage_now: float, per_day: float, days: int, step: timedelta
-) -> list[tuple[datetime, float]]:
-    """Cumulative usage going back `days`, spending `per_day` on average with a weekly rhythm."""
-    count = int(timedelta(days=days) / step)
-    times = [now - step * (count - i) for i in range(count + 1)]
-    weights = [spend_weight(t) for t in times[1:]]
-    scale = per_day * days / sum(weights)
-    usage = usage_now - per_day * days
-    series = [(times[0], max(usage, 0.0))]
-    for when, weight in zip(times[1:], weights, strict=True):
-        usage += weight * scale
-        series.append((when, max(usage, 0.0)))
-    return series
+class Month:
+    """The demo world up to `end`: each key's usage at any time (hourly spend along the pattern, plus today's
+    spike), its cap and the account's credits and usage. Pure: the same `end` gives the same world, so the
+    live simulator (runapp) and the seeded history (seeddemo), made in two processes, agree."""
+
+    def __init__(self, end: datetime, days: int = 30):
+        self.end = end.astimezone(UTC)
+        self.start = self.end - timedelta(days=days)  # the first check
+        self.topup_at = self.end - timedelta(days=TOPUP_DAYS_AGO)
+        hours = (days + LEAD_DAYS) * 24
+        self.origin = self.end - HOUR * hours
+        midnight = self.end.replace(hour=0, minute=0, second=0, microsecond=0)
+        spike_start = max(midnight, self.end - timedelta(hours=SPIKE_HOURS))
+        self.cumulative: dict[str, list[float]] = {}
+        for key in KEYS:
+            usage, series = key.spent_before, [key.spent_before]
+            for n in range(hours):
+                begins = self.origin + HOUR * n
+                spent = key.weekday_per_day / 24 * spend_weight(begins)
+                if key.token == PROD_KEY:  # the spike, spread over its hours
+                    overlap = (min(begins + HOUR, self.end) - max(begins, spike_start)).total_seconds()
+                    spent += SPIKE_USD * max(overlap, 0.0) / max((self.end - spike_start).total_seconds(), 1.0)
+                usage += spent
+                series.append(usage)
+            self.cumulative[key.token] = series
+        # About a day of spend left on the cap when the top-up comes, in whole dollars.
+        self.cap_before = math.ceil(self.usage(PROD_KEY, self.topup_at) + CAP_LEFT_AT_TOPUP)
+
+    def usage(self, token: str, when: datetime) -> float:
+        series = self.cumulative[token]
+        position = min(max((when - self.origin) / HOUR, 0.0), len(series) - 1.0)
+        n = min(int(position), len(series) - 2)
+        return series[n] + (series[n + 1] - series[n]) * (position - n)
+
+    def limit(self, token: str, when: datetime) -> float:
+        if token != PROD_KEY:
+            return DEV_LIMIT
+        return self.cap_before + (TOPUP_CAP_RAISE if when >= self.topup_at else 0.0)
+
+    def credits(self, when: datetime) -> float:
+        return ACCOUNT_CREDITS + (ACCOUNT_PURCHASE if when >= self.topup_at else 0.0)
+
+    def account_usage(self, when: datetime) -> float:
+        """Every key draws on the account: its usage is theirs (from when the world begins) and what came before."""
+        return ACCOUNT_SPENT_BEFORE + sum(self.usage(k.token, when) for k in KEYS)
+
+    def daily_spend(self, token: str) -> dict[date, float]:
+        """Spend per completed UTC day, what the simulated /activity serves: the same money the checks see."""
+        first = (self.origin + timedelta(days=1)).date()
+        days = [first + timedelta(days=n) for n in range((self.end.date() - first).days)]
+        found = {}
+        for day in days:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            found[day] = self.usage(token, midnight + timedelta(days=1)) - self.usage(token, midnight)
+        return found
+
+    def rate(self, token: str, when: datetime) -> float:
+        """$/day at `when` along the pattern (the spike left out): the live simulator's pace after `end`."""
+        key = next(k for k in KEYS if k.token == token)
+        return key.weekday_per_day * spend_weight(when)
+
+    def state(self, when: datetime, live: bool = False) -> dict:
+        """The simulator's state at `when`, JSON-able (Simulator.load reads it); `live`: it keeps spending at the
+        pattern's pace after it, and its activity is the world's days."""
+        midnight = when.replace(hour=0, minute=0, second=0, microsecond=0)
+        week = midnight - timedelta(days=midnight.weekday())
+        month = midnight.replace(day=1)
+        keys = {}
+        for key in KEYS:
+            usage = self.usage(key.token, when)
+            keys[key.token] = {
+                "usage": usage,
+                "usage_daily": usage - self.usage(key.token, midnight),
+                "usage_weekly": usage - self.usage(key.token, week),
+                "usage_monthly": usage - self.usage(key.token, month),
+                "limit": self.limit(key.token, when),
+                "spend_per_day": self.rate(key.token, when) if live else 0.0,
+                "last_used_at": iso(when - timedelta(minutes=3)),
+            }
+        state = {"keys": keys, "account": [self.credits(when), self.account_usage(when)]}
+        if live:
+            state["daily"] = {
+                k.token: {day.isoformat(): spent for day, spent in self.daily_spend(k.token).items()} for k in KEYS
+            }
+        return state
+
+    def apply(self, sim: Simulator, when: datetime, live: bool = False) -> None:
+        """Set the simulator to the world at `when`."""
+        sim.load(self.state(when, live))
+
+    def simulator(self, clock=None, **options) -> Simulator:
+        """A simulated OpenRouter (not started) standing where the world is at `end`, its activity the world's."""
+        sim = Simulator("steady", now=clock, **options)
+        for key in KEYS:
+            sim.set_daily_spend(key.token, self.daily_spend(key.token))
+        return sim
 
 
-def with_spike(series: list[tuple[datetime, float]], now: datetime, amount: float) -> list[tuple[datetime, float]]:
-    """The same series ending at the same usage, `amount` of it spent since local midnight (at most SPIKE_HOURS)."""
-    midnight = now.astimezone(ZoneInfo(settings.CREDITMON_TIME_ZONE)).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = max(midnight, now - timedelta(hours=SPIKE_HOURS))
-    span = max((now - start).total_seconds(), 1.0)
-    return [
-        (when, max(usage - amount + amount * min(max((when - start).total_seconds() / span, 0.0), 1.0), 0.0))
-        for when, usage in series
-    ]
+def inbox_url(port: int) -> str:
+    return f"json://127.0.0.1:{port}/demo-inbox"
 
 
-def deliver(event: AlertEvent, when: datetime) -> None:
-    """The deliveries the demo pretends were made for an event, so the Alerts page shows what they look like."""
-    Delivery.objects.bulk_create(
-        Delivery(event=event, channel=c, channel_id=c, status=Delivery.SENT, attempts=1, duration_ms=240, created=when,
-                 last_attempt_at=when)
-        for c in DEMO_CHANNELS
-    )  # fmt: skip
+@contextmanager
+def inbox() -> Iterator[str]:
+    """A local notification inbox on any free port, for a month seeded without the running demo's channel."""
+    with backtest.receiver() as server:
+        yield inbox_url(server.server_address[1])
 
 
-def seed_alerts(now: datetime, primary: ApiKey) -> None:
-    """A past alert with its history (the balance low before the top-up) and the real alert rules on today."""
-    topup_at = now - timedelta(days=TOPUP_DAYS_AGO)
-    logs = CreditLog.objects.filter(key=primary, timestamp__lt=topup_at)
-    low = logs.filter(remaining__lt=settings.OPENROUTER_CREDIT_THRESHOLD).order_by("timestamp").first()
-    after = CreditLog.objects.filter(key=primary, timestamp__gte=topup_at).order_by("timestamp").first()
-    if low is not None and after is not None:
-        opened, resolved = low.timestamp, after.timestamp
-        level, warned = status.balance_level(low.remaining)
-        past = Alert.objects.create(
-            key=primary, condition=Alert.BALANCE, level=level, opened_at=opened, updated_at=resolved,
-            resolved_at=resolved, last_notified_at=opened, value=after.remaining,
-            message=f"{status.balance_level(after.remaining)[1]}: ${after.remaining:.2f} after a top-up",
-        )  # fmt: skip
-        history = [
-            (opened, AlertEvent.OPENED, level, None, warned),
-            (resolved, AlertEvent.RESOLVED, Level.OK, level, past.message),
-        ]
-        for when, kind, event_level, previous, message in history:
-            event = AlertEvent.objects.create(
-                alert=past, created=when, kind=kind, level=event_level, previous_level=previous, message=message
-            )
-            deliver(event, when)
-    # Today: the alert rules themselves, on the seeded checks (the spend spike opens).
-    for event in alerts.evaluate(status.build(now), now):
-        Delivery.objects.filter(event=event).delete()  # queued for any real channel: the demo sends nothing
-        deliver(event, now)
-
-
-@transaction.atomic
-def seed(now: datetime, days: int = 30, step: timedelta = timedelta(hours=6)) -> int:
-    """Create the demo keys, a month of checks and the demo login. Returns rows written."""
-    rows = []
-    topup_at = now - timedelta(days=TOPUP_DAYS_AGO)
-    account_per_day = sum(k[3] for k in DEMO_KEYS)  # the account's spend is its keys' (as its activity says)
-    for token, name, usage_now, per_day, limit_now, limit_before, primary in DEMO_KEYS:
-        key, _ = ApiKey.objects.update_or_create(
-            hash=key_hash(token),
-            defaults={
-                "name": name,
-                "label": f"sk-or-v1-sim...{token[-3:]}",
-                "is_primary": primary,
-                "credit_limit": limit_now,
-                "first_seen": now - timedelta(days=days),
-            },
-        )
-        spike = SPIKE_USD if primary else 0.0
-        # The simulator's usage now is all there is: a month at the full rate would start below zero.
-        history_per_day = min(per_day, (usage_now - spike) / days * 0.95)
-        series = usage_series(now, usage_now - spike, history_per_day, days, step)
-        if spike:
-            series = with_spike([(when, usage + spike) for when, usage in series], now, spike)
-        for when, usage in series:
-            limit = limit_now if when >= topup_at else limit_before
-            credits = ACCOUNT_CREDITS_NOW if when >= topup_at else ACCOUNT_CREDITS_BEFORE
-            account_usage = ACCOUNT_USAGE_NOW - account_per_day * (now - when).total_seconds() / 86400
-            balance = credits - account_usage
-            key_left = max(limit - usage, 0.0)
-            rows.append(
-                CreditLog(
-                    timestamp=when,
-                    key=key,
-                    ok=True,
-                    label=key.label,
-                    usage=round(usage, 6),
-                    credit_limit=limit,
-                    limit_remaining=round(key_left, 6),
-                    remaining=round(min(key_left, balance), 6),
-                    is_free_tier=False,
-                    is_management_key=False,
-                    account_credits=credits,
-                    account_usage=round(account_usage, 6),
-                    account_balance=round(balance, 6),
-                    raw_response="{}",
-                    duration_ms=180,
-                )
-            )
-    CreditLog.objects.bulk_create(rows, batch_size=500)
-    CreditLog.objects.recompute_spend_totals()  # what the monitor derives as it writes: burn-rate totals
-    DailyFigure.objects.rebuild()  # and the pages' daily and hourly rows, which fold by id
-    HourlyFigure.objects.rebuild()
-    seed_alerts(now, ApiKey.objects.get(hash=key_hash(PROD_KEY)))
+def demo_user():
     user_model = get_user_model()
-    if not user_model.objects.filter(username=DEMO_USERNAME).exists():
-        user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)
-    return len(rows)
+    user = user_model.objects.filter(username=DEMO_USERNAME).first()
+    return user or user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)
+
+
+def acknowledge_the_past(month: Month, when: datetime, user) -> None:
+    """Before the top-up, the demo login acknowledges what pages about the Production Key (as an operator would)."""
+    if when >= month.topup_at:
+        return
+    critical = Alert.objects.open().filter(level=Level.CRITICAL, acknowledged_at__isnull=True, key__is_primary=True)
+    for alert in critical:
+        alerts.acknowledge(alert, user, now=when + timedelta(minutes=40))
+
+
+def times(month: Month, step: timedelta) -> list[datetime]:
+    """Every `step` on the UTC clock, a minute before the hour (a reading closes each UTC day, so a day's checks
+    and its activity cover the same hours), then one at the end."""
+    first = month.start.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(minutes=1)
+    found, when = [], first
+    while when < month.end:
+        if when >= month.start:
+            found.append(when)
+        when += step
+    return [*found, month.end]
+
+
+def seed(now: datetime, days: int = 30, step: timedelta = STEP, notify_url: str | None = None) -> int:
+    """Run the real job over the demo's month into the configured database; returns the checks written.
+
+    `notify_url`: the channel the deliveries go to (the running demo's inbox); None: a local inbox for the run.
+    """
+    month = Month(now, days)
+    clock = Clock(month.start)
+    sim = month.simulator(clock)
+    month.apply(sim, month.start)
+    with sim, _channel(notify_url) as url, backtest.quiet_logs():
+        overrides = {
+            "OPENROUTER_BASE_URL": sim.url,
+            "OPENROUTER_API_KEY": PROD_KEY,
+            "OPENROUTER_API_KEYS": "",
+            "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY,
+            "OPENROUTER_MAX_RETRIES": 0,
+            "NOTIFY_URLS": url,
+            "HEARTBEAT_URL": "",
+            "HEARTBEAT_FAIL_URL": "",
+            "RETENTION_DAYS": 0,
+        }
+        with override_settings(**overrides):
+            user = demo_user()
+            for when in times(month, step):
+                clock.at = when
+                month.apply(sim, when)
+                tasks.monitor_job(now=when)
+                acknowledge_the_past(month, when, user)
+    return CreditLog.objects.count()
+
+
+@contextmanager
+def _channel(notify_url: str | None) -> Iterator[str]:
+    if notify_url:
+        yield notify_url
+        return
+    with inbox() as url:
+        yield url

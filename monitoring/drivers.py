@@ -51,13 +51,13 @@ def model_drivers(key: ApiKey | None) -> str:
         average = forecast.average_per_day(days, first, latest - timedelta(days=1)) or 0.0
         rises[model] = days.get(latest, 0.0) - average
     rising = sorted(((m, r) for m, r in rises.items() if r > 0.005), key=lambda item: item[1], reverse=True)
+    # Today's split by model is not published yet: said first, so yesterday's models are not read as today's rise.
+    unknown = "models today: unknown until OpenRouter publishes the day (after midnight UTC)"
     if rising:
         total = sum(r for _, r in rising)
         parts = [f"{m} +{usd(r)}/day ({r / total:.0%} of the rise)" for m, r in rising[:SHOWN]]
-        return f"models on {latest} against the week before: " + ", ".join(parts)
+        return f"{unknown}; on {latest} against the week before: " + ", ".join(parts)
     day_total = sum(days.get(latest, 0.0) for days in spend.values()) or 1.0
     top = sorted(((m, days.get(latest, 0.0)) for m, days in spend.items()), key=lambda item: item[1], reverse=True)
     parts = [f"{m} {usd(s)} ({s / day_total:.0%})" for m, s in top[:SHOWN] if s > 0]
-    return f"models: none rose on {latest} (today's split comes with tomorrow's activity); biggest then: " + ", ".join(
-        parts
-    )
+    return f"{unknown}; none rose on {latest}, biggest then: " + ", ".join(parts)

@@ -18,9 +18,14 @@ Sample = tuple[datetime, float]  # (when, cumulative usage in USD)
 SECONDS_PER_DAY = 86400.0
 
 
+ROUNDING_USD = 1e-6  # a drop this small is the API's rounding (it serves 8 decimals), not a counter reset
+
+
 def spend_between(previous: float, current: float) -> float:
-    """Spend between two cumulative usage readings; a drop means the counter was reset."""
-    return current - previous if current >= previous else current
+    """Spend between two cumulative usage readings; a drop means the counter was reset (a rounding is none)."""
+    if current >= previous:
+        return current - previous
+    return 0.0 if current >= previous - ROUNDING_USD else current
 
 
 def clean_samples(samples: Iterable[Sample]) -> list[Sample]:

@@ -122,8 +122,12 @@ class SpendWindow:
         return self.spent / span if span > 0 else None
 
 
-# The reset rule in SQL, as forecast.spend_between writes it in Python: a drop in usage is a new counter.
-SPEND_STEP_SQL = "CASE WHEN {u} >= {prev} THEN {u} - {prev} ELSE {u} END"
+# The reset rule in SQL, as forecast.spend_between writes it in Python: a drop in usage is a new counter
+# (a drop within the API's rounding is no spend).
+SPEND_STEP_SQL = (
+    f"CASE WHEN {{u}} >= {{prev}} THEN {{u}} - {{prev}} WHEN {{u}} >= {{prev}} - {forecast.ROUNDING_USD:f} THEN 0"
+    " ELSE {u} END"
+)
 
 
 def chain_total(prev: tuple | None, when: datetime, usage: float) -> float | None:

@@ -269,6 +269,7 @@ class Simulator:
         self.log_requests = False  # print one line per request (the command turns it on)
         self.many_keys = 150  # how many keys the many-keys world lists (the benchmark scales it up)
         self.requests: list[dict] = []
+        self.inbox: list[Any] = []  # what was posted to /_sim/inbox
         self.keys: dict[str, SimKey] = {}
         self.account = Account(0.0, 0.0, self.now())
         self.failure = Failure()
@@ -484,6 +485,16 @@ class Simulator:
         """Serve exactly this spend per UTC day in /activity for the key (None: back to its rate)."""
         with self._lock:
             self.keys[token].spend_by_day = dict(spend_by_day) if spend_by_day is not None else None
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Stand where a saved world is (JSON-able, from monitoring.demo): {"keys": {token: set_key fields},
+        "daily": {token: {ISO date: spend}}, "account": [total_credits, total_usage]}."""
+        for token, fields in state.get("keys", {}).items():
+            self.set_key(token, **fields)
+        for token, days in state.get("daily", {}).items():
+            self.set_daily_spend(token, {date.fromisoformat(day): spend for day, spend in days.items()})
+        if state.get("account"):
+            self.set_account(*state["account"])
 
     def set_account(self, total_credits: float, total_usage: float) -> None:
         with self._lock:
@@ -765,6 +776,12 @@ class Simulator:
     # ---- control API -----------------------------------------------------------------------
     def _control(self, method: str, path: str, body: Any) -> _Reply:
         try:
+            if path == "/_sim/inbox":  # a notification channel on loopback (the demo's): Apprise's json:// posts
+                with self._lock:
+                    if method == "POST":
+                        self.inbox.append(body)
+                        return _Reply(200, {"ok": True})
+                    return _Reply(200, {"received": copy.deepcopy(self.inbox)})
             if method == "GET" and path == "/_sim/state":
                 return _Reply(200, self.state())
             if method == "GET" and path == "/_sim/requests":

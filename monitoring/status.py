@@ -331,9 +331,34 @@ def account_status(
 
 
 def month_to_date_spend(now: datetime) -> float:
-    """Account spend this month: stored activity for the completed days, the logged checks for today."""
+    """Account spend this month (account_month_to_date's figure): what the budget alert and Financial read."""
+    return account_month_to_date(now)[0]
+
+
+def account_month_to_date(now: datetime) -> tuple[float, str]:
+    """(account spend this month, where it comes from): "checks" when the logged account readings reach back
+    before the month began (total_usage only grows: the difference is the spend, every key's included, over
+    the same span as each key's own this-month figure); else "activity", stored activity for the completed
+    days and the logged checks for today."""
     tz = reporting_zone()
     month_start, _ = forecast.month_bounds(now, tz)
+    readings = CreditLog.objects.filter(ok=True, account_usage__isnull=False)
+    latest = readings.filter(timestamp__lte=now).order_by("-timestamp", "-id").values_list("account_usage").first()
+    base = (
+        readings.filter(timestamp__lt=month_start)
+        .order_by("-timestamp", "-id")
+        .values_list("account_usage", flat=True)
+        .first()
+    )
+    if latest is not None and base is None and not Activity.objects.filter(api_key_hash=ACCOUNT_HASH).exists():
+        # No activity to fill the days before the log began: the readings this month are all there is.
+        base = (
+            readings.filter(timestamp__gte=month_start)
+            .order_by("timestamp", "id")
+            .values_list("account_usage", flat=True)[0]
+        )
+    if latest is not None and base is not None:
+        return forecast.spend_between(base, latest[0]), "checks"
     local_today = now.astimezone(tz).date()
     # Activity days are UTC buckets: counted by their date, up to the reporting zone's yesterday.
     completed = (
@@ -344,15 +369,14 @@ def month_to_date_spend(now: datetime) -> float:
     )
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
     # The account's total_usage only grows: today's spend is the last reading less the last one before midnight.
-    readings = CreditLog.objects.filter(ok=True, account_usage__isnull=False)
     today = readings.filter(timestamp__gte=midnight, timestamp__lte=now).values_list("timestamp", "account_usage")
     latest = today.order_by("-timestamp").first()
     if latest is None:
-        return completed
+        return completed, "activity"
     # The last reading before midnight, or the first of today when the log starts today.
     before = readings.filter(timestamp__lt=midnight).order_by("-timestamp").values_list("timestamp", "account_usage")
     before = before.first() or today.order_by("timestamp").first()
-    return completed + forecast.spend_between(before[1], latest[1])
+    return completed + forecast.spend_between(before[1], latest[1]), "activity"
 
 
 def reporting_zone() -> ZoneInfo:
@@ -516,7 +540,8 @@ class KeyStatus(LevelWords):
         daily spend (weekday-aware), for the money that binds; (None, None) while there is no forecast.
 
         The days are scaled so their mean is the rate the point estimate uses (the account's when the shared
-        balance binds): the range is the forecast's spread around its own days left, never another forecast.
+        balance binds): the range is the forecast's spread around its own days left, never another forecast,
+        and it always contains that point estimate.
         """
         if self.key is None or self.days_left is None:
             return None, None
@@ -530,7 +555,13 @@ class KeyStatus(LevelWords):
             return None, None
         daily = {day: spent * rate / mean for day, spent in self.daily.items()}
         found = forecast.exhaustion_range(money_left, daily, self.now, reporting_zone(), outlook.LOW, outlook.HIGH)
-        return found if found is not None else (None, None)
+        if found is None or found[0] is None:
+            return None, None
+        # The range holds its own point estimate (the flat-rate days left): a weekday pattern can put the whole
+        # weekday-aware spread on one side of it ("around the 14th, as early as the 15th"), so that end moves to it.
+        earliest, latest = found
+        point = self.exhaustion_date
+        return min(earliest, point), (max(latest, point) if latest is not None else None)
 
     @property
     def range_text(self) -> str:

@@ -295,7 +295,10 @@ class TestForecastAndSpike:
         run(loop, 36, remaining=70)
         spike = Alert.objects.get(condition=Alert.SPIKE)
         assert spike.level == Level.WARNING
-        assert spike.message.startswith("Spent $19.00 today, over 3x the $2.00/day average. Behind it: keys: ")
+        assert spike.message.startswith(
+            "Spent $19.00 today, over 3x the $2.00/day average over the 12.0 hours before today (logged checks). "
+            "Behind it: keys: "
+        )
         assert "(100% of the rise); models: " in spike.message  # what drove it, with amounts
 
 

@@ -38,7 +38,8 @@ RANKS = {
     "alerts": 6,
     "monitor": 7,
     "dashboard": 8,  # what the pages show, read from status and the rollups
-    "demo": 8,
+    "demo": 10.5,  # drives the scheduled job itself (tasks, an entry point) over a simulated month
+    "context_processors": 11,  # every page's demo banner names the demo login
     "watch": 8,
     "backtest": 8,
     "management": 8,  # the commands' shared base (management/base.py)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
 from creditmon import supervisor
 from monitoring import demo
@@ -39,11 +40,6 @@ def simulator_port() -> int:
         return probe.getsockname()[1]
 
 
-def simulator_keys() -> list[tuple[str, float, float]]:
-    """Where the demo's invented month ends, for each key: (token, usage, limit)."""
-    return [(token, usage, limit) for token, _, usage, _, limit, *_ in demo.DEMO_KEYS]
-
-
 class Command(MonitoringCommand):
     requires_system_checks = []  # checked below once the mode is known: the demo needs no key
     help = "Run the web server (gunicorn) and the django-q2 worker; demo mode (simulated OpenRouter) without a key."
@@ -69,12 +65,15 @@ class Command(MonitoringCommand):
         if is_demo:
             port = simulator_port()
             url = f"http://127.0.0.1:{port}/api/v1"
-            simulator = {"port": port, "scenario": "steady", "keys": simulator_keys()}
-            env.update(demo_settings(url, options["demo_db"]), CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES))
-            prepare += [
-                {"argv": [*manage, "seeddemo"], "what": "seeddemo"},
-                {"argv": [*manage, "syncactivity", "--backfill"], "what": "syncactivity", "optional": True},
-            ]
+            # The simulator stands where the demo's month ends now, and seeddemo makes that month up to the same
+            # moment; the notifications go to the simulator's inbox, the channel the Alerts page lists.
+            now = timezone.now()
+            simulator = {"port": port, "scenario": "steady", "state": demo.Month(now).state(now, live=True)}
+            notify_url = f"json://127.0.0.1:{port}/_sim/inbox"
+            env.update(
+                demo_settings(url, options["demo_db"], notify_url), CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES)
+            )
+            prepare += [{"argv": [*manage, "seeddemo", "--at", now.isoformat()], "what": "seeddemo"}]
         else:
             self.check(display_num_errors=False)
             url = ""
@@ -130,17 +129,17 @@ def production_env(host: str, port: int) -> dict[str, str]:
     return env
 
 
-def demo_settings(simulator_url: str, demo_db: str) -> dict[str, str]:
+def demo_settings(simulator_url: str, demo_db: str, notify_url: str = "") -> dict[str, str]:
     """The environment of the demo's processes, and of the checkcredits line it prints."""
     return {
         "CREDITMON_DEMO": "true",
         "OPENROUTER_BASE_URL": simulator_url,
         "OPENROUTER_API_KEY": PROD_KEY,
         "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY,
-        # Set (empty) so .env cannot fill them: the demo never watches real keys, notifies real
-        # channels, pings a real heartbeat or joins a real worker cluster.
+        # Set (empty, or the simulator's inbox) so .env cannot fill them: the demo never watches real keys,
+        # notifies real channels, pings a real heartbeat or joins a real worker cluster.
         "OPENROUTER_API_KEYS": "",
-        "NOTIFY_URLS": "",
+        "NOTIFY_URLS": notify_url,
         "HEARTBEAT_URL": "",
         "REDIS_URL": "",
         # Its own database, so the demo never mixes invented history with real checks.
