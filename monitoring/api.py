@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from . import forecast, status
+from . import forecast, roles, status
 from .models import ApiKey, CreditLog, HourlyFigure, Level, UtcDailyFigure, hourly_aggregates
 
 HASH_PREFIX = status.HASH_PREFIX
@@ -50,10 +50,10 @@ def _unauthorized(message: str) -> JsonResponse:
 
 
 def api_auth_error(request: HttpRequest) -> JsonResponse | None:
-    """None when the request may read the API: a logged-in session or `Bearer API_TOKEN`."""
+    """None when the request may read the API: a logged-in session, `Bearer API_TOKEN` or `API_OPERATOR_TOKEN`."""
     given = bearer_token(request)
     if given is not None:
-        if token_matches(given, settings.API_TOKEN):
+        if roles.token_role(given) is not None:
             return None
         return _unauthorized("invalid token")
     if request.user.is_authenticated:
@@ -316,6 +316,8 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
     """Points per key id: every check (raw), or one aggregate row per key per UTC hour or day."""
     rows = CreditLog.objects.filter(timestamp__gte=start, timestamp__lte=end, key__in=keys)
     points: dict[int, list[dict]] = {key.pk: [] for key in keys}
+    if not keys:  # nothing to read, and PostgreSQL refuses the SQL below's empty "key_id IN ()"
+        return points
     if resolution == "raw":
         fields = ("key_id", "timestamp", "ok", "usage", "remaining", "credit_limit", "account_balance", "error")
         for key_id, when, ok, used, remaining, limit, balance, error in rows.order_by("timestamp", "id").values_list(

@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
-from . import agent_tasks, alerts, api, dashboard, drivers, roles, status
+from . import agent_tasks, alerts, api, audit, dashboard, drivers, roles, status
 from .management.base import MIGRATE_HINT, database_problem, is_missing_table
 from .models import Alert, ApiKey, Workspace, WorkspaceSpend
 
@@ -80,16 +80,27 @@ def answers(fn):
 
 def actor(ctx: Context | None, write: bool) -> str:
     """Who the call is recorded as. Over HTTP (headers present) a write needs the operator token."""
-    headers = ctx.headers if ctx is not None else None
-    if headers is None:
+    if ctx is None or ctx.headers is None:
         return STDIO_ACTOR  # stdio or in-process: the local user who started the server
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    role = roles.token_role(token.strip()) if scheme.lower() == "bearer" else None
+    role = role_of(ctx)
     if role is None:
         raise ToolError("Send Authorization: Bearer <API_TOKEN or API_OPERATOR_TOKEN>.")
     if write and role != roles.OPERATOR:
         raise ToolError("This action needs the operator token (API_OPERATOR_TOKEN); API_TOKEN may only read.")
     return HTTP_ACTOR
+
+
+def record_task_action(who: str, verb: str, task, ctx: Context | None, detail: str) -> None:
+    audit.record(who, audit.TASK_ACTIONS[verb], f"task {task.pk}: {task.title}", token_role=role_of(ctx), detail=detail)
+
+
+def role_of(ctx: Context | None) -> str | None:
+    """The bearer token's role over HTTP (for the audit trail); None over stdio."""
+    headers = ctx.headers if ctx is not None else None
+    if headers is None:
+        return None
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return roles.token_role(token.strip()) if scheme.lower() == "bearer" else None
 
 
 def find_key(name: str) -> ApiKey:
@@ -265,6 +276,8 @@ def acknowledge_alert(alert_id: int, note: str = "", ctx: Context | None = None)
     who = actor(ctx, write=True)
     alert = open_alert(alert_id)
     event = alerts.acknowledge(alert, who, note=note.strip())
+    if event is not None:
+        audit.record(who, audit.ACKNOWLEDGE, f"alert {alert.pk}: {alert}", token_role=role_of(ctx), detail=note)
     done = "acknowledged" if event is not None else f"already acknowledged by {alert.acknowledged_by or 'someone'}"
     return {"result": done, "alert": alert_document(alert)}
 
@@ -282,6 +295,7 @@ def snooze_alert(alert_id: int, hours: float, note: str = "", ctx: Context | Non
     alert = open_alert(alert_id)
     now = timezone.now()
     alerts.snooze(alert, now + timedelta(hours=hours), who, now=now, note=note.strip())
+    audit.record(who, audit.SNOOZE, f"alert {alert.pk}: {alert}", token_role=role_of(ctx), detail=f"{hours} h {note}")
     return {"result": "snoozed", "alert": alert_document(alert)}
 
 
@@ -323,6 +337,7 @@ def claim_task(task_id: int, agent: str, ctx: Context | None = None) -> dict:
     """
     who = actor(ctx, write=True)
     task = agent_tasks.claim(task_id, agent, by=who)
+    record_task_action(who, "claim", task, ctx, agent)
     return {"result": "claimed", "task": agent_tasks.task_document(task)}
 
 
@@ -334,6 +349,7 @@ def complete_task(task_id: int, note: str, ctx: Context | None = None) -> dict:
     """
     who = actor(ctx, write=True)
     task = agent_tasks.complete(task_id, note, by=who)
+    record_task_action(who, "complete", task, ctx, note)
     return {"result": "done", "task": agent_tasks.task_document(task)}
 
 
@@ -345,6 +361,7 @@ def dismiss_task(task_id: int, note: str, ctx: Context | None = None) -> dict:
     """
     who = actor(ctx, write=True)
     task = agent_tasks.dismiss(task_id, note, by=who)
+    record_task_action(who, "dismiss", task, ctx, note)
     return {"result": "dismissed", "task": agent_tasks.task_document(task)}
 
 

@@ -542,6 +542,8 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-opened_at", "-id"]
+        # Given to the Operators group (and grantable per user in the admin): see monitoring/roles.py.
+        permissions = [("operate", "Can act: acknowledge, snooze, Check now, Send test, agent tasks")]
         constraints = [
             models.UniqueConstraint(
                 fields=["key", "condition", "subject"],
@@ -743,6 +745,40 @@ class TaskDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} #{self.task_id} attempt {self.attempt}: {self.status}"
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("The audit trail is append-only: entries are never changed")
+
+
+class AuditEntry(models.Model):
+    """One state-changing action by a person or a token: who, what, when, from where, on what. Append-only
+    (pruned only by the retention policy): written by monitoring/audit.py, shown read-only."""
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, help_text="The username, or the token's role for a bearer token")
+    action = models.CharField(max_length=40, db_index=True)
+    target = models.CharField(max_length=300, blank=True, help_text="What it acted on, e.g. alert 12: Balance low")
+    address = models.GenericIPAddressField(null=True, blank=True, help_text="The caller's address")
+    token_role = models.CharField(max_length=20, blank=True, help_text="operator or viewer for a bearer token")
+    detail = models.TextField(blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit trail"
+        indexes = [models.Index(fields=["actor", "action", "created"], name="audit_actor_action_created")]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}".strip()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("The audit trail is append-only: entries are never changed")
+        super().save(*args, **kwargs)
 
 
 class Lease(models.Model):

@@ -138,7 +138,7 @@ def fetch_account() -> tuple[AccountCredits | None, str]:
     except OpenRouterError as exc:
         if exc.status in (401, 403) and not settings.OPENROUTER_MANAGEMENT_KEY:
             return None, "set OPENROUTER_MANAGEMENT_KEY to read the account balance"
-        return None, f"account balance unavailable: {exc.message}"
+        return None, f"{status.FETCH_FAILED}: {exc.message}"
     if credits.total_credits == 0 and credits.total_usage == 0 and not settings.OPENROUTER_MANAGEMENT_KEY:
         # An inference key may get a silent 0/0 instead of a 403: that is "unavailable", not "empty".
         return None, "set OPENROUTER_MANAGEMENT_KEY to read the account balance"

@@ -10,7 +10,8 @@ Hostile answers are stopped here:
 - Redirects are never followed: a 3xx is a failed check naming the host it pointed to.
 - Numbers: finite, not negative, at most MAX_USD; a key's limit_remaining within
   [-overspend tolerance, limit] (see `_plausible_remaining`). Anything else is a failed check.
-- Text: every string is stripped of NUL and control characters and cut to its column's length
+- Text: every string is stripped of NUL, control characters and invisible format characters (Unicode Cf,
+  such as the right-to-left override U+202E) and cut to its column's length
   (the *_LENGTH constants match monitoring/models.py), so SQLite and PostgreSQL store the same.
 """
 
@@ -24,6 +25,7 @@ import re
 import socket
 import threading
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,10 +67,13 @@ MAX_JSON_DEPTH = 32  # deeper nesting in an answer is cut when cleaning (nothing
 
 
 def clean_text(value: str, max_length: int | None = None) -> str:
-    """Text safe for any database column and log line: NUL dropped, other control characters become
-    spaces (a newline cannot forge a log line), then cut to the column."""
+    """Text safe for any database column, page and log line: NUL dropped, other control characters become
+    spaces (a newline cannot forge a log line), invisible format characters (Unicode category Cf: bidi
+    overrides such as U+202E, zero-width spaces) dropped (a name cannot read backwards), then cut to the column."""
     if CONTROL_CHARS.search(value):
         value = CONTROL_CHARS.sub(" ", value.replace("\x00", ""))
+    if not value.isascii():  # every Cf character is outside ASCII: the common case costs one scan
+        value = "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
     return value if max_length is None else value[:max_length]
 
 

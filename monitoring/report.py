@@ -128,7 +128,8 @@ def limit_lines(key_status: KeyStatus) -> list[str]:
 def account_block(found: Status) -> list[str]:
     account = found.account
     if not account.known:
-        return [f"Account: unknown ({account.note})"]
+        stale = f"; {account.as_of_text}" if account.stale else ""
+        return [f"Account: unknown ({account.note}){stale}"]
     detail = f" ({money(account.credits)} credits, {money(account.usage)} used)" if account.usage is not None else ""
     lines = [f"Account: {money(account.balance)} remaining{detail}"]
     burn = account.burn
@@ -164,7 +165,7 @@ def format_report(found: Status, verbose: bool = False, show_all: bool = False) 
     for key_status in direct:
         lines.append("")
         lines += key_block(key_status, verbose, found.next_check)
-    if found.account.known or listed:
+    if found.account.known or found.account.stale or listed:
         lines.append("")
         lines += account_block(found)
     if listed:

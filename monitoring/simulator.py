@@ -48,14 +48,18 @@ FAILURES: dict[str, str] = {
     "header-drip": "the status line, then header bytes one every `drip_interval` s (never a whole answer)",
     "redirect": "302 to `redirect_to` (another host; its query carries the caller's key)",
     "implausible": "200 with usage -500, limit_remaining -1e300 (and total_usage / activity usage -500)",
-    "hostile-strings": "200 with NUL, newlines, chat mentions and over-long text in labels, names, "
+    "hostile-strings": "200 with NUL, newlines, chat mentions, bidi overrides and over-long text in labels, names, "
     "limit_reset, models, providers and endpoint ids",
     "bad-hash": "200 /keys whose hashes are 70 characters, not 64 hex digits",
     "echo-key": "500 whose error message echoes the caller's key without its sk-or- prefix",
 }
 
-# What "hostile-strings" appends to every label and name: a NUL, a forged log line, chat mentions.
-HOSTILE_TEXT = "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
+# What "hostile-strings" appends to every label and name: a NUL, a forged log line, chat mentions, and invisible
+# format characters (a right-to-left override that makes "gpj.exe" read "exe.jpg", an isolate, a zero-width space).
+HOSTILE_TEXT = (
+    "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
+    " \u202egpj.exe\u2066\u200b\ufeff"
+)
 HOSTILE_PAD = "x" * 300  # past every column
 REDIRECT_TO = "https://openrouter-mirror.example:8443/api/v1/key?token={token}"
 IMPLAUSIBLE = {"usage": -500.0, "limit_remaining": -1e300, "total_usage": -500.0}  # what the issue saw
@@ -295,6 +299,7 @@ class Account:
 class Failure:
     name: str | None = None
     count: int | None = None  # None = until cleared
+    path: str | None = None  # only requests to this path (e.g. "/credits"); None = every /api/v1 request
 
 
 @dataclass
@@ -670,17 +675,18 @@ class Simulator:
             self.account.total_credits = float(total_credits)
             self.account.total_usage = float(total_usage)
 
-    def set_failure(self, name: str | None, count: int | None = None) -> None:
-        """Force a failure mode for the next `count` /api/v1 requests (None = until cleared)."""
+    def set_failure(self, name: str | None, count: int | None = None, path: str | None = None) -> None:
+        """Force a failure mode for the next `count` /api/v1 requests (None = until cleared), or only for those to
+        `path` under /api/v1 ("/credits"): a run's requests go out concurrently, in no fixed order."""
         if name is not None and name not in FAILURES:
             raise ValueError(f"unknown failure {name!r}; known: {', '.join(FAILURES)}")
         with self._lock:
-            self.failure = Failure(name, None if name is None else count)
+            self.failure = Failure(name, None if name is None else count, path)
 
-    def _take_failure(self) -> str | None:
+    def _take_failure(self, path: str = "") -> str | None:
         with self._lock:
             f = self.failure
-            if f.name is None:
+            if f.name is None or (f.path is not None and path != f"/api/v1{f.path}"):
                 return None
             name = f.name
             if f.count is not None:
@@ -1224,7 +1230,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not (path == "/api/v1" or path.startswith("/api/v1/")):
             self._send(_error(404, f"Not Found: {path}"))
             return
-        failure = self.sim._take_failure()
+        failure = self.sim._take_failure(path)
         if method != "GET":
             reply = _error(405, f"Method {method} not allowed here")
         else:

@@ -33,6 +33,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "since the last success" for a key t
 FULL_WINDOW_SHARE = 0.9  # readings spanning this share of the window count as the whole window
 NO_BALANCE_HINT = "the key has no limit: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
 ACCOUNT_UNKNOWN = "account figures unknown: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
+FETCH_FAILED = "account balance unavailable"  # how monitor.fetch_account begins the note of a failed /credits
 RESET_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}
 # The conditions the status computes itself; an open alert of any other condition adds its level.
 OWN_CONDITIONS = {Alert.BALANCE, Alert.FORECAST, Alert.FAILURES, Alert.STALE, Alert.BUDGET_LAYER, Alert.FREE_QUOTA}
@@ -254,10 +255,25 @@ class AccountStatus(LevelWords):
     level: int = Level.OK
     message: str = ""
     alerts: list[Alert] = field(default_factory=list)
+    # When the newest check could not read /credits: the balance read before, shown only with its age.
+    last_balance: float | None = None
+    last_balance_at: datetime | None = None
 
     @property
     def burn_rate(self) -> float | None:
         return self.burn.rate
+
+    @property
+    def stale(self) -> bool:
+        """The balance shown is an older reading (the newest fetch failed): every surface says "as of"."""
+        return not self.known and self.last_balance is not None
+
+    @property
+    def as_of_text(self) -> str:
+        """ "last known $69.50 as of 2026-12-04 15:38 UTC", or "" when nothing older is known."""
+        if not self.stale:
+            return ""
+        return f"last known {money(self.last_balance)} as of {self.last_balance_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
     def as_dict(self) -> dict:
         return {
@@ -274,6 +290,9 @@ class AccountStatus(LevelWords):
             "days_left": _round(self.days_left, 1),
             "exhaustion_date": _iso(self.exhaustion_date),
             "open_alerts": [alert_dict(a) for a in self.alerts],
+            "stale": self.stale,
+            "last_known_balance": _round(self.last_balance),
+            "last_known_at": _iso(self.last_balance_at),
         }
 
 
@@ -290,7 +309,11 @@ def account_status(
     latest = newest.order_by("-timestamp", "-id").values_list(*fields).first()
     if latest is None or latest[1] is None:
         note = (latest[4] if latest else "") or ACCOUNT_UNKNOWN
-        return AccountStatus(known=False, note=note, alerts=alerts)
+        before = None
+        if note.startswith(FETCH_FAILED):  # a failed fetch: the reading before it, with its age, beside the reason
+            before = readings.order_by("-timestamp", "-id").values_list("timestamp", "account_balance").first()
+        last_at, last = before or (None, None)
+        return AccountStatus(known=False, note=note, alerts=alerts, last_balance=last, last_balance_at=last_at)
     when, balance, credits, usage, _ = latest
     first = (
         readings.filter(timestamp__gte=now - timedelta(days=window), account_usage__isnull=False)

@@ -25,9 +25,10 @@ RANKS = {
     "openrouter": 2,
     "outlook": 2,
     "spike_factors": 0,  # pure maths: which factor of spend moved
-    "roles": 0,  # who may act: settings and the user alone
     "agent_webhook": 2,  # posts task documents; knows the rows, not what they say
     "schedule": 2,
+    "roles": 1,  # who may act: settings and Django's permissions only
+    "audit": 2,  # the audit trail's writer, beside the models
     "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
     "retention": 3,

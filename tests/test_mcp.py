@@ -21,7 +21,7 @@ from mcp.client import Client
 from monitoring import drivers, mcp_server, monitor, tasks
 from monitoring.account import sync_activity
 from monitoring.mcp_server import app
-from monitoring.models import AgentTask, Alert, AlertEvent, ApiKey, Level
+from monitoring.models import AgentTask, Alert, AlertEvent, ApiKey, AuditEntry, Level
 from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -291,6 +291,9 @@ def test_an_agent_lists_claims_and_completes_a_top_up_task(low_balance_task, cli
     assert [(t["id"], t["state"]) for t in served["tasks"]] == [(task["id"], "done")]
     assert "already done" in error("dismiss_task", {"task_id": task["id"], "note": "never mind"})
     assert answer("list_tasks")["tasks"] == []
+    trail = AuditEntry.objects.order_by("created", "pk").values_list("actor", "action", "detail")
+    assert list(trail) == [(mcp_server.STDIO_ACTOR, "task_claim", "budget-bot"),
+                           (mcp_server.STDIO_ACTOR, "task_complete", "topped up $50")]  # fmt: skip
 
 
 def test_dismissing_an_unknown_task_is_a_sentence(low_balance_task):
