@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from monitoring import demo, forecast
-from monitoring.models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Delivery, Level
+from monitoring.models import Activity, AgentTask, Alert, AlertEvent, ApiKey, CreditLog, Delivery, Level
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
 from .invariants import check_invariants, daily_disagreements, read_surfaces
@@ -117,6 +117,12 @@ def alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(clie
 
     spike = Alert.objects.open().get(condition=Alert.SPIKE)
     assert spike.level == Level.WARNING and spike.acknowledged_at is None  # today's spike, open to act on
+
+    # Agent tasks: today's spike's task open; the top-up tasks claimed and completed by the demo's agent.
+    assert AgentTask.objects.get(alert=spike).state == AgentTask.OPEN
+    done = AgentTask.objects.filter(kind=AgentTask.TOP_UP, state=AgentTask.DONE, claimed_by=demo.DEMO_AGENT)
+    assert done.exists() and all(t.note.startswith("Bought $") and t.done_at for t in done)
+    assert "budget-agent" in page
     assert Delivery.objects.filter(event__alert=spike, status=Delivery.SENT, channel=channel.group(1)).exists()
 
 
