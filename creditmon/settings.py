@@ -152,12 +152,19 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "axes",
+    "csp",
     "monitoring",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files answer here, with their own long cache headers; nothing below sees them.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Every dynamic answer is private, no-store unless its view says otherwise (pages, API, exports, admin).
+    "monitoring.middleware.PrivateNoStoreMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Outside sessions and auth, so a database that fails there too gets the 503 page, not a 500.
+    "monitoring.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,8 +173,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Every view requires a login unless marked @login_not_required (login page, probes, token APIs).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "monitoring.middleware.ContentSecurityPolicyMiddleware",
-    "monitoring.middleware.DatabaseUnavailableMiddleware",
     # Last, as django-axes asks: turns a locked-out login into the "too many attempts" page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -199,6 +204,8 @@ try:
         "default": dj_database_url.parse(
             env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
             conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+            # A kept connection is tested before a request reuses it: a restarted database costs no request.
+            conn_health_checks=True,
         )
     }
 except ValueError:  # its message repeats the URL, password included: name the scheme only
@@ -231,7 +238,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=envfloat("LOGIN_COOLOFF_MINUTES", 15, mini
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "monitoring.auth.locked_out"
-AXES_CLIENT_IP_CALLABLE = "monitoring.auth.client_address"
+AXES_CLIENT_IP_CALLABLE = "monitoring.audit.client_address"
 LOGIN_REDIRECT_URL = "monitoring-health"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -276,6 +283,22 @@ SECURE_REFERRER_POLICY = "same-origin"
 if envbool("DJANGO_BEHIND_PROXY", "False"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp), on every page and the admin alike (Django 5.2's admin passes it, checked in
+# Chromium by tests/browser/test_admin_csp.py): only the site's own scripts, styles and images, nothing inline.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- OpenRouter ------------------------------------------------------------------------------
 OPENROUTER_API_KEY = env("OPENROUTER_API_KEY", "")
@@ -310,6 +333,23 @@ KEY_LIMIT_WARNING_PERCENT = envfloat("KEY_LIMIT_WARNING_PERCENT", 80, minimum=0,
 KEY_LIMIT_CRITICAL_PERCENT = envfloat("KEY_LIMIT_CRITICAL_PERCENT", 95, minimum=0, maximum=100)
 KEY_EXPIRY_WARNING_DAYS = envfloat("KEY_EXPIRY_WARNING_DAYS", 7, minimum=0)
 MONTHLY_BUDGET = envfloat("MONTHLY_BUDGET", 0.0, minimum=0)  # 0 = no budget
+
+
+def envpercents(name: str, default: str) -> list[float]:
+    """Shares in percent, ascending (BUDGET_ALERT_PERCENTS=80,100); a bad list is reported, the default kept."""
+    try:
+        values = sorted({float(item) for item in envlist(name, default)})
+    except ValueError:
+        values = []
+    if not values or any(not math.isfinite(v) or v <= 0 or v > 100 for v in values):
+        _bad(name, f"percentages between 0 and 100, comma-separated, e.g. {default}")
+        return sorted(float(item) for item in default.split(","))
+    return values
+
+
+# Shares of a budget layer's window spent that warn (the last one is critical), OpenRouter's Enterprise defaults.
+BUDGET_ALERT_PERCENTS = envpercents("BUDGET_ALERT_PERCENTS", "80,100")
+
 # The model advisor: a used model retiring within ADVISOR_EXPIRY_DAYS warns; the window of spend it weighs;
 # how many like-for-like candidates each model lists; the share of the account's spend a swap must save
 # before it is an optimisation worth a task.
@@ -353,6 +393,8 @@ METRICS_MAX_KEYS = envint("METRICS_MAX_KEYS", 500, minimum=1)
 API_TOKEN = env("API_TOKEN", "")
 # May also act (acknowledge, snooze, agent tasks) over the API and /mcp.
 API_OPERATOR_TOKEN = env("API_OPERATOR_TOKEN", "")
+# "Check now" and "Send test": at most this many per person per minute (0: no limit).
+ACTION_LIMIT_PER_MINUTE = envint("ACTION_LIMIT_PER_MINUTE", 3, minimum=0)
 
 # --- Agent tasks -----------------------------------------------------------------------------
 # Each created, updated and closed task is POSTed here as JSON, signed with AGENT_WEBHOOK_SECRET.

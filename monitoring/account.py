@@ -12,8 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 from django.conf import settings
 from django.db.models import Max
 
-from .models import Activity, ApiKey, CreditLog
-from .openrouter import Client, ListedKey, OpenRouterError, key_hash
+from .models import Activity, ApiKey, CreditLog, WorkspaceSpend
+from .models import Workspace as WorkspaceRow
+from .openrouter import Client, ListedKey, OpenRouterError, Workspace, key_hash
 from .status import ACCOUNT_HASH
 
 logger = logging.getLogger("monitoring")
@@ -71,11 +72,13 @@ def upsert_listed(listed: list[ListedKey], checked: set[str], now: datetime) -> 
         key.limit_reset = item.limit_reset or ""
         key.expires_at = item.expires_at
         key.created_at = item.created_at
+        key.workspace_id = item.workspace_id
         key.last_seen = now
         key.retired_at, key.retired_reason = None, ""
         existing[item.hash] = key
     ApiKey.objects.bulk_create(new)
     fields = ["source", "name", "label", "disabled", "credit_limit", "limit_reset", "expires_at", "created_at"]
+    fields.append("workspace_id")
     ApiKey.objects.bulk_update(changed, fields + ["last_seen", "retired_at", "retired_reason"])
     if new and new[0].pk is None:  # backends that do not return ids from bulk_create
         existing.update({key.hash: key for key in ApiKey.objects.filter(hash__in=[k.hash for k in new])})
@@ -200,3 +203,33 @@ def store_activity(rows: list[dict], target: str, now: datetime, today: date, sk
         batch_size=500,
     )
     return len(merged)
+
+
+# --- workspaces: GET /workspaces, their keys, spend per workspace -----------------------------
+
+
+def list_workspaces(client: Client, now: datetime) -> list[Workspace]:
+    """Every workspace of the account, stored by id and name; [] when the API has none to give (an older
+    API or a plan without workspaces: the default workspace's keys are listed then, as before)."""
+    try:
+        found = client.list_workspaces()
+    except OpenRouterError as exc:
+        logger.info("Workspaces not listed (%s): listing the default workspace's keys", exc.message)
+        return []
+    for workspace in found:
+        WorkspaceRow.objects.update_or_create(
+            workspace_id=workspace.id, defaults={"name": workspace.name, "last_seen": now}
+        )
+    return found
+
+
+def sync_workspace_spend(now: datetime) -> int:
+    """Store spend per workspace per completed UTC day (GET /activity?group_by=workspace); returns rows."""
+    rows = _management_client().workspace_spend()
+    for day, workspace_id, usage, requests in rows:
+        WorkspaceSpend.objects.update_or_create(
+            date=date.fromisoformat(day),
+            workspace_id=workspace_id,
+            defaults={"usage": usage, "requests": requests, "fetched_at": now},
+        )
+    return len(rows)

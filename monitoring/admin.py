@@ -5,6 +5,8 @@ from datetime import UTC
 
 from django.contrib import admin
 from django.template.defaultfilters import truncatechars
+from django_q import admin as q_admin
+from django_q.models import Failure, OrmQ, Schedule, Success
 
 from .models import (
     Activity,
@@ -12,6 +14,7 @@ from .models import (
     Alert,
     AlertEvent,
     ApiKey,
+    AuditEntry,
     CatalogueFetch,
     CatalogueModel,
     CataloguePrice,
@@ -57,8 +60,10 @@ def time_column(field: str, title: str):
     return show
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The log is evidence: inspect it, never add, edit or delete it by hand (deletes would cascade)."""
+class NoWrites:
+    """No add, change or delete from the browser, for anyone (superusers included); no bulk actions."""
+
+    actions = None
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -68,6 +73,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(NoWrites, admin.ModelAdmin):
+    """The log is evidence: inspect it, never add, edit or delete it by hand (deletes would cascade)."""
 
 
 @admin.register(CreditLog)
@@ -248,3 +257,27 @@ class CatalogueModelAdmin(ReadOnlyAdmin):
     list_filter = ("listed", ("expiration_date", admin.EmptyFieldListFilter))
     search_fields = ("model_id", "name")
     inlines = [CataloguePriceInline]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """Append-only: who acted, when, from where, on what. Pruned only by the retention policy."""
+
+    list_display = (time_column("created", "when (UTC)"), "actor", "action", "target", "address", "token_role")
+    list_filter = ("action", ("created", admin.DateFieldListFilter))
+    search_fields = ("actor", "action", "target", "address")
+    date_hierarchy = "created"
+
+
+# django-q2's own admin lets a superuser schedule any dotted function (os.system included), delete the monitoring
+# schedule, or resubmit tasks: here its schedules and tasks are shown, never written. The schedules follow their
+# settings (monitoring/schedule.py).
+for model, q_model_admin in (
+    (Schedule, q_admin.ScheduleAdmin),
+    (Success, q_admin.TaskAdmin),
+    (Failure, q_admin.FailAdmin),
+    (OrmQ, q_admin.QueueAdmin),
+):
+    if admin.site.is_registered(model):  # the queue's admin only exists with the ORM broker
+        admin.site.unregister(model)
+        admin.site.register(model, type(q_model_admin.__name__, (NoWrites, q_model_admin), {}))

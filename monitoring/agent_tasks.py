@@ -28,7 +28,6 @@ from .status import money
 logger = logging.getLogger("monitoring")
 
 SCHEMA = "creditmon.task/v1"
-BUDGET_LAYER = "budget_layer"  # a budget layer binds (the budgets work adds the condition)
 MODEL_EXPIRY = "model_expiry"  # a used model is being retired (the advisor adds the condition)
 
 KIND_BY_CONDITION: dict[str, str] = {
@@ -37,7 +36,8 @@ KIND_BY_CONDITION: dict[str, str] = {
     Alert.KEY_LIMIT: AgentTask.TOP_UP,
     Alert.TOPUP_MISSED: AgentTask.TOP_UP,
     Alert.BUDGET: AgentTask.RAISE_BUDGET,
-    BUDGET_LAYER: AgentTask.RAISE_BUDGET,
+    Alert.BUDGET_LAYER: AgentTask.RAISE_BUDGET,
+    Alert.FREE_QUOTA: AgentTask.TOP_UP,  # $10 of credits ever bought lifts the quota from 50 to 1,000 a day
     Alert.SPIKE: AgentTask.INVESTIGATE_SPIKE,
     Alert.MODEL_SPIKE: AgentTask.INVESTIGATE_SPIKE,
     Alert.RUNAWAY: AgentTask.INVESTIGATE_SPIKE,

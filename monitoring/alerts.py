@@ -74,14 +74,34 @@ def balance_condition(key_status: KeyStatus, open_alert: Alert | None) -> Condit
 def forecast_condition(key_status: KeyStatus, open_alert: Alert | None) -> Condition | None:
     """Days left below the horizons; sticky by the hysteresis margin (a share of the warning horizon)."""
     found = key_status.conditions.get("forecast")
-    if found is None or not key_status.burn.known and key_status.binding != "account":
+    if found is None or not key_status.burn.known and key_status.money_binding != "account":
         return None  # not enough history to forecast, or already out (the balance alert tells that story)
     level, message = raw, _ = found
-    days = key_status.days_left
+    days = key_status.money_days_left  # the key's cap or the account; a budget layer has its own condition
     if open_alert is not None and days is not None and severity(open_alert.level) > severity(raw):
         margin = settings.ALERT_HYSTERESIS * settings.FORECAST_WARNING_DAYS
         level = worse(raw, milder(open_alert.level, status.forecast_level(days - margin)))
     return Condition(key_status.key, Alert.FORECAST, level, message, days)
+
+
+def budget_layer_condition(key_status: KeyStatus, open_alert: Alert | None) -> Condition | None:
+    """The worst budget layer (guardrail, member or workspace budget): spent, forecast to block, share spent."""
+    found = key_status.conditions.get("budget_layer")
+    if found is None:
+        gone = Condition(key_status.key, Alert.BUDGET_LAYER, Level.OK, "The key has no budget layer any more")
+        return None if open_alert is None else gone
+    layer = key_status.binding_limit or next((x for x in key_status.limits if x.level == found[0]), None)
+    return Condition(key_status.key, Alert.BUDGET_LAYER, found[0], found[1], layer.days_left if layer else None)
+
+
+def free_quota_condition(key_status: KeyStatus, open_alert: Alert | None) -> Condition | None:
+    """The free-model quota nearly or fully used by a key that uses :free models; resolves once it is not."""
+    found = key_status.conditions.get("free_quota")
+    if found is None:
+        fine = Condition(key_status.key, Alert.FREE_QUOTA, Level.OK, "The free-model quota has requests left")
+        return None if open_alert is None else fine
+    log = key_status.success
+    return Condition(key_status.key, Alert.FREE_QUOTA, found[0], found[1], log.free_remaining if log else None)
 
 
 def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
@@ -138,6 +158,8 @@ def key_conditions(key_status: KeyStatus, now: datetime, open_alerts: dict) -> l
         found.append(balance_condition(key_status, open_alerts.get((key_id, Alert.BALANCE, ""))))
         found.append(forecast_condition(key_status, open_alerts.get((key_id, Alert.FORECAST, ""))))
         found.append(spike_condition(key_status, now))
+        found.append(budget_layer_condition(key_status, open_alerts.get((key_id, Alert.BUDGET_LAYER, ""))))
+        found.append(free_quota_condition(key_status, open_alerts.get((key_id, Alert.FREE_QUOTA, ""))))
     failures = failures_condition(key_status)
     found.append(failures)
     if failures is None or failures.level == Level.OK:

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from . import advisor, catalogue, forecast, status
+from . import advisor, catalogue, forecast, roles, status
 from .models import ApiKey, CreditLog, HourlyFigure, Level, UtcDailyFigure, hourly_aggregates
 
 HASH_PREFIX = status.HASH_PREFIX
@@ -50,10 +50,10 @@ def _unauthorized(message: str) -> JsonResponse:
 
 
 def api_auth_error(request: HttpRequest) -> JsonResponse | None:
-    """None when the request may read the API: a logged-in session or `Bearer API_TOKEN`."""
+    """None when the request may read the API: a logged-in session, `Bearer API_TOKEN` or `API_OPERATOR_TOKEN`."""
     given = bearer_token(request)
     if given is not None:
-        if token_matches(given, settings.API_TOKEN):
+        if roles.token_role(given) is not None:
             return None
         return _unauthorized("invalid token")
     if request.user.is_authenticated:
@@ -143,6 +143,32 @@ class CreditmonCollector:
         self.found = found
         self.catalogue_age = catalogue_age
 
+    def layer_metrics(self, labels: list[str], shown: list):
+        """One series per budget layer (remaining, limit, seconds until it blocks), and what binds each key."""
+        extra = [*labels, "scope", "layer"]
+        remaining = GaugeMetricFamily("creditmon_budget_remaining_usd", "What is left of a budget layer", labels=extra)
+        limit = GaugeMetricFamily("creditmon_budget_limit_usd", "A budget layer's limit in its window", labels=extra)
+        blocks = GaugeMetricFamily(
+            "creditmon_budget_seconds_until_block", "Seconds until the layer refuses requests (0: now)", labels=extra
+        )
+        level = GaugeMetricFamily("creditmon_budget_level", "A budget layer's level: 0 OK .. 3 UNKNOWN", labels=extra)
+        binding = GaugeMetricFamily(
+            "creditmon_binding_info", "1 for what stops the key first: key, account or a layer's scope",
+            labels=[*labels, "binding"],
+        )  # fmt: skip
+        for key_status in shown:  # the keys that get per-key series (METRICS_MAX_KEYS)
+            values = [key_status.name, key_status.hash_prefix]
+            if key_status.binding:
+                binding.add_metric([*values, key_status.binding], 1)
+            for layer in key_status.limits:
+                names = [*values, layer.scope, layer.guardrail_id or layer.budget_id or layer.scope]
+                remaining.add_metric(names, layer.remaining_usd)
+                limit.add_metric(names, layer.limit_usd)
+                level.add_metric(names, layer.level)
+                if layer.blocks_at is not None:
+                    blocks.add_metric(names, max((layer.blocks_at - self.found.now).total_seconds(), 0.0))
+        yield from (remaining, limit, blocks, level, binding)
+
     def collect(self):
         labels = ["key", "key_hash"]
 
@@ -194,6 +220,7 @@ class CreditmonCollector:
             alert.add_metric(["", "", open_alert.condition, open_alert.subject], open_alert.level)
         yield from (remaining, usage, limit, burn, days_left, last_success, last_check, failures, level, duration)
         yield alert
+        yield from self.layer_metrics(labels, shown)
         counts = GaugeMetricFamily("creditmon_keys", "Watched keys per level, every key", labels=["level"])
         for each in Level:
             counts.add_metric([each.label], sum(1 for k in self.found.keys if k.level == each))
@@ -311,6 +338,8 @@ def history_points(start: datetime, end: datetime, resolution: str, keys: list[A
     """Points per key id: every check (raw), or one aggregate row per key per UTC hour or day."""
     rows = CreditLog.objects.filter(timestamp__gte=start, timestamp__lte=end, key__in=keys)
     points: dict[int, list[dict]] = {key.pk: [] for key in keys}
+    if not keys:  # nothing to read, and PostgreSQL refuses the SQL below's empty "key_id IN ()"
+        return points
     if resolution == "raw":
         fields = ("key_id", "timestamp", "ok", "usage", "remaining", "credit_limit", "account_balance", "error")
         for key_id, when, ok, used, remaining, limit, balance, error in rows.order_by("timestamp", "id").values_list(

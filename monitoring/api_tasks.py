@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import agent_tasks, roles
+from . import agent_tasks, audit, roles
 from .api import bearer_token
 
 ACTIONS = ("claim", "complete", "dismiss")
@@ -106,4 +106,7 @@ def task_action(request: HttpRequest, task_id: int, action: str) -> JsonResponse
         return JsonResponse({"error": str(exc)}, status=409)
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
+    token_role = role if bearer_token(request) is not None else None
+    actor = request.user if token_role is None else agent or who
+    audit.record(actor, audit.TASK_ACTIONS[action], f"task {task.pk}: {task.title}", request, token_role, note)
     return JsonResponse({"task": agent_tasks.task_document(task)})

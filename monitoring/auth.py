@@ -16,16 +16,6 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-def client_address(request: HttpRequest) -> str | None:
-    """The caller's address: REMOTE_ADDR, or behind a proxy (DJANGO_BEHIND_PROXY) the address it appended last to
-    X-Forwarded-For, the only part a client cannot forge."""
-    if settings.SECURE_PROXY_SSL_HEADER:
-        forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
-        if forwarded:
-            return forwarded[-1]
-    return request.META.get("REMOTE_ADDR")
-
-
 def locked_out(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
     """The page a locked-out login gets (429): what happened and how long to wait, in the site's own layout."""
     seconds = round(settings.AXES_COOLOFF_TIME.total_seconds())

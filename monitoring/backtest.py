@@ -9,6 +9,11 @@ configured database is never touched.
 The trace is a CSV with the header `timestamp,usage,limit,limit_remaining,total_credits,total_usage`:
 ISO-8601 UTC times, a row every 10 minutes or less, empty cells are null. Between rows the world holds
 the last row's values. With total_credits/total_usage the replay runs with a management key.
+
+Optional budget layer columns follow: `budget_scope,budget_limit,budget_spend,budget_reset` (one layer of
+`budgets[]` on /key: its scope such as `api_key`, its limit and spend in its window in USD, and `daily`,
+`weekly`, `monthly` or empty for a lifetime budget). The summary then has `blocked_at`: the first time of
+each UTC day the layer was spent.
 """
 
 from __future__ import annotations
@@ -40,12 +45,29 @@ from .models import AlertEvent, CreditLog, Delivery, Level
 from .simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, Simulator
 
 FIELDS = ["timestamp", "usage", "limit", "limit_remaining", "total_credits", "total_usage"]
+LAYER_FIELDS = ["budget_scope", "budget_limit", "budget_spend", "budget_reset"]
+LAYER_SCOPES = {"api_key", "member", "workspace", "workspace_default_key", "workspace_default_member"}
+LAYER_GUARDRAIL = "gr_backtest01"
 MAX_STEP = timedelta(minutes=10)
 KINDS = {AlertEvent.DEESCALATED: "eased"}  # the trace format's word for a de-escalation
 
 
 class TraceError(ValueError):
     """The trace cannot be replayed; the message says where and why, in one line."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A budget layer's figures in one trace row."""
+
+    scope: str
+    limit: float
+    spend: float
+    reset: str | None
+
+    @property
+    def spent(self) -> bool:
+        return self.limit - self.spend <= 1e-9
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,7 @@ class Row:
     limit_remaining: float | None
     total_credits: float | None
     total_usage: float | None
+    layer: Layer | None = None
 
     @property
     def money_left(self) -> float | None:
@@ -99,19 +122,21 @@ def parse_trace(lines) -> list[Row]:
     """Rows of a trace, validated: the exact header, times increasing at most 10 minutes apart."""
     reader = csv.reader(lines)
     header = next(reader, None)
-    if header is None or [h.strip() for h in header] != FIELDS:
-        raise TraceError(f"the header must be exactly {','.join(FIELDS)}")
+    names = [h.strip() for h in header] if header is not None else []
+    if names not in (FIELDS, FIELDS + LAYER_FIELDS):
+        raise TraceError(f"the header must be exactly {','.join(FIELDS)}")  # or with LAYER_FIELDS after it
     rows: list[Row] = []
     for line, cells in enumerate(reader, start=2):
         if not cells or not any(c.strip() for c in cells):
             continue
-        if len(cells) != len(FIELDS):
-            raise TraceError(f"line {line}: {len(cells)} cells, expected {len(FIELDS)}")
-        values = dict(zip(FIELDS, cells, strict=True))
+        if len(cells) != len(names):
+            raise TraceError(f"line {line}: {len(cells)} cells, expected {len(names)}")
+        values = dict(zip(names, cells, strict=True))
         row = Row(
             _time(values["timestamp"], line),
             _number(values["usage"], "usage", line, required=True),
             *(_number(values[name], name, line) for name in FIELDS[2:]),
+            layer=_layer(values, line) if names != FIELDS else None,
         )
         if rows and row.at <= rows[-1].at:
             raise TraceError(f"line {line}: timestamps must increase")
@@ -123,6 +148,22 @@ def parse_trace(lines) -> list[Row]:
     if len(rows) < 2:
         raise TraceError("the trace needs at least two rows")
     return rows
+
+
+def _layer(values: dict, line: int) -> Layer | None:
+    scope = values["budget_scope"].strip()
+    if not scope:
+        return None
+    if scope not in LAYER_SCOPES:
+        raise TraceError(f"line {line}: `budget_scope` is not one of {', '.join(sorted(LAYER_SCOPES))}")
+    reset = values["budget_reset"].strip() or None
+    if reset not in (None, "daily", "weekly", "monthly"):
+        raise TraceError(f"line {line}: `budget_reset` is not daily, weekly, monthly or empty")
+    limit = _number(values["budget_limit"], "budget_limit", line, required=True)
+    spend = _number(values["budget_spend"], "budget_spend", line, required=True)
+    if limit < 0 or spend < 0:
+        raise TraceError(f"line {line}: a budget's limit and spend cannot be negative")
+    return Layer(scope, limit, spend, reset)
 
 
 def read_trace(path: str | Path) -> list[Row]:
@@ -242,6 +283,12 @@ def apply_row(sim: Simulator, row: Row, account: bool) -> None:
     sim.set_key(PROD_KEY, usage=row.usage, limit=row.limit, limit_remaining=row.limit_remaining, spend_per_day=0)
     if account:
         sim.set_account(row.total_credits, row.total_usage)
+    sim.layers = []  # the row states the layer's figures exactly (no spend between rows: the key's rate is 0)
+    if row.layer is not None:
+        layer = row.layer
+        sim.add_layer(
+            layer.scope, layer.limit, [PROD_KEY], layer.reset, spent=layer.spend, guardrail_id=LAYER_GUARDRAIL
+        )
 
 
 def run_schedules(sim: Simulator, clock: Clock, rows: list[Row], account: bool, migrated_at: datetime) -> dict:
@@ -296,8 +343,13 @@ def summary(rows: list[Row], runs: dict, received: list) -> dict:
     lead = None
     if exhausted is not None and warned:
         lead = round((exhausted - datetime.fromisoformat(warned[0]["at"])).total_seconds() / 3600, 2)
+    blocked: dict[date, datetime] = {}
+    for row in rows:
+        if row.layer is not None and row.layer.spent:
+            blocked.setdefault(row.at.date(), row.at)
     return {
         "exhausted_at": exhausted.isoformat() if exhausted else None,
+        "blocked_at": [when.isoformat() for when in blocked.values()],
         "checks": CreditLog.objects.count(),
         "lead_hours": lead,
         "notifications": notifications,

@@ -1,10 +1,11 @@
-"""What every page's base template needs: demo banner, the last successful check and the state at a glance."""
+"""What every page's base template needs: demo banner, the last successful check, the state at a glance, and
+whether the user may act (operators)."""
 
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from . import dashboard
+from . import dashboard, roles
 from .demo import DEMO_PASSWORD, DEMO_USERNAME
 from .models import CreditLog
 
@@ -16,6 +17,7 @@ def creditmon(request):
             ctx["demo_login"] = {"username": DEMO_USERNAME, "password": DEMO_PASSWORD}
         return ctx
     try:
+        ctx["can_operate"] = roles.can_operate(request.user)  # actions a viewer may not take are not offered
         ctx["last_successful_check"] = (
             CreditLog.objects.successful().order_by("-timestamp").values_list("timestamp", flat=True).first()
         )

@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.test.utils import override_settings
 
-from . import alerts, backtest, tasks
-from .models import Alert, CreditLog, Level
+from . import agent_tasks, alerts, backtest, tasks
+from .models import AgentTask, Alert, CreditLog, Level
 from .simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, Clock, Simulator, iso
 
 DEMO_USERNAME = "demo"
@@ -180,6 +180,26 @@ def acknowledge_the_past(month: Month, when: datetime, user) -> None:
         alerts.acknowledge(alert, user, now=when + timedelta(minutes=40))
 
 
+DEMO_AGENT = "budget-agent"  # the agent runner the demo pretends works the tasks
+
+
+def claim_the_top_ups(month: Month, when: datetime) -> None:
+    """Before the top-up, an agent claims the Production Key's top-up tasks as they open (renewing its claim)."""
+    if when >= month.topup_at:
+        return
+    for task in AgentTask.objects.in_state(AgentTask.OPEN, when).filter(kind=AgentTask.TOP_UP, key__is_primary=True):
+        agent_tasks.claim(task.pk, DEMO_AGENT, by=DEMO_USERNAME, now=when + timedelta(minutes=20))
+
+
+def complete_the_top_ups(month: Month, when: datetime) -> None:
+    """At the top-up the agent completes what it claimed, before the check that sees the money resolves the alert."""
+    if when < month.topup_at:
+        return
+    note = f"Bought ${ACCOUNT_PURCHASE:.0f} of credits and raised the Production Key's cap by ${TOPUP_CAP_RAISE:.0f}"
+    for task in AgentTask.objects.filter(state=AgentTask.CLAIMED, claimed_by=DEMO_AGENT):
+        agent_tasks.complete(task.pk, note, by=DEMO_AGENT, now=month.topup_at)
+
+
 def times(month: Month, step: timedelta) -> list[datetime]:
     """Every `step` on the UTC clock, a minute before the hour (a reading closes each UTC day, so a day's checks
     and its activity cover the same hours), then one at the end."""
@@ -218,8 +238,10 @@ def seed(now: datetime, days: int = 30, step: timedelta = STEP, notify_url: str 
             for when in times(month, step):
                 clock.at = when
                 month.apply(sim, when)
+                complete_the_top_ups(month, when)
                 tasks.monitor_job(now=when)
                 acknowledge_the_past(month, when, user)
+                claim_the_top_ups(month, when)
     return CreditLog.objects.count()
 
 

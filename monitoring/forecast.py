@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from itertools import pairwise
 from statistics import NormalDist
@@ -224,3 +225,50 @@ def day_label(when: datetime, tz: tzinfo) -> str:
     """'Tue 3 Dec' in the reporting zone: the words a warning uses."""
     local = when.astimezone(tz)
     return f"{local:%a} {local.day} {local:%b}"
+
+
+# --- budget layers: each forecast within its own window ---------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerForecast:
+    """When a budget layer blocks, or that it holds until its reset and what it projects to by then."""
+
+    days_left: float | None  # until it blocks; None: it holds (or no rate to say)
+    blocks_at: datetime | None
+    projected: float | None = None  # spend projected at the reset, for a layer that holds
+    holds: bool = False  # it resets before it runs out (or nothing is spent)
+
+
+def layer_forecast(
+    remaining: float, spent: float, rate: float | None, now: datetime, resets_at: datetime | None
+) -> LayerForecast:
+    """A layer with `remaining` USD in its window, spending `rate` USD/day: blocked now, blocks before its
+    reset (`resets_at`; None = a lifetime budget, forecast like the key's cap), or holds until the reset."""
+    if remaining <= 0:
+        return LayerForecast(0.0, now)
+    if rate is None:
+        return LayerForecast(None, None)
+    until_reset = (resets_at - now).total_seconds() / SECONDS_PER_DAY if resets_at is not None else None
+    if rate <= 0:
+        return LayerForecast(None, None, spent if until_reset is not None else None, True)
+    days = remaining / rate
+    if until_reset is not None and days >= until_reset:
+        return LayerForecast(None, None, spent + rate * max(until_reset, 0.0), True)
+    return LayerForecast(days, now + timedelta(days=days))
+
+
+def layer_rate(samples: Iterable[Sample], now: datetime, window_days: float, min_span_days: float) -> float | None:
+    """A layer's own spend rate from its spend_usd readings (a drop is its reset), when they span enough time."""
+    inside = [(when, spend) for when, spend in clean_samples(samples) if now - timedelta(days=window_days) <= when]
+    if len(inside) < 2 or (inside[-1][0] - inside[0][0]).total_seconds() / SECONDS_PER_DAY < min_span_days:
+        return None
+    return burn_rate_per_day(inside, now, window_days)
+
+
+def share_level_index(spent: float, limit: float, percents: Sequence[float]) -> int:
+    """How many of the ascending `percents` the share spent has reached (0: none)."""
+    if limit <= 0:
+        return len(percents)
+    share = spent / limit * 100
+    return sum(1 for p in percents if share >= p - 1e-9)

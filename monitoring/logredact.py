@@ -4,6 +4,7 @@ import logging
 import logging.handlers
 import os
 import re
+from urllib.parse import urlsplit
 
 # Real keys are sk-or-v1-<64 hex>; masked labels (sk-or-v1-au7...890) stay readable. Bearer headers too.
 KEY_PATTERN = re.compile(r"sk-or-[A-Za-z0-9_-]{20,}")
@@ -14,6 +15,9 @@ MIN_SECRET_BODY = 16  # a key's part after its last dash, redacted alone when at
 # Control characters in a log message, escaped so a key or model name cannot start a new log line.
 LOG_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A notification URL's level tags ("critical,warning=json://..."), as monitoring/notify.py reads them.
+TAG_PREFIX = re.compile(r"^[A-Za-z0-9_,-]+=(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+MIN_PATH_SECRET = 8  # a webhook's path part this long is taken for a token ("hooks" is not)
 
 
 def configured_secrets() -> list[str]:
@@ -22,8 +26,24 @@ def configured_secrets() -> list[str]:
     secrets = [settings.OPENROUTER_API_KEY, settings.OPENROUTER_MANAGEMENT_KEY]
     for item in settings.OPENROUTER_API_KEYS.replace(",", " ").split():
         secrets.append(item.partition("=")[2] or item)
-    secrets += [settings.METRICS_TOKEN, settings.API_TOKEN]
+    secrets += [settings.METRICS_TOKEN, settings.API_TOKEN, getattr(settings, "API_OPERATOR_TOKEN", "")]
+    for item in getattr(settings, "NOTIFY_URLS", "").split():
+        secrets += notify_url_secrets(TAG_PREFIX.sub("", item))
     return [s for s in secrets if s and len(s) >= 6]
+
+
+def notify_url_secrets(url: str) -> list[str]:
+    """What of a notification URL a log must not show (Apprise logs the whole URL at DEBUG): the URL itself, its
+    password, its long path parts (webhook tokens), an ntfy topic given as the host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [url.split("?", 1)[0], parts.password or ""]
+    found += [segment for segment in parts.path.split("/") if len(segment) >= MIN_PATH_SECRET]
+    if parts.scheme.startswith("ntfy") and parts.hostname and "." not in parts.hostname and not parts.path.strip("/"):
+        found.append(parts.hostname)
+    return found
 
 
 def secret_forms(secret: str) -> list[str]:

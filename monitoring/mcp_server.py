@@ -22,9 +22,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
-from . import agent_tasks, alerts, api, dashboard, drivers, roles, status
+from . import agent_tasks, alerts, api, audit, dashboard, drivers, roles, status
 from .management.base import MIGRATE_HINT, database_problem, is_missing_table
-from .models import Alert, ApiKey
+from .models import Alert, ApiKey, Workspace, WorkspaceSpend
 
 logger = logging.getLogger("monitoring")
 
@@ -80,16 +80,27 @@ def answers(fn):
 
 def actor(ctx: Context | None, write: bool) -> str:
     """Who the call is recorded as. Over HTTP (headers present) a write needs the operator token."""
-    headers = ctx.headers if ctx is not None else None
-    if headers is None:
+    if ctx is None or ctx.headers is None:
         return STDIO_ACTOR  # stdio or in-process: the local user who started the server
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    role = roles.token_role(token.strip()) if scheme.lower() == "bearer" else None
+    role = role_of(ctx)
     if role is None:
         raise ToolError("Send Authorization: Bearer <API_TOKEN or API_OPERATOR_TOKEN>.")
     if write and role != roles.OPERATOR:
         raise ToolError("This action needs the operator token (API_OPERATOR_TOKEN); API_TOKEN may only read.")
     return HTTP_ACTOR
+
+
+def record_task_action(who: str, verb: str, task, ctx: Context | None, detail: str) -> None:
+    audit.record(who, audit.TASK_ACTIONS[verb], f"task {task.pk}: {task.title}", token_role=role_of(ctx), detail=detail)
+
+
+def role_of(ctx: Context | None) -> str | None:
+    """The bearer token's role over HTTP (for the audit trail); None over stdio."""
+    headers = ctx.headers if ctx is not None else None
+    if headers is None:
+        return None
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return roles.token_role(token.strip()) if scheme.lower() == "bearer" else None
 
 
 def find_key(name: str) -> ApiKey:
@@ -171,18 +182,16 @@ def get_history(days: float = 30, key: str | None = None) -> dict:
 def get_spend(days: int = 30, by: Literal["model", "key", "day", "workspace"] = "model") -> dict:
     """What was spent over the last `days` completed UTC days, by model, by key or by day: the figures of the
     Financial page (the stored /activity rows, which need OPENROUTER_MANAGEMENT_KEY; by key falls back to the
-    logged checks without it). Today's split arrives with tomorrow's activity. `by="workspace"` is not tracked.
+    logged checks without it). Today's split arrives with tomorrow's activity. `by="workspace"` reads the
+    spend OpenRouter reports per workspace (GET /activity?group_by=workspace, management key).
     """
     if not 0 < days <= api.MAX_RANGE_DAYS:
         raise ToolError(f"days must be between 1 and {api.MAX_RANGE_DAYS}.")
-    if by == "workspace":
-        raise ToolError(
-            "Workspaces are not tracked: creditmon stores spend by model, by key and by day only. "
-            "Use by='key' or by='model'."
-        )
     now, tz = timezone.now(), dashboard.reporting_tz()
     utc_today = now.astimezone(UTC).date()
     since = utc_today - timedelta(days=days)
+    if by == "workspace":
+        return workspace_spend(since, utc_today, {"days": days, "by": by})
     breakdown = dashboard.spend_breakdown(dashboard.range_start(now, days, tz), tz, since)
     answer = {"days": days, "by": by, "from": since.isoformat(), "to": (utc_today - timedelta(days=1)).isoformat()}
     if by == "day":
@@ -210,6 +219,21 @@ def get_spend(days: int = 30, by: Literal["model", "key", "day", "workspace"] = 
         "rows": rows,
         "note": empty_note(rows) or "the 10 biggest, as on the Financial page",
     }
+
+
+def workspace_spend(since, today, answer: dict) -> dict:
+    """Spend per workspace over the completed UTC days [since, today), biggest first."""
+    per_day = WorkspaceSpend.objects.daily_by_workspace(since)
+    names = dict(Workspace.objects.values_list("workspace_id", "name"))
+    totals = {ws: sum(v for day, v in days.items() if day < today) for ws, days in per_day.items()}
+    grand = sum(totals.values()) or 1.0
+    rows = [
+        {"workspace": names.get(ws) or ws, "workspace_id": ws, "spend": round(spend, 4),
+         "share_percent": round(spend / grand * 100, 1)}
+        for ws, spend in sorted(totals.items(), key=lambda item: -item[1])
+    ]  # fmt: skip
+    span = {"from": since.isoformat(), "to": (today - timedelta(days=1)).isoformat()}
+    return {**answer, **span, "source": "activity" if rows else None, "rows": rows, "note": empty_note(rows)}
 
 
 def empty_note(rows: list) -> str | None:
@@ -252,6 +276,8 @@ def acknowledge_alert(alert_id: int, note: str = "", ctx: Context | None = None)
     who = actor(ctx, write=True)
     alert = open_alert(alert_id)
     event = alerts.acknowledge(alert, who, note=note.strip())
+    if event is not None:
+        audit.record(who, audit.ACKNOWLEDGE, f"alert {alert.pk}: {alert}", token_role=role_of(ctx), detail=note)
     done = "acknowledged" if event is not None else f"already acknowledged by {alert.acknowledged_by or 'someone'}"
     return {"result": done, "alert": alert_document(alert)}
 
@@ -269,6 +295,7 @@ def snooze_alert(alert_id: int, hours: float, note: str = "", ctx: Context | Non
     alert = open_alert(alert_id)
     now = timezone.now()
     alerts.snooze(alert, now + timedelta(hours=hours), who, now=now, note=note.strip())
+    audit.record(who, audit.SNOOZE, f"alert {alert.pk}: {alert}", token_role=role_of(ctx), detail=f"{hours} h {note}")
     return {"result": "snoozed", "alert": alert_document(alert)}
 
 
@@ -310,6 +337,7 @@ def claim_task(task_id: int, agent: str, ctx: Context | None = None) -> dict:
     """
     who = actor(ctx, write=True)
     task = agent_tasks.claim(task_id, agent, by=who)
+    record_task_action(who, "claim", task, ctx, agent)
     return {"result": "claimed", "task": agent_tasks.task_document(task)}
 
 
@@ -321,6 +349,7 @@ def complete_task(task_id: int, note: str, ctx: Context | None = None) -> dict:
     """
     who = actor(ctx, write=True)
     task = agent_tasks.complete(task_id, note, by=who)
+    record_task_action(who, "complete", task, ctx, note)
     return {"result": "done", "task": agent_tasks.task_document(task)}
 
 
@@ -332,6 +361,7 @@ def dismiss_task(task_id: int, note: str, ctx: Context | None = None) -> dict:
     """
     who = actor(ctx, write=True)
     task = agent_tasks.dismiss(task_id, note, by=who)
+    record_task_action(who, "dismiss", task, ctx, note)
     return {"result": "dismissed", "task": agent_tasks.task_document(task)}
 
 

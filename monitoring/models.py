@@ -77,6 +77,7 @@ class ApiKey(models.Model):
     disabled = models.BooleanField(default=False)
     credit_limit = models.FloatField(null=True, blank=True)
     limit_reset = models.CharField(max_length=20, blank=True)
+    workspace_id = models.CharField(max_length=100, blank=True, help_text="The OpenRouter workspace it spends in")
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
@@ -357,6 +358,12 @@ class CreditLog(models.Model):
     account_usage = models.FloatField(null=True, blank=True, help_text="/credits total_usage")
     account_balance = models.FloatField(null=True, blank=True, help_text="total_credits - total_usage")
     account_note = models.CharField(max_length=200, blank=True, help_text="Why the account balance is unknown")
+    # free_model_daily_requests: the account's daily quota of :free model requests (null: not reported).
+    free_limit = models.PositiveIntegerField(null=True, blank=True)
+    free_remaining = models.PositiveIntegerField(null=True, blank=True)
+    free_used = models.PositiveIntegerField(null=True, blank=True)
+    # Layers of budgets[] besides the key's own limit (LimitReading rows); null: not read (a /keys listing).
+    budget_layers = models.PositiveSmallIntegerField(null=True, blank=True)
     # Failure details.
     error = models.TextField(blank=True)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -490,6 +497,8 @@ class Alert(models.Model):
     BALANCE = "balance"
     FORECAST = "forecast"
     SPIKE = "spike"
+    BUDGET_LAYER = "budget_layer"
+    FREE_QUOTA = "free_quota"
     FAILURES = "failures"
     STALE = "stale"
     KEY_LIMIT = "key_limit"
@@ -512,6 +521,8 @@ class Alert(models.Model):
         (MODEL_EXPIRY, "Model going away"),
         (TOPUP_MISSED, "Auto top-up missing"),
         (RUNAWAY, "Runaway spend"),
+        (BUDGET_LAYER, "Budget layer"),
+        (FREE_QUOTA, "Free-model quota"),
     ]
 
     key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
@@ -533,6 +544,8 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-opened_at", "-id"]
+        # Given to the Operators group (and grantable per user in the admin): see monitoring/roles.py.
+        permissions = [("operate", "Can act: acknowledge, snooze, Check now, Send test, agent tasks")]
         constraints = [
             models.UniqueConstraint(
                 fields=["key", "condition", "subject"],
@@ -736,6 +749,40 @@ class TaskDelivery(models.Model):
         return f"{self.event} #{self.task_id} attempt {self.attempt}: {self.status}"
 
 
+class AuditEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("The audit trail is append-only: entries are never changed")
+
+
+class AuditEntry(models.Model):
+    """One state-changing action by a person or a token: who, what, when, from where, on what. Append-only
+    (pruned only by the retention policy): written by monitoring/audit.py, shown read-only."""
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, help_text="The username, or the token's role for a bearer token")
+    action = models.CharField(max_length=40, db_index=True)
+    target = models.CharField(max_length=300, blank=True, help_text="What it acted on, e.g. alert 12: Balance low")
+    address = models.GenericIPAddressField(null=True, blank=True, help_text="The caller's address")
+    token_role = models.CharField(max_length=20, blank=True, help_text="operator or viewer for a bearer token")
+    detail = models.TextField(blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit trail"
+        indexes = [models.Index(fields=["actor", "action", "created"], name="audit_actor_action_created")]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}".strip()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("The audit trail is append-only: entries are never changed")
+        super().save(*args, **kwargs)
+
+
 class Lease(models.Model):
     """A named lock with an expiry, so two overlapping monitor runs never both check and notify."""
 
@@ -846,4 +893,5 @@ class CataloguePrice(models.Model):
 
 
 # The rollups (daily and hourly figures) live in their own module; importing them here registers their models.
+from .budgets import LimitReading, Workspace, WorkspaceSpend  # noqa: E402, F401
 from .rollups import DailyFigure, HourlyFigure, RollupState, UtcDailyFigure, aware, hourly_aggregates  # noqa: E402, F401

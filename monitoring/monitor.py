@@ -22,7 +22,7 @@ from django.utils import timezone
 from . import account as account_room
 from . import agent_webhook, alerts, catalogue, forecast, notify, status
 from .logredact import redact
-from .models import ApiKey, CreditLog, DailyFigure, Level, chain_total
+from .models import ApiKey, CreditLog, DailyFigure, Level, LimitReading, chain_total
 from .openrouter import (
     RUN_DEADLINE,
     AccountCredits,
@@ -138,7 +138,7 @@ def fetch_account() -> tuple[AccountCredits | None, str]:
     except OpenRouterError as exc:
         if exc.status in (401, 403) and not settings.OPENROUTER_MANAGEMENT_KEY:
             return None, "set OPENROUTER_MANAGEMENT_KEY to read the account balance"
-        return None, f"account balance unavailable: {exc.message}"
+        return None, f"{status.FETCH_FAILED}: {exc.message}"
     if credits.total_credits == 0 and credits.total_usage == 0 and not settings.OPENROUTER_MANAGEMENT_KEY:
         # An inference key may get a silent 0/0 instead of a 403: that is "unavailable", not "empty".
         return None, "set OPENROUTER_MANAGEMENT_KEY to read the account balance"
@@ -159,6 +159,7 @@ def _upsert_key(watched: WatchedKey, now: datetime, snapshot: KeySnapshot | None
         key.credit_limit = snapshot.limit
         key.limit_reset = snapshot.limit_reset or ""
         key.expires_at = snapshot.expires_at
+        key.workspace_id = snapshot.workspace_id
     key.save()
     return key
 
@@ -191,7 +192,8 @@ def record_snapshot(
 ) -> CreditLog:
     previous = previous_reading(key)
     when = in_order(now, previous, key)
-    return CreditLog.objects.create(
+    free = snapshot.free_requests
+    log = CreditLog.objects.create(
         timestamp=when,
         key=key,
         ok=True,
@@ -215,6 +217,38 @@ def record_snapshot(
         account_note="" if account else account_note[:200],
         duration_ms=ms,
         spend_total=chain_total(previous, when, snapshot.usage),
+        free_limit=free.limit if free else None,
+        free_remaining=free.remaining if free else None,
+        free_used=free.used if free else None,
+        budget_layers=sum(1 for layer in snapshot.budgets if layer.scope != "key_limit")
+        if "budgets" in (snapshot.raw.get("data") or {})
+        else None,
+    )
+    record_layers(log, snapshot)
+    return log
+
+
+def record_layers(log: CreditLog, snapshot: KeySnapshot) -> None:
+    """Every budget layer of the answer, in enforcement order, tied to the check (a history per layer)."""
+    effective = snapshot.effective_budget.identity if snapshot.effective_budget else None
+    LimitReading.objects.bulk_create(
+        LimitReading(
+            log=log,
+            key=log.key,
+            timestamp=log.timestamp,
+            position=n,
+            scope=layer.scope,
+            budget_id=layer.budget_id or "",
+            guardrail_id=layer.guardrail_id or "",
+            include_byok=layer.include_byok,
+            limit_usd=layer.limit_usd,
+            spend_usd=layer.spend_usd,
+            remaining_usd=layer.remaining_usd,
+            reset_interval=layer.reset_interval or "",
+            resets_at=layer.resets_at,
+            effective=layer.identity == effective,
+        )
+        for n, layer in enumerate(snapshot.budgets)
     )
 
 
@@ -241,10 +275,15 @@ def record_listed_keys(now: datetime, checked: set[str], account: AccountCredits
     """
     started = time.monotonic()
     include = settings.OPENROUTER_LIST_DISABLED_KEYS
+    client = Client.from_settings(settings.OPENROUTER_MANAGEMENT_KEY)
     try:
-        listed = Client.from_settings(settings.OPENROUTER_MANAGEMENT_KEY).list_keys(
-            include_disabled=include, include_expired=include
-        )
+        # /keys lists the default workspace unless told otherwise: every workspace's keys, one listing each.
+        workspaces = [w.id for w in account_room.list_workspaces(client, now)] or [None]
+        listed = [
+            item
+            for workspace in workspaces
+            for item in client.list_keys(include_disabled=include, include_expired=include, workspace_id=workspace)
+        ]
     except OpenRouterError as exc:
         logger.error("Listing keys with the management key failed: %s", exc.message)
         record_failure(None, exc, now, int((time.monotonic() - started) * 1000), label=LISTING_LABEL)
@@ -460,6 +499,10 @@ def sync_activity_logged(now: datetime) -> None:
         logger.error("Activity sync failed: %s", exc.message)
     except Exception:
         logger.exception("Activity sync failed")
+    try:  # spend per workspace, a request of its own: an account without workspaces answers an error
+        account_room.sync_workspace_spend(now)
+    except OpenRouterError as exc:
+        logger.warning("Spend by workspace not synced: %s", exc.message)
 
 
 def refresh_catalogue_logged(now: datetime) -> None:

@@ -10,7 +10,8 @@ Hostile answers are stopped here:
 - Redirects are never followed: a 3xx is a failed check naming the host it pointed to.
 - Numbers: finite, not negative, at most MAX_USD; a key's limit_remaining within
   [-overspend tolerance, limit] (see `_plausible_remaining`). Anything else is a failed check.
-- Text: every string is stripped of NUL and control characters and cut to its column's length
+- Text: every string is stripped of NUL, control characters and invisible format characters (Unicode Cf,
+  such as the right-to-left override U+202E) and cut to its column's length
   (the *_LENGTH constants match monitoring/models.py), so SQLite and PostgreSQL store the same.
 """
 
@@ -24,9 +25,10 @@ import re
 import socket
 import threading
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -73,10 +75,13 @@ MAX_JSON_DEPTH = 32  # deeper nesting in an answer is cut when cleaning (nothing
 
 
 def clean_text(value: str, max_length: int | None = None) -> str:
-    """Text safe for any database column and log line: NUL dropped, other control characters become
-    spaces (a newline cannot forge a log line), then cut to the column."""
+    """Text safe for any database column, page and log line: NUL dropped, other control characters become
+    spaces (a newline cannot forge a log line), invisible format characters (Unicode category Cf: bidi
+    overrides such as U+202E, zero-width spaces) dropped (a name cannot read backwards), then cut to the column."""
     if CONTROL_CHARS.search(value):
         value = CONTROL_CHARS.sub(" ", value.replace("\x00", ""))
+    if not value.isascii():  # every Cf character is outside ASCII: the common case costs one scan
+        value = "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
     return value if max_length is None else value[:max_length]
 
 
@@ -138,6 +143,47 @@ class KeySnapshot:
     expires_at: datetime | None = None
     rate_limit: dict | None = None
     raw: dict = field(default_factory=dict)
+    workspace_id: str = ""
+    budgets: list[KeyBudget] = field(default_factory=list)
+    effective_budget: KeyBudget | None = None
+    free_requests: FreeRequests | None = None
+
+
+@dataclass(frozen=True)
+class KeyBudget:
+    """One layer of `budgets[]` on GET /key: a guardrail, a workspace or member budget, or the key's own limit."""
+
+    scope: str
+    budget_id: str | None
+    guardrail_id: str | None
+    include_byok: bool
+    limit_usd: float
+    spend_usd: float
+    remaining_usd: float
+    reset_interval: str | None
+    resets_at: datetime | None
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """The same layer across readings and resets."""
+        return (self.scope, self.budget_id or "", self.guardrail_id or "")
+
+
+@dataclass(frozen=True)
+class FreeRequests:
+    """`free_model_daily_requests`: the account's daily quota of requests to `:free` models (resets 00:00 UTC)."""
+
+    limit: int
+    remaining: int
+    used: int
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One item of GET /workspaces."""
+
+    id: str
+    name: str
 
 
 @dataclass
@@ -171,6 +217,7 @@ class ListedKey:
     created_at: datetime | None
     raw: dict = field(default_factory=dict)
     byok_usage: float | None = None
+    workspace_id: str = ""
 
 
 @dataclass
@@ -291,6 +338,105 @@ def _datetime(data: dict, name: str) -> datetime | None:
         return datetime.fromisoformat(str(value)[:40].replace("Z", "+00:00"))
     except ValueError:
         raise _unexpected(f"`{name}` is not a date") from None
+
+
+BUDGET_SCOPES = {"key_limit", "api_key", "member", "workspace", "workspace_default_key", "workspace_default_member"}
+RESET_INTERVALS = {"daily", "weekly", "monthly"}
+ID_LENGTH = 100  # LimitReading.budget_id / guardrail_id / ApiKey.workspace_id
+
+
+def _budget(item: Any, where: str) -> KeyBudget:
+    """One KeyBudget, every field required (SDK 1.3.84); remaining may be negative a little (overspend)."""
+    if not isinstance(item, dict):
+        raise _unexpected(f"`{where}` is not an object")
+    scope = item.get("scope")
+    if scope not in BUDGET_SCOPES:
+        raise _unexpected(f"`{where}.scope` is not a known budget scope")
+    for name in ("budget_id", "guardrail_id", "reset_interval", "resets_at", "include_byok"):
+        if name not in item:
+            raise _unexpected(f"`{where}.{name}` is missing")
+    interval = _text(item, "reset_interval", LIMIT_RESET_LENGTH)
+    if interval is not None and interval not in RESET_INTERVALS:
+        raise _unexpected(f"`{where}.reset_interval` is not daily, weekly, monthly or null")
+    try:
+        limit = _money(item, "limit_usd")
+        spend = _money(item, "spend_usd")
+        remaining = _number(item, "remaining_usd")
+    except OpenRouterError as exc:
+        raise OpenRouterError(f"{exc.message} (in `{where}`)") from None
+    tolerance = max(OVERSPEND_MIN_USD, OVERSPEND_SHARE * limit)
+    if remaining < -tolerance or remaining > limit + 0.01:
+        bounds = f"outside -{tolerance:g}..{_amount(limit)}"
+        raise _implausible(f"`{where}.remaining_usd` is {_amount(remaining)} ({bounds})")
+    resets_at = _datetime(item, "resets_at")
+    if interval is not None and resets_at is None:
+        raise _unexpected(f"`{where}` resets {interval} but has no `resets_at`")
+    return KeyBudget(
+        scope=scope,
+        budget_id=_text(item, "budget_id", ID_LENGTH),
+        guardrail_id=_text(item, "guardrail_id", ID_LENGTH),
+        include_byok=bool(_bool(item, "include_byok")),
+        limit_usd=limit,
+        spend_usd=spend,
+        remaining_usd=remaining,
+        reset_interval=interval,
+        resets_at=resets_at,
+    )
+
+
+def _budgets(data: dict) -> tuple[list[KeyBudget], KeyBudget | None]:
+    """`budgets[]` and `effective_budget`; absent (an older answer) reads as no layers, never invented ones."""
+    items = data.get("budgets")
+    if items is None:
+        return [], None
+    if not isinstance(items, list):
+        raise _unexpected("`budgets` is not a list")
+    if len(items) > 50:
+        raise _implausible(f"`budgets` has {len(items)} layers")
+    budgets = [_budget(item, f"budgets[{n}]") for n, item in enumerate(items)]
+    effective = data.get("effective_budget")
+    return budgets, None if effective is None else _budget(effective, "effective_budget")
+
+
+def _free_requests(data: dict) -> FreeRequests | None:
+    quota = data.get("free_model_daily_requests")
+    if quota is None:
+        return None
+    if not isinstance(quota, dict):
+        raise _unexpected("`free_model_daily_requests` is not an object")
+    limit = _count(quota, "limit", MAX_REQUESTS)
+    remaining = _count(quota, "remaining", MAX_REQUESTS)
+    used = _count(quota, "used", MAX_REQUESTS)
+    if remaining > limit:
+        raise _implausible(f"`free_model_daily_requests.remaining` is {remaining}, above its limit of {limit}")
+    return FreeRequests(limit, remaining, used)
+
+
+BUDGET_WORDS = re.compile(r"budget|limit|guardrail", re.IGNORECASE)  # a 403 naming one: the key is refused now
+RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def _rate_limit_text(response: requests.Response, payload: Any) -> str:
+    """The X-RateLimit-* figures of a 429 (the response's headers, else those echoed in error.metadata)."""
+    echoed = {}
+    if isinstance(payload, dict):
+        meta = (payload.get("error") or {}).get("metadata") if isinstance(payload.get("error"), dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("headers"), dict):
+            echoed = meta["headers"]
+    found = []
+    for name in RATE_LIMIT_HEADERS:
+        value = response.headers.get(name) or echoed.get(name)
+        if value is None:
+            continue
+        value = clean_text(str(value), 20)
+        if name.endswith("Reset") and value.isdigit():
+            try:  # epoch milliseconds as observed (seconds when small)
+                stamp = int(value) / (1000 if int(value) > 10**11 else 1)
+                value = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            except (OverflowError, ValueError, OSError):
+                pass
+        found.append(f"{name.removeprefix('X-RateLimit-').lower()} {value}")
+    return f" ({', '.join(found)})" if found else ""
 
 
 def _reject_constant(name: str) -> Any:
@@ -603,7 +749,7 @@ class Client:
 
     def _http_error(self, response: requests.Response, body: bytes) -> OpenRouterError:
         status = response.status_code
-        detail = ""
+        detail, payload = "", None
         try:
             payload = json.loads(body, parse_constant=_reject_constant)
             message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
@@ -627,6 +773,10 @@ class Client:
             404: "not found: check OPENROUTER_BASE_URL",
             429: "rate limited: retry in a few minutes",
         }.get(status, "OpenRouter is having trouble: retry in a few minutes; the failure is recorded")
+        if status == 403 and BUDGET_WORDS.search(detail) and "management" not in detail.lower():
+            advice = "a budget layer of this key is spent: requests are refused until it resets or is raised"
+        elif status == 429:
+            advice = f"rate limited{_rate_limit_text(response, payload)}: retry later"
         said = f" ({detail})" if detail else ""
         retryable = status == 429 or status >= 500
         return OpenRouterError(f"OpenRouter API error ({status}){said}: {advice}", status, retry_after, retryable)
@@ -642,6 +792,7 @@ class Client:
         rate_limit = data.get("rate_limit")
         usage = _money(data, "usage")
         limit = _money(data, "limit", nullable=True)
+        budgets, effective = _budgets(data)
         return KeySnapshot(
             label=_text(data, "label", LABEL_LENGTH) or "",
             usage=usage,
@@ -657,6 +808,10 @@ class Client:
             expires_at=_datetime(data, "expires_at"),
             rate_limit=rate_limit if isinstance(rate_limit, dict) else None,
             raw=payload,
+            workspace_id=_text(data, "workspace_id", ID_LENGTH) or "",
+            budgets=budgets,
+            effective_budget=effective,
+            free_requests=_free_requests(data),
         )
 
     def get_credits(self) -> AccountCredits:
@@ -666,12 +821,51 @@ class Client:
             raise _unexpected("no `data` object")
         return AccountCredits(_money(data, "total_credits"), _money(data, "total_usage"))
 
-    def list_keys(self, include_disabled: bool = False, include_expired: bool = False) -> list[ListedKey]:
-        """GET /keys, every page (offset pagination, 100 a page). One broken item rejects the listing."""
+    def list_workspaces(self) -> list[Workspace]:
+        """GET /workspaces (management key): every workspace of the account."""
+        items = self.get_json("/workspaces").get("data")
+        if not isinstance(items, list):
+            raise _unexpected("`data` is not a list")
+        found = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _unexpected("a workspace is not an object")
+            ident = _text(item, "id", ID_LENGTH, nullable=False)
+            if not ident:
+                raise _unexpected("a workspace has no `id`")
+            found.append(Workspace(ident, _text(item, "name", LABEL_LENGTH) or ident))
+        return found
+
+    def workspace_spend(self) -> list[tuple[str, str, float, int]]:
+        """GET /activity?group_by=workspace: (date, workspace id, USD, requests) per completed UTC day."""
+        items = self.get_json("/activity", {"group_by": "workspace"}).get("data")
+        if not isinstance(items, list):
+            raise _unexpected("`data` is not a list")
+        rows = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _unexpected("an activity row is not an object")
+            rows.append(
+                (
+                    _text(item, "date", 40, nullable=False)[:10],
+                    _text(item, "workspace_id", ID_LENGTH, nullable=False),
+                    _money(item, "usage"),
+                    _count(item, "requests", MAX_REQUESTS),
+                )
+            )
+        return rows
+
+    def list_keys(
+        self, include_disabled: bool = False, include_expired: bool = False, workspace_id: str | None = None
+    ) -> list[ListedKey]:
+        """GET /keys, every page (offset pagination, 100 a page), of one workspace (the default one unless
+        `workspace_id` is given). One broken item rejects the listing."""
         keys: list[ListedKey] = []
         offset = 0
         while True:
             params = {"offset": offset}
+            if workspace_id:
+                params["workspace_id"] = workspace_id
             if include_disabled:
                 params["include_disabled"] = "true"
             if include_expired:
@@ -703,6 +897,7 @@ class Client:
                             created_at=_datetime(item, "created_at"),
                             raw=item,
                             byok_usage=_money(item, "byok_usage", required=False),
+                            workspace_id=_text(item, "workspace_id", ID_LENGTH) or "",
                         )
                     )
                 except OpenRouterError as exc:

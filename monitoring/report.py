@@ -21,6 +21,8 @@ def burn_rate_line(key_status: KeyStatus, next_check=None) -> str:
 def days_left_line(key_status: KeyStatus) -> str:
     if key_status.days_left is not None:
         line = f"Days Left: {key_status.days_left:.1f} days at current rate"
+        if key_status.binding not in ("key", "account"):  # a budget layer refuses the key first: name it
+            return f"{line} ({key_status.binding_text})"
         # Name what runs out whenever there are two candidates: the key's cap and the shared account.
         return f"{line} ({key_status.binding_text})" if key_status.shares_account else line
     if key_status.remaining is None:
@@ -106,13 +108,28 @@ def verbose_lines(key_status: KeyStatus) -> list[str]:
     for name, rate in key_status.rates.items():
         text = f"{money(rate.rate)}/day ({rate.window_text})" if rate.known else rate.unknown_text
         lines.append(f"Burn Rate {name}: {text}")
+    return lines + limit_lines(key_status)
+
+
+def limit_lines(key_status: KeyStatus) -> list[str]:
+    """Every budget layer, in OpenRouter's enforcement order, with its forecast and level."""
+    if key_status.limits_note:
+        return [f"Budget Layers: unknown ({key_status.limits_note})"]
+    lines = []
+    for layer in key_status.limits:
+        mark = " [binds first]" if layer.binding else ""
+        lines.append(f"Limit: {layer.name}: {layer.forecast_text}; {layer.level_name}{mark}")
+    log = key_status.success
+    if log.free_limit is not None:
+        lines.append(f"Free Model Requests: {log.free_remaining} of {log.free_limit} left today (resets 00:00 UTC)")
     return lines
 
 
 def account_block(found: Status) -> list[str]:
     account = found.account
     if not account.known:
-        return [f"Account: unknown ({account.note})"]
+        stale = f"; {account.as_of_text}" if account.stale else ""
+        return [f"Account: unknown ({account.note}){stale}"]
     detail = f" ({money(account.credits)} credits, {money(account.usage)} used)" if account.usage is not None else ""
     lines = [f"Account: {money(account.balance)} remaining{detail}"]
     burn = account.burn
@@ -148,7 +165,7 @@ def format_report(found: Status, verbose: bool = False, show_all: bool = False) 
     for key_status in direct:
         lines.append("")
         lines += key_block(key_status, verbose, found.next_check)
-    if found.account.known or listed:
+    if found.account.known or found.account.stale or listed:
         lines.append("")
         lines += account_block(found)
     if listed:

@@ -6,7 +6,8 @@ counter reset) and of a change in the account's purchased credits (a top-up). Be
 readings cumulative usage only rises, so spend between them is still last minus first: every
 daily spend figure stays exactly as it was, and burn rates over the windows shown (1, 7, 30
 days) read only rows newer than the cut-off, which is never less than 31 days back.
-Failed checks older than the cut-off are thinned to the first of each key's UTC day.
+Failed checks older than the cut-off are thinned to the first of each key's UTC day, and audit-trail entries
+older than it are deleted (the trail is otherwise append-only).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, CreditLog, DailyFigure, HourlyFigure
+from .models import ApiKey, AuditEntry, CreditLog, DailyFigure, HourlyFigure
 
 MIN_RETENTION_DAYS = 31  # the longest burn-rate window shown is 30 days
 BATCH = 1000
@@ -32,6 +33,7 @@ class PruneResult:
     cutoff: datetime
     examined: int = 0
     deleted: int = 0
+    audit_deleted: int = 0  # audit-trail entries older than the cut-off (kept as long as the raw log)
 
     @property
     def kept(self) -> int:
@@ -137,6 +139,8 @@ def prune_credit_log(days: int | None = None, now: datetime | None = None, dry_r
                     batch = []
             if batch:
                 result.deleted += len(batch) if dry_run else _delete(batch)
+    old_audit = AuditEntry.objects.filter(created__lt=result.cutoff)
+    result.audit_deleted = old_audit.count() if dry_run else old_audit.delete()[0]
     if result.deleted and not dry_run:
         DailyFigure.objects.rebuild()  # a deleted row may have been a day's newest: fold the days again
         HourlyFigure.objects.rebuild()  # and the hours' check counts change

@@ -33,6 +33,7 @@ FAILURES: dict[str, str] = {
     "http402": "every /api/v1 request answers 402 insufficient credits",
     "http403": "every /api/v1 request answers 403 forbidden",
     "http429": "every /api/v1 request answers 429 with Retry-After: 1 and X-RateLimit-* headers",
+    "http429-free": "every /api/v1 request answers 429 free-models-per-day (limit 50, remaining 0, reset at midnight)",
     "http500": "every /api/v1 request answers 500 Internal Server Error",
     "http502": "every /api/v1 request answers 502 Bad Gateway",
     "http503": "every /api/v1 request answers 503 with Retry-After: 1",
@@ -47,14 +48,18 @@ FAILURES: dict[str, str] = {
     "header-drip": "the status line, then header bytes one every `drip_interval` s (never a whole answer)",
     "redirect": "302 to `redirect_to` (another host; its query carries the caller's key)",
     "implausible": "200 with usage -500, limit_remaining -1e300 (and total_usage / activity usage -500)",
-    "hostile-strings": "200 with NUL, newlines, chat mentions and over-long text in labels, names, "
+    "hostile-strings": "200 with NUL, newlines, chat mentions, bidi overrides and over-long text in labels, names, "
     "limit_reset, models, providers and endpoint ids",
     "bad-hash": "200 /keys whose hashes are 70 characters, not 64 hex digits",
     "echo-key": "500 whose error message echoes the caller's key without its sk-or- prefix",
 }
 
-# What "hostile-strings" appends to every label and name: a NUL, a forged log line, chat mentions.
-HOSTILE_TEXT = "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
+# What "hostile-strings" appends to every label and name: a NUL, a forged log line, chat mentions, and invisible
+# format characters (a right-to-left override that makes "gpj.exe" read "exe.jpg", an isolate, a zero-width space).
+HOSTILE_TEXT = (
+    "\u0000\n2026-01-01 00:00:00,000 ERROR monitoring: FORGED line @everyone @here <@123> <!channel>\x1b[31m"
+    " \u202egpj.exe\u2066\u200b\ufeff"
+)
 HOSTILE_PAD = "x" * 300  # past every column
 REDIRECT_TO = "https://openrouter-mirror.example:8443/api/v1/key?token={token}"
 IMPLAUSIBLE = {"usage": -500.0, "limit_remaining": -1e300, "total_usage": -500.0}  # what the issue saw
@@ -70,10 +75,23 @@ SCENARIOS: dict[str, str] = {
     "credits-zero-quirk": "steady figures, no drift; /credits with an inference key answers 200 0/0 instead of 403",
     "runaway-model": "management figures; since 2 days ago PROD's anthropic/claude-sonnet-4 sends 8x its requests "
     "(spend drifts: PROD about $11/day instead of $3.2)",
+    "guardrail-daily": "PROD limit 100 (42 left, never resets) spending $12/day; a daily $10 guardrail on the key "
+    "($0.50/h since midnight: $6 spent at 12:00, refused from 20:00 until the midnight reset)",
+    "member-spent": "steady figures, no drift; PROD's member budget ($50 a month) is fully spent",
+    "workspace-budget": "PROD ($20/day) and DEV ($10/day) share a monthly $500 workspace budget, $470 spent",
+    "budget-403": "every /api/v1 request answers 403 Key limit exceeded: a budget for this key is exhausted",
+    "free-exhausted": "steady figures, no drift; free_model_daily_requests at 0 of 50, used 50 today",
+    "workspaces": "management figures; DEV spends in a second workspace, Research, with a $100 monthly budget "
+    "($30 spent); /keys lists the default workspace unless workspace_id= is given",
     **{name: f"failure: {desc}" for name, desc in FAILURES.items()},
 }
 
 WORKSPACE_ID = "0df9e665-d932-5740-b2c7-b52af166bc11"
+GUARDRAIL_ID = "gr_7c1e9a4b2d"  # the key's daily guardrail in the guardrail worlds
+MEMBER_GUARDRAIL_ID = "gr_m3mb3r0042"
+BUDGET_ID = "wsb_5e2f7d11"
+RESEARCH_WORKSPACE_ID = "7b3f2a90-1c4d-5e6f-8a9b-0c1d2e3f4a5b"
+RESEARCH_BUDGET_ID = "wsb_r3s3arch"
 CREATOR_USER_ID = "user_2simCreat0rUser0000000000"
 HISTORY_DAYS = 45  # activity history kept internally; the API serves only the last 30 completed days
 ACTIVITY_DAYS = 30
@@ -398,6 +416,7 @@ KEY_FIELDS = {
     "created_at",
     "external_user",
     "activity_models",
+    "workspace_id",
 }
 _DRIFTING = ("usage", "usage_daily", "usage_weekly", "usage_monthly")
 # Setting any of these without limit_remaining drops an explicit limit_remaining override.
@@ -523,6 +542,7 @@ class SimKey:
     spend_by_day: dict[date, float] | None = None  # a replayed trace's exact spend per UTC day, for /activity
     activity_models: list[str] | None = None  # the catalogue models its activity uses (None: MODELS)
     surge: Surge | None = None  # one model running away (set_model_surge)
+    workspace_id: str = WORKSPACE_ID
 
     @property
     def hash(self) -> str:
@@ -530,6 +550,31 @@ class SimKey:
 
     def history_rate(self) -> float:
         return self.spend_per_day if self.activity_per_day is None else self.activity_per_day
+
+
+@dataclass
+class SimLayer:
+    """A budget layer (`budgets[]` on /key) over some keys: its spend grows with theirs and resets with its window."""
+
+    scope: str  # api_key, member, workspace, workspace_default_key, workspace_default_member
+    limit_usd: float
+    tokens: list[str]  # the keys it covers (a workspace budget: several)
+    set_at: datetime
+    spent: float = 0.0  # at set_at, within set_at's window
+    reset_interval: str | None = None  # None: a lifetime budget
+    guardrail_id: str | None = None
+    budget_id: str | None = None
+    include_byok: bool = False
+
+    def window_start(self, now: datetime) -> datetime | None:
+        resets = next_reset(now, self.reset_interval)
+        if resets is None:
+            return None
+        if self.reset_interval == "daily":
+            return resets - timedelta(days=1)
+        if self.reset_interval == "weekly":
+            return resets - timedelta(days=7)
+        return datetime(now.year, now.month, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -543,6 +588,7 @@ class Account:
 class Failure:
     name: str | None = None
     count: int | None = None  # None = until cleared
+    path: str | None = None  # only requests to this path (e.g. "/credits"); None = every /api/v1 request
 
 
 @dataclass
@@ -631,6 +677,9 @@ class Simulator:
         self.requests: list[dict] = []
         self.inbox: list[Any] = []  # what was posted to /_sim/inbox
         self.keys: dict[str, SimKey] = {}
+        self.layers: list[SimLayer] = []
+        self.workspaces: dict[str, str] = {WORKSPACE_ID: "Default Workspace"}  # id -> name
+        self.free_quota: tuple[int, int] | None = None  # (limit, used today); None: 1000 and a few used
         self.account = Account(0.0, 0.0, self.now())
         self.failure = Failure()
         self.catalogue: list[tuple] = list(CATALOGUE)
@@ -708,6 +757,9 @@ class Simulator:
             # The demo's world ("steady") uses a model that is going away; the others stay quiet about it.
             self.retiring = {EXPIRING_MODEL: EXPIRES_IN_DAYS} if name == "steady" else {}
             self.keys = {}
+            self.layers = []
+            self.workspaces = {WORKSPACE_ID: "Default Workspace"}
+            self.free_quota = None
             drift = name in ("steady", "runaway-model")  # every other scenario keeps exact figures
             self._add(
                 PROD_KEY,
@@ -774,6 +826,70 @@ class Simulator:
                 self.set_model_surge(PROD_KEY, MODELS[1][0], requests=8.0, since=now - timedelta(days=2))
             elif name in FAILURES:
                 self.failure = Failure(name, None)
+            self._add_layers(name, now)
+
+    def _add_layers(self, name: str, now: datetime) -> None:
+        """The budget layers of each world (the demo's `steady` too: a weekly guardrail binds Dev before its cap)."""
+        prod = self.keys[PROD_KEY]
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        if name == "steady":
+            # Dev spends $0.40/day against a $2.50 weekly guardrail: refused late each week, long before its cap.
+            monday = midnight - timedelta(days=now.weekday())
+            spent = 0.4 * (now - monday).total_seconds() / 86400
+            self.add_layer("api_key", 2.5, [DEV_KEY], "weekly", spent=min(spent, 2.5), guardrail_id=GUARDRAIL_ID)
+        elif name == "guardrail-daily":
+            prod.limit, prod.usage, prod.spend_per_day = 100.0, 58.0, 12.0
+            prod.usage_daily = 12.0 * (now - midnight).total_seconds() / 86400
+            self.add_layer(
+                "api_key", 10.0, [PROD_KEY], "daily", spent=min(prod.usage_daily, 10.0), guardrail_id=GUARDRAIL_ID
+            )
+        elif name == "member-spent":
+            self.add_layer("member", 50.0, [PROD_KEY], "monthly", spent=50.0, guardrail_id=MEMBER_GUARDRAIL_ID)
+        elif name == "workspace-budget":
+            prod.spend_per_day, self.keys[DEV_KEY].spend_per_day = 20.0, 10.0
+            self.add_layer("workspace", 500.0, [PROD_KEY, DEV_KEY], "monthly", spent=470.0, budget_id=BUDGET_ID)
+        elif name == "budget-403":
+            self.failure = Failure("http403", None)
+        elif name == "free-exhausted":
+            self.free_quota = (50, 50)
+        elif name == "workspaces":
+            self.workspaces[RESEARCH_WORKSPACE_ID] = "Research"
+            self.keys[DEV_KEY].workspace_id = RESEARCH_WORKSPACE_ID
+            self.add_layer("workspace", 100.0, [DEV_KEY], "monthly", spent=30.0, budget_id=RESEARCH_BUDGET_ID)
+
+    def add_layer(
+        self, scope: str, limit_usd: float, tokens: list[str], reset_interval: str | None = None, **fields: Any
+    ) -> SimLayer:
+        """Add a budget layer over `tokens` (spent, guardrail_id, budget_id, include_byok may be given)."""
+        with self._lock:
+            self._materialize(self.now())
+            layer = SimLayer(scope, float(limit_usd), list(tokens), self.now(), reset_interval=reset_interval, **fields)
+            self.layers.append(layer)
+            return layer
+
+    def _layer_spend(self, layer: SimLayer, now: datetime) -> float:
+        rate = sum(self.keys[t].spend_per_day for t in layer.tokens if t in self.keys)
+        start = layer.window_start(now)
+        if start is not None and start > layer.set_at:  # reset since: only the spend of this window counts
+            spent = rate * (now - start).total_seconds() / 86400
+        else:
+            spent = layer.spent + rate * max(0.0, (now - layer.set_at).total_seconds()) / 86400
+        return min(spent, layer.limit_usd)  # a spent layer refuses requests: spend stops at its limit
+
+    def _layer_budget(self, layer: SimLayer, now: datetime) -> dict[str, Any]:
+        spent = self._layer_spend(layer, now)
+        resets = next_reset(now, layer.reset_interval)
+        return {
+            "scope": layer.scope,
+            "budget_id": layer.budget_id,
+            "guardrail_id": layer.guardrail_id,
+            "include_byok": layer.include_byok,
+            "limit_usd": _money(layer.limit_usd),
+            "spend_usd": _money(spent),
+            "remaining_usd": _money(layer.limit_usd - spent),
+            "reset_interval": layer.reset_interval,
+            "resets_at": iso(resets) if resets else None,
+        }
 
     def _add(self, token: str, name: str, now: datetime, created_days_ago: float = 30, **fields: Any) -> None:
         created = iso(now - timedelta(days=created_days_ago))
@@ -781,6 +897,8 @@ class Simulator:
 
     def _materialize(self, now: datetime) -> None:
         """Fold the drift so far into the stored figures, so edits start from what clients saw."""
+        for layer in self.layers:  # before the keys: a layer's spend grows at its keys' rates
+            layer.spent, layer.set_at = self._layer_spend(layer, now), now
         self.account.total_usage = self._account_usage(now)
         self.account.set_at = now
         for k in self.keys.values():
@@ -918,17 +1036,18 @@ class Simulator:
     def offer(self, model: str) -> tuple | None:
         return next((item for item in self.catalogue if item[0] == model), None)
 
-    def set_failure(self, name: str | None, count: int | None = None) -> None:
-        """Force a failure mode for the next `count` /api/v1 requests (None = until cleared)."""
+    def set_failure(self, name: str | None, count: int | None = None, path: str | None = None) -> None:
+        """Force a failure mode for the next `count` /api/v1 requests (None = until cleared), or only for those to
+        `path` under /api/v1 ("/credits"): a run's requests go out concurrently, in no fixed order."""
         if name is not None and name not in FAILURES:
             raise ValueError(f"unknown failure {name!r}; known: {', '.join(FAILURES)}")
         with self._lock:
-            self.failure = Failure(name, None if name is None else count)
+            self.failure = Failure(name, None if name is None else count, path)
 
-    def _take_failure(self) -> str | None:
+    def _take_failure(self, path: str = "") -> str | None:
         with self._lock:
             f = self.failure
-            if f.name is None:
+            if f.name is None or (f.path is not None and path != f"/api/v1{f.path}"):
                 return None
             name = f.name
             if f.count is not None:
@@ -994,6 +1113,12 @@ class Simulator:
         budget = self._budget(k, fig, now)
         fig.pop("_spend")
         used = 0 if k.is_management else int(_unit(k.hash, now.date()) * 40)
+        free_limit = 1000
+        if self.free_quota is not None:
+            free_limit, used = self.free_quota
+        budgets = [self._layer_budget(layer, now) for layer in self.layers if k.token in layer.tokens]
+        budgets += [budget] if budget else []
+        effective = min(budgets, key=lambda b: b["remaining_usd"], default=None)
         return {
             "label": k.label or mask_token(k.token),
             **fig,
@@ -1003,12 +1128,12 @@ class Simulator:
             "rate_limit": {"requests": -1, "interval": "10s", "note": "This field is deprecated and safe to ignore."},
             "creator_user_id": CREATOR_USER_ID,
             "organization_id": None,
-            "workspace_id": WORKSPACE_ID,
+            "workspace_id": k.workspace_id,
             "expires_at": k.expires_at,
             "allowed_data_regions": ["global"],
-            "free_model_daily_requests": {"limit": 1000, "remaining": 1000 - used, "used": used},
-            "budgets": [budget] if budget else [],
-            "effective_budget": budget,
+            "free_model_daily_requests": {"limit": free_limit, "remaining": max(free_limit - used, 0), "used": used},
+            "budgets": budgets,
+            "effective_budget": effective,
         }
 
     def _list_item(self, k: SimKey, now: datetime) -> dict[str, Any]:
@@ -1025,7 +1150,7 @@ class Simulator:
             "updated_at": k.updated_at,
             "expires_at": k.expires_at,
             "creator_user_id": CREATOR_USER_ID,
-            "workspace_id": WORKSPACE_ID,
+            "workspace_id": k.workspace_id,
             "last_used_at": self._last_used(k, now),
             "external_user": k.external_user,
         }
@@ -1141,7 +1266,8 @@ class Simulator:
             now = self.now()
             if sub == "/models":
                 return self._models(query, now)  # public: no key needed
-            if sub not in ("/key", "/auth/key", "/credits", "/activity", "/keys") and not sub.startswith("/keys/"):
+            known = ("/key", "/auth/key", "/credits", "/activity", "/keys", "/workspaces")
+            if sub not in known and not sub.startswith(("/keys/", "/workspaces/")):
                 return _error(404, f"Not Found: {path}")
             if not token:
                 return _error(401, "Missing Authentication header")
@@ -1170,6 +1296,8 @@ class Simulator:
                 return self._activity(query, now)
             if sub == "/keys":
                 return self._list_keys(query, now)
+            if sub.startswith("/workspaces"):
+                return self._workspaces(sub, now)
             wanted = sub[len("/keys/") :]
             for other in self.keys.values():
                 if other.hash == wanted and not other.is_management:
@@ -1209,6 +1337,18 @@ class Simulator:
             if not keys:
                 return _error(404, "API key not found")
         days = [d for d in days if (today - d).days <= HISTORY_DAYS]
+        if query.get("group_by") == "workspace":  # spend per workspace and day
+            grouped: dict[tuple[str, str], dict[str, Any]] = {}
+            for d in days:
+                for k in keys:
+                    for row in self.activity_rows(k, d):
+                        acc = grouped.setdefault(
+                            (row["date"], k.workspace_id),
+                            {"date": row["date"], "workspace_id": k.workspace_id, "usage": 0.0, "requests": 0},
+                        )
+                        acc["usage"] = _money(acc["usage"] + row["usage"])
+                        acc["requests"] += row["requests"]
+            return _Reply(200, {"data": sorted(grouped.values(), key=lambda r: (r["date"], r["workspace_id"]))})
         merged: dict[tuple[str, str, str], dict[str, Any]] = {}
         for d in days:
             for k in keys:
@@ -1225,6 +1365,30 @@ class Simulator:
         rows = sorted(merged.values(), key=lambda r: (r["date"], r["model"]), reverse=True)
         return _Reply(200, {"data": rows})
 
+    def _workspaces(self, sub: str, now: datetime) -> _Reply:
+        """GET /workspaces and /workspaces/{id}/budgets (the workspace budgets over its keys)."""
+        if sub == "/workspaces":
+            items = [
+                {"id": wid, "name": name, "slug": name.lower().replace(" ", "-"), "created_at": iso(now)}
+                for wid, name in self.workspaces.items()
+            ]
+            return _Reply(200, {"data": items})
+        wid, _, rest = sub[len("/workspaces/") :].partition("/")
+        if wid not in self.workspaces or rest != "budgets":
+            return _error(404, "Workspace not found")
+        budgets = [
+            {
+                "id": layer.budget_id,
+                "workspace_id": wid,
+                "limit_usd": _money(layer.limit_usd),
+                "reset_interval": layer.reset_interval or "lifetime",
+            }
+            for layer in self.layers
+            if layer.scope == "workspace"
+            and any(self.keys[t].workspace_id == wid for t in layer.tokens if t in self.keys)
+        ]
+        return _Reply(200, {"data": budgets})
+
     def _list_keys(self, query: dict[str, str], now: datetime) -> _Reply:
         def flag(name: str) -> bool:
             return query.get(name, "").lower() in ("true", "1", "yes")
@@ -1235,10 +1399,14 @@ class Simulator:
             return _error(400, "offset must be an integer")
         if offset < 0:
             return _error(400, "offset must be >= 0")
+        workspace = query.get("workspace_id") or WORKSPACE_ID  # the default workspace unless one is named
+        if workspace not in self.workspaces:
+            return _error(404, "Workspace not found")
         keys = [
             k
             for k in self.keys.values()
             if not k.is_management
+            and k.workspace_id == workspace
             and (flag("include_disabled") or not k.disabled)
             and (flag("include_expired") or not self._expired(k, now))
         ]
@@ -1343,6 +1511,10 @@ _FAILURE_STATUS = {
     "http402": (402, "Insufficient credits. Add more using https://openrouter.ai/settings/credits"),
     "http403": (403, "Key limit exceeded: a budget for this key is exhausted"),
     "http429": (429, "Rate limit exceeded: too many requests"),
+    "http429-free": (
+        429,
+        "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+    ),
     "http500": (500, "Internal Server Error"),
     "http502": (502, "Bad Gateway: upstream returned an invalid response"),
     "http503": (503, "Service Unavailable: overloaded, try again shortly"),
@@ -1463,7 +1635,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not (path == "/api/v1" or path.startswith("/api/v1/")):
             self._send(_error(404, f"Not Found: {path}"))
             return
-        failure = self.sim._take_failure()
+        failure = self.sim._take_failure(path)
         self._models_path = path.rstrip("/") == "/api/v1/models"
         if method != "GET":
             reply = _error(405, f"Method {method} not allowed here")
@@ -1509,6 +1681,8 @@ class _Handler(BaseHTTPRequestHandler):
             err = _error(status, message)
             if status == 429:
                 reset_ms = int((time.time() + 1) * 1000)
+                if name == "http429-free":  # the daily quota: it resets at the next UTC midnight
+                    reset_ms = int(next_reset(sim.now(), "daily").timestamp() * 1000)
                 rl = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_ms)}
                 err.body["error"]["metadata"] = {"headers": rl}
                 err.headers = {"Retry-After": "1", **rl}

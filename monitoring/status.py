@@ -8,6 +8,7 @@ the last check, the balance, the forecast and staleness.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -20,7 +21,8 @@ from django.db.models import Max, Q, Sum
 from django_q.models import Schedule
 
 from . import forecast, outlook
-from .models import Activity, Alert, ApiKey, CreditLog, Level, aware, severity, worst_level
+from .budgets import KEY_SCOPED, SCOPE_WORDS
+from .models import Activity, Alert, ApiKey, CreditLog, Level, LimitReading, aware, severity, worst_level
 from .schedule import SCHEDULE_NAME
 
 # Burn-rate windows shown on every surface: (label, days). The forecast uses BURN_RATE_WINDOW_DAYS.
@@ -31,9 +33,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "since the last success" for a key t
 FULL_WINDOW_SHARE = 0.9  # readings spanning this share of the window count as the whole window
 NO_BALANCE_HINT = "the key has no limit: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
 ACCOUNT_UNKNOWN = "account figures unknown: set OPENROUTER_MANAGEMENT_KEY to read the account balance"
+FETCH_FAILED = "account balance unavailable"  # how monitor.fetch_account begins the note of a failed /credits
 RESET_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}
 # The conditions the status computes itself; an open alert of any other condition adds its level.
-OWN_CONDITIONS = {Alert.BALANCE, Alert.FORECAST, Alert.FAILURES, Alert.STALE}
+OWN_CONDITIONS = {Alert.BALANCE, Alert.FORECAST, Alert.FAILURES, Alert.STALE, Alert.BUDGET_LAYER, Alert.FREE_QUOTA}
 LEVEL_CSS = {Level.OK: "ok", Level.WARNING: "warning", Level.CRITICAL: "critical", Level.UNKNOWN: "unknown"}
 
 
@@ -106,7 +109,23 @@ def failed_check_level(log: CreditLog) -> tuple[int, str]:
             if settings.OPENROUTER_TOPUP_URL not in log.error
             else log.error
         )
+    if log.http_status in (402, 403) and budget_refusal(log.error):
+        return Level.CRITICAL, f"{log.error}. {RAISE_HINT}"
     return Level.UNKNOWN, log.error
+
+
+def budget_refusal(error: str) -> bool:
+    """A 403 (or a guardrail's 402) that names a budget, a limit or a guardrail: the key is refused now.
+    A 403 because the endpoint needs a management key is not one."""
+    said = re.match(r"OpenRouter API error \(\d+\) \((.*)\): ", error)  # what OpenRouter said, not our advice
+    words = (said.group(1) if said else "" if error.startswith("OpenRouter API error") else error).lower()
+    return "management" not in words and any(word in words for word in ("budget", "limit", "guardrail"))
+
+
+RAISE_HINT = (
+    "Raise the layer that is spent or wait for its reset: a guardrail in OpenRouter's Guardrails settings, "
+    "a member or workspace budget with the workspace's admin"
+)
 
 
 class LevelWords:
@@ -236,10 +255,25 @@ class AccountStatus(LevelWords):
     level: int = Level.OK
     message: str = ""
     alerts: list[Alert] = field(default_factory=list)
+    # When the newest check could not read /credits: the balance read before, shown only with its age.
+    last_balance: float | None = None
+    last_balance_at: datetime | None = None
 
     @property
     def burn_rate(self) -> float | None:
         return self.burn.rate
+
+    @property
+    def stale(self) -> bool:
+        """The balance shown is an older reading (the newest fetch failed): every surface says "as of"."""
+        return not self.known and self.last_balance is not None
+
+    @property
+    def as_of_text(self) -> str:
+        """ "last known $69.50 as of 2026-12-04 15:38 UTC", or "" when nothing older is known."""
+        if not self.stale:
+            return ""
+        return f"last known {money(self.last_balance)} as of {self.last_balance_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
     def as_dict(self) -> dict:
         return {
@@ -256,6 +290,9 @@ class AccountStatus(LevelWords):
             "days_left": _round(self.days_left, 1),
             "exhaustion_date": _iso(self.exhaustion_date),
             "open_alerts": [alert_dict(a) for a in self.alerts],
+            "stale": self.stale,
+            "last_known_balance": _round(self.last_balance),
+            "last_known_at": _iso(self.last_balance_at),
         }
 
 
@@ -272,7 +309,11 @@ def account_status(
     latest = newest.order_by("-timestamp", "-id").values_list(*fields).first()
     if latest is None or latest[1] is None:
         note = (latest[4] if latest else "") or ACCOUNT_UNKNOWN
-        return AccountStatus(known=False, note=note, alerts=alerts)
+        before = None
+        if note.startswith(FETCH_FAILED):  # a failed fetch: the reading before it, with its age, beside the reason
+            before = readings.order_by("-timestamp", "-id").values_list("timestamp", "account_balance").first()
+        last_at, last = before or (None, None)
+        return AccountStatus(known=False, note=note, alerts=alerts, last_balance=last, last_balance_at=last_at)
     when, balance, credits, usage, _ = latest
     first = (
         readings.filter(timestamp__gte=now - timedelta(days=window), account_usage__isnull=False)
@@ -360,6 +401,202 @@ def reporting_zone() -> ZoneInfo:
     return ZoneInfo(settings.CREDITMON_TIME_ZONE)
 
 
+# --- budget layers: every limit that can refuse a request -----------------------------------
+
+LISTED_LAYERS_NOTE = "only the key's own cap is known: watch the key directly to see its budgets"
+FREE_QUOTA_WARNING_SHARE = 0.10  # at most this share of the free-model quota left warns
+
+
+def short_id(value: str) -> str:
+    return value if len(value) <= 8 else f"{value[:7]}…"
+
+
+def when_text(when: datetime | None, interval: str = "") -> str:
+    if when is None:
+        return "never"
+    when = when.astimezone(UTC)
+    return f"{when:%H:%M} UTC" if interval == "daily" else f"{when:%Y-%m-%d %H:%M} UTC"
+
+
+@dataclass
+class LimitStatus(LevelWords):
+    """One budget layer of a key as every surface shows it: figures, forecast within its window, level."""
+
+    scope: str
+    budget_id: str
+    guardrail_id: str
+    include_byok: bool
+    limit_usd: float
+    spent_usd: float
+    remaining_usd: float
+    reset_interval: str  # "" = lifetime
+    resets_at: datetime | None
+    rate: float | None = None
+    rate_source: str = ""  # "layer" (its own readings), "key" (the key's rate), "" unknown
+    outlook: forecast.LayerForecast = field(default_factory=lambda: forecast.LayerForecast(None, None))
+    level: int = Level.OK
+    rule: str = ""  # which rule set the level: "spent", "forecast", "share"
+    message: str = ""
+    effective: bool = False  # OpenRouter's effective_budget
+    binding: bool = False
+
+    @property
+    def kind(self) -> str:
+        return SCOPE_WORDS.get(self.scope, self.scope)
+
+    @property
+    def name(self) -> str:
+        """The layer as the person who set it up knows it: "guardrail gr_7c1e… (daily $10.00, $6.00 spent, ...)"."""
+        ident = self.guardrail_id or self.budget_id
+        head = f"{self.kind} {short_id(ident)}" if ident else self.kind
+        window = self.reset_interval or "lifetime"
+        resets = f", resets {when_text(self.resets_at, self.reset_interval)}" if self.resets_at else ""
+        return f"{head} ({window} {money(self.limit_usd)}, {money(self.spent_usd)} spent{resets})"
+
+    @property
+    def blocks_at(self) -> datetime | None:
+        return self.outlook.blocks_at
+
+    @property
+    def days_left(self) -> float | None:
+        return self.outlook.days_left
+
+    @property
+    def spent_percent(self) -> float:
+        return min(self.spent_usd / self.limit_usd * 100, 100.0) if self.limit_usd > 0 else 100.0
+
+    @property
+    def forecast_text(self) -> str:
+        """ "blocks at 20:00 UTC, 4 h 0 min before it resets at 00:00 UTC", or "holds until the reset: ..."."""
+        if self.remaining_usd <= 0:
+            return f"blocked until {when_text(self.resets_at)}" if self.resets_at else "blocked: lifetime budget spent"
+        found = self.outlook
+        if found.blocks_at is not None:
+            interval = self.reset_interval  # a daily layer's times are today's: the hour says it
+            text = f"blocks at {when_text(found.blocks_at, interval)}"
+            if self.resets_at is not None:
+                gap = (self.resets_at - found.blocks_at).total_seconds() / 60
+                text += f", {int(gap // 60)} h {int(gap % 60)} min before it resets at "
+                text += when_text(self.resets_at, interval)
+            return text
+        if found.holds and found.projected is not None:
+            return f"holds until the reset: {money(found.projected)} of {money(self.limit_usd)} projected"
+        if found.holds:
+            return "holds: nothing spent at the current rate"
+        return f"forecast unknown (need readings over at least {min_span_text()})"
+
+    def as_dict(self) -> dict:
+        return {
+            "scope": self.scope,
+            "name": self.name,
+            "budget_id": self.budget_id or None,
+            "guardrail_id": self.guardrail_id or None,
+            "include_byok": self.include_byok,
+            "limit_usd": _round(self.limit_usd),
+            "spent_usd": _round(self.spent_usd),
+            "remaining_usd": _round(self.remaining_usd),
+            "reset_interval": self.reset_interval or None,
+            "resets_at": _iso(self.resets_at),
+            "rate_per_day": _round(self.rate, 4),
+            "rate_source": self.rate_source or None,
+            "days_left": _round(self.days_left, 2),
+            "blocks_at": _iso(self.blocks_at),
+            "forecast": self.forecast_text,
+            "level": self.level_name,
+            "rule": self.rule or None,
+            "message": self.message or None,
+            "effective": self.effective,
+            "binding": self.binding,
+        }
+
+
+def layer_level(layer: LimitStatus, percents: list[float]) -> tuple[int, str, str]:
+    """(level, rule, message): spent is CRITICAL at once; a forecast block takes the cap's horizons; the share
+    spent in the window warns at BUDGET_ALERT_PERCENTS (100 % is critical). The worst rule wins, the forecast
+    on a tie (it usually warns first), and the message says which rule fired."""
+    if layer.remaining_usd <= 0:
+        return Level.CRITICAL, "spent", f"{layer.name} is spent: {layer.forecast_text}. {RAISE_HINT}"
+    found = [(Level.OK, "", "")]
+    if layer.days_left is not None:
+        level = forecast_level(layer.days_left)
+        found.append((level, "forecast", f"{layer.name} {layer.forecast_text} (forecast at {money(layer.rate)}/day)"))
+    reached = [p for p in percents if layer.spent_percent >= p - 1e-9]
+    if reached:
+        level = Level.CRITICAL if reached[-1] >= 100 else Level.WARNING
+        found.append((level, "share", f"{layer.name}: {reached[-1]:g}% of its window spent"))
+    return max(found, key=lambda item: severity(item[0]))
+
+
+def key_limit_layer(log: CreditLog, now: datetime) -> LimitStatus | None:
+    """The key's own cap as a layer (`key_limit`), from the check's own columns (no extra query)."""
+    if log.credit_limit is None or log.limit_remaining is None:
+        return None
+    return LimitStatus(
+        scope="key_limit",
+        budget_id="",
+        guardrail_id="",
+        include_byok=False,
+        limit_usd=log.credit_limit,
+        spent_usd=max(log.credit_limit - log.limit_remaining, 0.0),
+        remaining_usd=log.limit_remaining,
+        reset_interval=log.limit_reset or "",
+        resets_at=reset_time(now, log.limit_reset or ""),
+    )
+
+
+def layer_statuses(key_status: KeyStatus) -> list[LimitStatus]:
+    """Every layer of the key's newest success, forecast at its own rate (else the key's, when key-scoped)."""
+    log, now = key_status.success, key_status.now
+    found = []
+    own = key_limit_layer(log, now)
+    if own is not None:
+        found.append(own)
+    min_span = settings.BURN_RATE_MIN_SPAN_MINUTES / 1440
+    for reading in key_status.layers:
+        if reading.scope == "key_limit":
+            continue  # the key's own cap, above, from the check's columns
+        samples = key_status.layer_samples.get(reading.identity, [])
+        layer = LimitStatus(
+            scope=reading.scope,
+            budget_id=reading.budget_id,
+            guardrail_id=reading.guardrail_id,
+            include_byok=reading.include_byok,
+            limit_usd=reading.limit_usd,
+            spent_usd=reading.spend_usd,
+            remaining_usd=reading.remaining_usd,
+            reset_interval=reading.reset_interval,
+            resets_at=reading.resets_at,
+            effective=reading.effective,
+        )
+        layer.rate = forecast.layer_rate(samples, now, settings.BURN_RATE_WINDOW_DAYS, min_span)
+        layer.rate_source = "layer" if layer.rate is not None else ""
+        found.append(layer)
+    percents = list(settings.BUDGET_ALERT_PERCENTS)
+    for layer in found:
+        if layer.rate is None and layer.scope in KEY_SCOPED and key_status.burn.known:
+            layer.rate, layer.rate_source = key_status.burn.rate, "key"
+        layer.outlook = forecast.layer_forecast(layer.remaining_usd, layer.spent_usd, layer.rate, now, layer.resets_at)
+        layer.level, layer.rule, layer.message = layer_level(layer, percents)
+    return found
+
+
+def free_quota_condition(key_status: KeyStatus) -> tuple[int, str] | None:
+    """The free-model quota: WARNING at <= 10 % left, CRITICAL at 0, for a key that uses :free models."""
+    log = key_status.success
+    if log is None or log.free_limit is None or log.free_remaining is None or not log.free_limit:
+        return None
+    resets = reset_time(key_status.now, "daily")
+    words = (
+        f"Free-model quota: {log.free_remaining} of {log.free_limit} requests left today "
+        f"(resets {when_text(resets)}; requests to :free models are refused at 0)"
+    )
+    if log.free_remaining > FREE_QUOTA_WARNING_SHARE * log.free_limit:
+        return None  # plenty left: nothing to say (an open alert resolves when this is absent)
+    if not (log.free_used or key_status.uses_free_models_stored()):
+        return None  # the key never uses :free models: their quota stops nothing it does
+    return (Level.CRITICAL if log.free_remaining <= 0 else Level.WARNING), words
+
+
 # --- one key ----------------------------------------------------------------------------------
 
 
@@ -388,9 +625,17 @@ class KeyStatus(LevelWords):
     forecast_unknown: bool = False  # a figure the forecast needs is not known yet
     daily: dict | None = None  # spend per completed day, for the exhaustion range (Status.load_ranges)
     resets_at: datetime | None = None
+    layers: list[LimitReading] = field(default_factory=list)  # the newest success's budget layers
+    layer_samples: dict[tuple, list] = field(default_factory=dict)  # identity -> [(time, spend_usd)]
+    limits: list[LimitStatus] = field(default_factory=list)
+    money_days_left: float | None = None  # the key's cap or the account (the forecast condition's figure)
+    money_binding: str = ""
+    uses_free_models: bool | None = None  # None: not looked up (only when the free quota runs low)
 
     def __post_init__(self):
         self.forecast()
+        self.money_days_left, self.money_binding = self.days_left, self.binding
+        self.apply_limits()
         self.evaluate()
 
     # -- figures
@@ -520,8 +765,8 @@ class KeyStatus(LevelWords):
         balance binds): the range is the forecast's spread around its own days left, never another forecast,
         and it always contains that point estimate.
         """
-        if self.key is None or self.days_left is None:
-            return None, None
+        if self.key is None or self.days_left is None or self.binding not in ("key", "account"):
+            return None, None  # a budget layer binds: its window, not the money's spread
         account = self.binding == "account"
         money_left = self.account.balance if account else self.key_money
         rate = self.account.burn.rate if account else self.burn.rate
@@ -552,6 +797,61 @@ class KeyStatus(LevelWords):
             if self.message == message:
                 self.message = self.conditions["forecast"][1]
 
+    # -- budget layers
+
+    def apply_limits(self) -> None:
+        """The layers' statuses; the one that blocks first, if before the cap and the account, binds."""
+        if self.success is None:
+            return
+        self.limits = layer_statuses(self)
+        first = min(
+            (layer for layer in self.limits if layer.scope != "key_limit" and layer.days_left is not None),
+            key=lambda layer: layer.days_left,
+            default=None,
+        )
+        if first is not None and (self.days_left is None or first.days_left < self.days_left):
+            first.binding = True
+            self.days_left, self.binding = first.days_left, first.scope
+            self.binding_text = f"{first.name} {first.forecast_text}"
+            self.forecast_unknown = False
+        elif self.binding == "key":
+            for layer in self.limits:
+                layer.binding = layer.scope == "key_limit"
+
+    @property
+    def binding_limit(self) -> LimitStatus | None:
+        return next((layer for layer in self.limits if layer.binding), None)
+
+    @property
+    def limits_note(self) -> str:
+        """Why no layers are shown: a key seen only through /keys has none in that answer."""
+        if self.success is not None and self.success.budget_layers is None:
+            return LISTED_LAYERS_NOTE
+        return ""
+
+    def uses_free_models_stored(self) -> bool:
+        """Whether stored activity shows the key on :free models (looked up only when the quota runs low)."""
+        if self.uses_free_models is None:
+            rows = Activity.objects.filter(model__endswith=":free")
+            self.uses_free_models = self.key is not None and rows.filter(api_key_hash=self.key.hash).exists()
+        return self.uses_free_models
+
+    def limit_conditions(self) -> dict[str, tuple[int, str]]:
+        """The worst budget layer (besides the key's own cap, which the balance and key-limit rules watch)
+        and the free-model quota, as conditions of the key."""
+        found = {}
+        layers = [layer for layer in self.limits if layer.scope != "key_limit"]
+        if layers:
+            worst = max(layers, key=lambda layer: (severity(layer.level), layer.binding))
+            message = worst.message
+            if worst.level == Level.OK:
+                message = f"Budget layers OK: {worst.name} {worst.forecast_text}"
+            found["budget_layer"] = (worst.level, message)
+        free = free_quota_condition(self)
+        if free is not None:
+            found["free_quota"] = free
+        return found
+
     # -- level
 
     def evaluate(self) -> None:
@@ -576,16 +876,18 @@ class KeyStatus(LevelWords):
             found["balance"] = (level, message)
             out = self.remaining is not None and self.remaining <= settings.OPENROUTER_MIN_BALANCE
             if self.remaining is not None and not out and not self.forecast_unknown:
-                level = forecast_level(self.days_left)
-                if self.days_left is None:
+                level = forecast_level(self.money_days_left)
+                if self.money_days_left is None:
                     message = "Not running out at the current rate" if self.burn.known else "No forecast yet"
                 else:
-                    rate = self.account.burn.rate if self.binding == "account" else self.burn.rate
-                    money_left = self.account.balance if self.binding == "account" else self.key_money
-                    message = f"Runs out in {self.days_left:.1f} days at {money(rate)}/day ({money(money_left)} left)"
-                    if self.binding == "account":
+                    rate = self.account.burn.rate if self.money_binding == "account" else self.burn.rate
+                    money_left = self.account.balance if self.money_binding == "account" else self.key_money
+                    days = self.money_days_left
+                    message = f"Runs out in {days:.1f} days at {money(rate)}/day ({money(money_left)} left)"
+                    if self.money_binding == "account":
                         message += ": the account balance, shared by all keys"
                 found["forecast"] = (level, message)
+            found.update(self.limit_conditions())
             age = self.now - self.success.timestamp
         else:
             age = self.now - (self.key.first_seen if self.key else self.now)
@@ -640,6 +942,14 @@ class KeyStatus(LevelWords):
             "account_days_left": _round(self.account.days_left, 1) if self.shares_account else None,
             "binding": self.binding or None,
             "binding_text": self.binding_text or None,
+            "limits": [layer.as_dict() for layer in self.limits],
+            "limits_note": self.limits_note or None,
+            "workspace_id": (self.key.workspace_id or None) if self.key else None,
+            "free_model_requests": (
+                {"limit": success.free_limit, "remaining": success.free_remaining, "used": success.free_used}
+                if success is not None and success.free_limit is not None
+                else None
+            ),
             "exhaustion_date": _iso(self.exhaustion_date),
             "exhaustion_range": outlook.range_dict(*self.exhaustion_range) if self.days_left is not None else None,
             "conditions": {name: Level(level).label for name, (level, _) in self.conditions.items()},
@@ -848,6 +1158,7 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
     if ACCOUNT_HASH in from_activity:
         account = account_status(now, threshold, by_key.get(None, []), from_activity[ACCOUNT_HASH].get("forecast"))
     stale_after = timedelta(minutes=2 * interval) if interval > 0 else None  # no schedule: no stale rule
+    layers, samples = layer_readings(rows, logs, now)
     statuses = []
     for row in rows:
         stored = from_activity.get(row.hash, {})
@@ -867,6 +1178,8 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
                 alerts=by_key.get(row.pk, []),
                 stale_after=stale_after,
                 threshold=threshold,
+                layers=layers.get(row.success_id, []),
+                layer_samples=samples.get(row.pk, {}),
             )
         )
     warned = [s for s in statuses if s.conditions.get("forecast", (Level.OK,))[0] != Level.OK]
@@ -879,6 +1192,20 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
     order = {row.pk: n for n, row in enumerate(rows)}
     statuses.sort(key=lambda s: (-severity(s.level), order.get(s.key.pk if s.key else None, -1)))
     return Status(now, statuses, account, next_check, interval, by_key.get(None, []))
+
+
+def layer_readings(rows, logs: dict, now: datetime) -> tuple[dict[int, list], dict[int, dict]]:
+    """The budget layers of each key's newest success and each layer's recent spend readings: two queries,
+    none when no success has a layer besides the key's own cap."""
+    wanted = [r for r in rows if r.success_id in logs and (logs[r.success_id].budget_layers or 0) > 0]
+    if not wanted:
+        return {}, {}
+    layers = LimitReading.objects.latest_for_logs([r.success_id for r in wanted])
+    samples: dict[int, dict] = defaultdict(dict)
+    found = LimitReading.objects.samples([r.pk for r in wanted], now, settings.BURN_RATE_WINDOW_DAYS)
+    for (key_id, *identity), series in found.items():
+        samples[key_id][tuple(identity)] = series
+    return layers, samples
 
 
 def unattached_failures(now, statuses, account, stale_after, threshold) -> list[KeyStatus]:

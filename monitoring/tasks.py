@@ -112,7 +112,7 @@ def prune_daily() -> None:
     except Exception:  # thinning is housekeeping: it must never fail the check that just ran
         logger.exception("Credit-log retention failed")
         return
-    logger.info("Retention: %s old credit-log rows thinned", result.deleted)
+    logger.info("Retention: %s old credit-log rows thinned, %s audit entries", result.deleted, result.audit_deleted)
 
 
 def watch_job(now: datetime | None = None) -> str:

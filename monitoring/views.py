@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -13,8 +15,8 @@ from django.views.decorators.http import require_POST
 from django_q.models import Task
 
 from . import alerts as alert_rules
-from . import broker, dashboard, notify, schedule, status
-from .models import AgentTask, Alert, AlertEvent, ApiKey, Level
+from . import audit, broker, dashboard, notify, roles, schedule, status
+from .models import AgentTask, Alert, AlertEvent, ApiKey, AuditEntry, Level
 
 SNOOZE_CHOICES = [(1, "1 hour"), (8, "8 hours"), (24, "24 hours"), (168, "7 days")]
 # A flash message takes the colour of the level the key's card shows.
@@ -24,6 +26,7 @@ TASKS_SHOWN = 15  # the newest agent tasks on the Alerts page; the API and the a
 CHECK_NOW = "check_now"  # session key: the queued Check now task and when it was queued
 WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker may not be running
 CHECK_NOW_GIVE_UP = timedelta(hours=1)  # stop waiting on the page (the task stays queued for the worker)
+AUDIT_SHOWN = 25  # the newest audit entries on the Alerts page (the admin has them all)
 
 
 def in_reporting_zone(view):
@@ -37,6 +40,31 @@ def in_reporting_zone(view):
     return wrapper
 
 
+def operators_only(action: str):
+    """The view acts only for an operator (roles.can_operate); anyone else gets 403 with a sentence, nothing done."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not roles.can_operate(request.user):
+                raise PermissionDenied(roles.refusal(action))
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def too_soon(request, action: str, what: str, target: str = "") -> bool:
+    """Record the action in the audit trail, or say when it may be used again (ACTION_LIMIT_PER_MINUTE)."""
+    wait = audit.record_within_limit(request.user, action, target, request)
+    if wait is None:
+        return False
+    messages.error(request, f"{what} was used too often: try again in {wait} s (at most "
+                   f"{settings.ACTION_LIMIT_PER_MINUTE} a minute per person).")  # fmt: skip
+    return True
+
+
 @in_reporting_zone
 def health(request):
     now = timezone.now()
@@ -46,10 +74,13 @@ def health(request):
 
 
 @require_POST
+@operators_only("Check now")
 def check_now(request):
     """Queue the scheduled job for the worker, under the same run lease: a hanging OpenRouter never holds a page."""
     if schedule.held_lease() is not None:
         messages.info(request, "A check is already running: its result shows here when it ends.")
+        return redirect("monitoring-health")
+    if too_soon(request, audit.CHECK_NOW, "Check now", "every watched key"):
         return redirect("monitoring-health")
     try:
         task_id = broker.queue(schedule.TASK_FUNC, task_name=f"check-now-{request.user.pk}", group="check-now")
@@ -147,11 +178,17 @@ def alerts(request):
         "snooze_choices": SNOOZE_CHOICES,
         "channels": notify.channels(),
         "now": now,
+        "audit_entries": AuditEntry.objects.all()[:AUDIT_SHOWN],
     }
     return render(request, "monitoring/alerts.html", ctx)
 
 
-def act_on_alert(request, alert_id, action, nothing: str, already: str, done: str):
+def alert_target(alert: Alert) -> str:
+    """How the audit trail names an alert."""
+    return f"alert {alert.pk}: {alert.get_condition_display()}" + (f" ({alert.key.display_name})" if alert.key else "")
+
+
+def act_on_alert(request, alert_id, action, nothing: str, already: str, done: str, name: str):
     """One person's action on an alert, told back in a flash message at the level the alert's card shows."""
     alert = get_object_or_404(Alert, pk=alert_id)
     try:
@@ -162,31 +199,39 @@ def act_on_alert(request, alert_id, action, nothing: str, already: str, done: st
     if event is None:
         messages.info(request, f"{already}: {alert.message}")
     else:
+        audit.record(request.user, name, alert_target(alert), request)
         messages.add_message(request, FLASH.get(alert.level, messages.ERROR), done.format(message=alert.message))
     return redirect("monitoring-alerts")
 
 
 @require_POST
+@operators_only("Acknowledging an alert")
 def alert_acknowledge(request, alert_id):
     done = "Acknowledged: {message}. No reminders until it resolves; a worse level still notifies."
     return act_on_alert(
-        request, alert_id, alert_rules.acknowledge, "Nothing to acknowledge", "Already acknowledged", done
+        request, alert_id, alert_rules.acknowledge, "Nothing to acknowledge", "Already acknowledged", done,
+        audit.ACKNOWLEDGE,
+    )  # fmt: skip
+
+
+@require_POST
+@operators_only("Withdrawing an acknowledgement")
+def alert_unacknowledge(request, alert_id):
+    done = "Acknowledgement withdrawn: {message}. Reminders resume."
+    return act_on_alert(
+        request, alert_id, alert_rules.unacknowledge, "Nothing to undo", "Not acknowledged", done, audit.UNACKNOWLEDGE
     )
 
 
 @require_POST
-def alert_unacknowledge(request, alert_id):
-    done = "Acknowledgement withdrawn: {message}. Reminders resume."
-    return act_on_alert(request, alert_id, alert_rules.unacknowledge, "Nothing to undo", "Not acknowledged", done)
-
-
-@require_POST
+@operators_only("Ending a snooze")
 def alert_unsnooze(request, alert_id):
     done = "Snooze ended: {message}. Reminders resume."
-    return act_on_alert(request, alert_id, alert_rules.unsnooze, "Nothing to undo", "Not snoozed", done)
+    return act_on_alert(request, alert_id, alert_rules.unsnooze, "Nothing to undo", "Not snoozed", done, audit.UNSNOOZE)
 
 
 @require_POST
+@operators_only("Snoozing an alert")
 def alert_snooze(request, alert_id):
     alert = get_object_or_404(Alert, pk=alert_id)
     hours = dict(SNOOZE_CHOICES)
@@ -203,6 +248,7 @@ def alert_snooze(request, alert_id):
     except ValueError as exc:
         messages.warning(request, f"Nothing to snooze: {exc}")
         return redirect("monitoring-alerts")
+    audit.record(request.user, audit.SNOOZE, alert_target(alert), request, detail=f"for {hours[chosen]}")
     with timezone.override(dashboard.reporting_tz()):
         when = timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z")
     messages.add_message(
@@ -212,13 +258,16 @@ def alert_snooze(request, alert_id):
 
 
 @require_POST
+@operators_only("Sending a test notification")
 def send_test(request):
-    deliveries = notify.send_test(request.user)
-    if not deliveries:
+    if not notify.channels():
         messages.warning(
             request, "No notification channels are configured: set NOTIFY_URLS (Apprise URLs) in .env and restart."
         )
         return redirect("monitoring-alerts")
+    if too_soon(request, audit.SEND_TEST, "Send test", "every notification channel"):
+        return redirect("monitoring-alerts")
+    deliveries = notify.send_test(request.user)
     failed = [d for d in deliveries if d.status != "sent"]
     sent = len(deliveries) - len(failed)
     if failed:

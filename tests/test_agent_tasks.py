@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from monitoring import agent_tasks, agent_webhook, tasks
-from monitoring.models import AgentTask, Alert, TaskDelivery
+from monitoring.models import AgentTask, Alert, AuditEntry, TaskDelivery
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
 START = datetime(2030, 1, 7, 1, 0, tzinfo=UTC)
@@ -195,6 +195,9 @@ class TestTheApi:
         ]
         assert client.get("/api/tasks/?state=open", headers=operator()).json()["tasks"] == []
         assert [r["body"]["event"] for r in received(webhook_receiver)][-2:] == ["task.updated", "task.closed"]
+        trail = AuditEntry.objects.order_by("created", "pk").values_list("actor", "action", "token_role", "address")
+        assert list(trail) == [("budget-bot", "task_claim", "operator", "127.0.0.1"),
+                               ("budget-bot", "task_complete", "operator", "127.0.0.1")]  # fmt: skip
 
     def test_a_second_claim_answers_409(self, agents, client):
         run(agents, 0, remaining=4.5)

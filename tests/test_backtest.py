@@ -70,6 +70,20 @@ def test_a_quiet_account_is_never_told_and_the_watch_adds_no_rows():
     assert result["checks"] == result["runs"]["monitoring.tasks.monitor_job"]  # the scheduled checks only
 
 
+def test_a_daily_guardrail_is_told_before_it_blocks_on_every_day_it_blocks_and_never_floods():
+    result = backtest("guardrail")
+    assert result["exhausted_at"] is None  # the account holds plenty: only the guardrail stops the key
+    blocked = [datetime.fromisoformat(at) for at in result["blocked_at"]]
+    assert len(blocked) == 7
+    layer = [n for n in result["notifications"] if n["condition"] == "budget_layer"]
+    opened = [datetime.fromisoformat(n["at"]) for n in layer if n["kind"] == "opened"]
+    for block in blocked:
+        told_that_day = [at for at in opened if at.date() == block.date()]
+        assert len(told_that_day) == 1 and told_that_day[0] < block, (block, told_that_day)
+    assert all("guardrail gr_back" in n["message"] for n in layer if n["kind"] == "opened")
+    assert len(layer) <= 2 * len(blocked)  # opened before the block, resolved at the reset: no more
+
+
 HEADER = "timestamp,usage,limit,limit_remaining,total_credits,total_usage\n"
 
 
@@ -81,6 +95,11 @@ HEADER = "timestamp,usage,limit,limit_remaining,total_credits,total_usage\n"
         (HEADER + "2026-11-02T00:00:00Z,1,,,,\n2026-11-02T00:10:00Z,x,,,,\n", "line 3: `usage` is not a number"),
         (HEADER + "2026-11-02T00:00:00Z,1,,,5,\n2026-11-02T00:10:00Z,2,,,5,\n", "line 2: give both total_credits"),
         (HEADER + "yesterday,1,,,,\n", "line 2: `timestamp` is not an ISO-8601 time"),
+        (
+            HEADER.strip()
+            + ",budget_scope,budget_limit,budget_spend,budget_reset\n2026-11-02T00:00:00Z,1,,,,,team,10,1,daily\n",
+            "line 2: `budget_scope` is not one of api_key",
+        ),
     ],
 )
 def test_a_bad_trace_is_one_clear_line(text, error):

@@ -271,8 +271,9 @@ def test_every_failure_is_one_clear_line_exit_3_and_recorded(sim, scenario):
     expected, status = FAILURES[scenario]
     sim.set_scenario(scenario)
     code, out, err = run()
-    # A rejected key or an empty account is CRITICAL at once (the service fails too); the rest is UNKNOWN.
-    assert code == (2 if status in (401, 402) else 3)
+    # A rejected key, an empty account or a spent budget (the simulator's 403 names one) is CRITICAL at once
+    # (the service fails too); the rest is UNKNOWN.
+    assert code == (2 if status in (401, 402, 403) else 3)
     error_lines = err.strip().splitlines()
     assert len(error_lines) == 1 and expected in error_lines[0], err
     assert "Traceback" not in out + err

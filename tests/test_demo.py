@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from monitoring import demo, forecast
-from monitoring.models import Activity, Alert, AlertEvent, ApiKey, CreditLog, Delivery, Level
+from monitoring import demo, forecast, notify
+from monitoring.models import Activity, AgentTask, Alert, AlertEvent, ApiKey, CreditLog, Delivery, Level
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
 from .invariants import check_invariants, daily_disagreements, read_surfaces
@@ -44,7 +44,7 @@ def demo_month(settings):
             live.stop()
 
 
-def test_the_demo_month_tells_one_story_on_every_surface(demo_month, client, django_user_model):
+def test_the_demo_month_tells_one_story_on_every_surface(demo_month, client, django_user_model, settings):
     client.force_login(django_user_model.objects.get(username=demo.DEMO_USERNAME))
     found = read_surfaces(client, TOKEN)
     check_invariants(found)
@@ -96,13 +96,14 @@ def test_the_demo_month_tells_one_story_on_every_surface(demo_month, client, dja
     assert "needs OPENROUTER_MANAGEMENT_KEY" not in "".join(AlertEvent.objects.values_list("message", flat=True))
 
     # One seeding (the month takes a while to make): the Alerts page's story is checked on the same data.
-    alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(client)
+    alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(client, settings.NOTIFY_URLS)
 
 
-def alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(client):
+def alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(client, url: str):
     page = client.get("/alerts/").content.decode()
     channel = re.search(r'Notification channels:\s*<code class="channel">([^<]+)</code>', page)
-    assert channel and "/demo-inbox" in channel.group(1), "the page lists the demo's channel"
+    # The page shows the demo's inbox as every person sees a channel: masked ("/demo-inbox" is a secret-sized path).
+    assert "/demo-inbox" in url and channel and channel.group(1) == notify.mask_url(url), "the demo's channel is listed"
 
     past = Alert.objects.filter(resolved_at__isnull=False, key__is_primary=True, acknowledged_at__isnull=False)
     told = [a for a in past if Delivery.objects.filter(event__alert=a).exists()]  # a notified alert, not a quiet one
@@ -117,6 +118,12 @@ def alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(clie
 
     spike = Alert.objects.open().get(condition=Alert.SPIKE)
     assert spike.level == Level.WARNING and spike.acknowledged_at is None  # today's spike, open to act on
+
+    # Agent tasks: today's spike's task open; the top-up tasks claimed and completed by the demo's agent.
+    assert AgentTask.objects.get(alert=spike).state == AgentTask.OPEN
+    done = AgentTask.objects.filter(kind=AgentTask.TOP_UP, state=AgentTask.DONE, claimed_by=demo.DEMO_AGENT)
+    assert done.exists() and all(t.note.startswith("Bought $") and t.done_at for t in done)
+    assert "budget-agent" in page
     assert Delivery.objects.filter(event__alert=spike, status=Delivery.SENT, channel=channel.group(1)).exists()
 
 

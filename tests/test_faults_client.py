@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 from io import StringIO
 from pathlib import Path
 
@@ -202,6 +203,10 @@ def test_hostile_strings_are_stored_clean_and_cut_to_their_columns(sim, settings
         assert "FORGED line" in row.model and len(row.model) <= 200 and len(row.endpoint_id) <= 100
     assert ApiKey.objects.filter(name__contains="FORGED line").exists()
     assert not [text for text in stored_strings() if CONTROL.search(text)]
+    # Invisible format characters (bidi overrides, zero-width) are gone; the visible text around them stays.
+    assert not [text for text in stored_strings() if any(unicodedata.category(ch) == "Cf" for ch in text)]
+    assert all("gpj.exe" in log.label for log in readings)
+    assert not [log for log in readings if re.search(r"\\u(202e|2066|200b|feff)", log.raw_response, re.IGNORECASE)]
 
 
 def test_a_listed_hash_that_is_not_64_hex_digits_rejects_the_listing_with_a_reason(sim, settings):

@@ -22,12 +22,14 @@ RANKS = {
     "simulator": 0,  # the test double: a standalone HTTP server
     "models": 1,
     "rollups": 0,  # below the models: their rows, the credit log looked up through the app registry
+    "budgets": 0,  # below the models like the rollups: budget layer readings, registered from models
     "openrouter": 2,
     "outlook": 2,
     "spike_factors": 0,  # pure maths: which factor of spend moved
-    "roles": 0,  # who may act: settings and the user alone
     "agent_webhook": 2,  # posts task documents; knows the rows, not what they say
     "schedule": 2,
+    "roles": 1,  # who may act: settings and Django's permissions only
+    "audit": 2,  # the audit trail's writer, beside the models
     "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
     "checks": 2,
     "retention": 3,

@@ -12,7 +12,7 @@ import io
 import json
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -21,7 +21,7 @@ from mcp.client import Client
 from monitoring import drivers, mcp_server, monitor, tasks
 from monitoring.account import sync_activity
 from monitoring.mcp_server import app
-from monitoring.models import AgentTask, Alert, AlertEvent, ApiKey, Level
+from monitoring.models import AgentTask, Alert, AlertEvent, ApiKey, AuditEntry, Level
 from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,6 +108,8 @@ def test_get_status_is_the_object_the_api_serves(checked, client):
     for document in (tool, served):
         document.pop("generated_at")
         document["keys"][0].pop("exhaustion_date")
+        for limit in document["keys"][0]["limits"]:  # a layer's block time is counted from the build time too
+            limit.pop("blocks_at")
     assert tool == served
 
 
@@ -166,8 +168,23 @@ def test_get_spend_by_key_falls_back_to_the_checks_without_a_management_key(chec
     assert spend["rows"][0]["spend"] == pytest.approx(10.0)
 
 
-def test_get_spend_says_workspaces_are_not_tracked_and_refuses_a_bad_range(checked):
-    assert "Workspaces are not tracked" in error("get_spend", {"days": 7, "by": "workspace"})
+def test_get_spend_by_workspace_sums_the_stored_completed_days(checked):
+    from monitoring.models import Workspace, WorkspaceSpend
+
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    Workspace.objects.create(workspace_id="ws-research", name="Research", last_seen=now)
+    for back, default, research in ((1, 3.0, 1.0), (2, 2.0, 0.5), (9, 50.0, 50.0)):  # the 9th day is outside
+        for ws, usage in (("ws-default", default), ("ws-research", research)):
+            day = today - timedelta(days=back)
+            WorkspaceSpend.objects.create(date=day, workspace_id=ws, usage=usage, fetched_at=now)
+    WorkspaceSpend.objects.create(date=today, workspace_id="ws-research", usage=99.0, fetched_at=now)  # not complete
+    spend = answer("get_spend", {"days": 7, "by": "workspace"})
+    assert [(r["workspace"], r["spend"]) for r in spend["rows"]] == [("ws-default", 5.0), ("Research", 1.5)]
+    assert spend["source"] == "activity" and spend["rows"][0]["share_percent"] == pytest.approx(76.9)
+
+
+def test_get_spend_refuses_a_bad_range(checked):
     assert "days must be between 1 and 3660" in error("get_spend", {"days": 0})
     assert "by" in error("get_spend", {"days": 7, "by": "team"})
 
@@ -274,6 +291,9 @@ def test_an_agent_lists_claims_and_completes_a_top_up_task(low_balance_task, cli
     assert [(t["id"], t["state"]) for t in served["tasks"]] == [(task["id"], "done")]
     assert "already done" in error("dismiss_task", {"task_id": task["id"], "note": "never mind"})
     assert answer("list_tasks")["tasks"] == []
+    trail = AuditEntry.objects.order_by("created", "pk").values_list("actor", "action", "detail")
+    assert list(trail) == [(mcp_server.STDIO_ACTOR, "task_claim", "budget-bot"),
+                           (mcp_server.STDIO_ACTOR, "task_complete", "topped up $50")]  # fmt: skip
 
 
 def test_dismissing_an_unknown_task_is_a_sentence(low_balance_task):

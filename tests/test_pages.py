@@ -14,6 +14,7 @@ from django.utils import timezone
 from monitoring.models import Activity, Alert, AlertEvent, ApiKey, CreditLog, DailyFigure, Delivery, Level
 from monitoring.schedule import LEASE_NAME, acquire_lease
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
+from tests.people import make_operator
 from tests.qworker import purge_queue, run_queued
 
 PAGES = ["/health/", "/financial/", "/alerts/"]
@@ -22,7 +23,8 @@ POSTS = ["/health/check-now/", "/alerts/1/acknowledge/", "/alerts/1/snooze/", "/
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", password="correct horse battery staple")
+    """An operator: these tests press the buttons (tests/test_roles.py covers viewers)."""
+    return make_operator(django_user_model.objects.create_user("alice", password="correct horse battery staple"))
 
 
 @pytest.fixture

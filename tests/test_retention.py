@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from monitoring import forecast
-from monitoring.models import ApiKey, CreditLog
+from monitoring.models import ApiKey, AuditEntry, CreditLog
 from monitoring.models import CreditLog as Log
 from monitoring.retention import prune_credit_log
 from monitoring.status import WINDOWS
@@ -156,3 +156,12 @@ def test_the_scheduled_job_thins_old_rows_once_a_day(sim, settings):
     )
     monitor_job()  # the same day: the lease holds the next thinning back
     assert CreditLog.objects.filter(key=key).count() == thinned + 49
+
+
+def test_the_audit_trail_is_kept_as_long_as_the_raw_log(db):
+    old = AuditEntry.objects.create(created=NOW - timedelta(days=45), actor="otto", action="acknowledge")
+    recent = AuditEntry.objects.create(created=NOW - timedelta(days=10), actor="otto", action="snooze")
+    assert prune_credit_log(31, now=NOW, dry_run=True).audit_deleted == 1
+    assert AuditEntry.objects.count() == 2
+    assert prune_credit_log(31, now=NOW).audit_deleted == 1
+    assert list(AuditEntry.objects.values_list("pk", flat=True)) == [recent.pk] and old.pk != recent.pk

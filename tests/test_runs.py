@@ -23,6 +23,7 @@ from django_q.tasks import async_task
 from monitoring import alerts, monitor, schedule, status, tasks
 from monitoring.models import ApiKey, CreditLog, Lease, Level
 from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
+from tests.people import make_operator
 from tests.test_qcluster import PROJECT_ROOT, database_url
 
 POLL = 0.25
@@ -239,7 +240,7 @@ def test_check_now_while_openrouter_hangs_answers_at_once_and_records_the_attemp
 ):
     get_broker().purge_queue()
     Schedule.objects.filter(name=schedule.SCHEDULE_NAME).update(next_run=timezone.now() + timedelta(hours=6))
-    client.force_login(django_user_model.objects.create_user("ops", password="a-long-password"))
+    client.force_login(make_operator(django_user_model.objects.create_user("ops", password="a-long-password")))
     env = cluster_env(hanging, tmp_path, OPENROUTER_TIMEOUT=2, OPENROUTER_MAX_RETRIES=0)
     with qcluster(env, tmp_path / "qcluster.out"):
         started = time.monotonic()

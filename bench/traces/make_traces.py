@@ -83,6 +83,30 @@ def main() -> None:
           usage_at=(round(change * STEPS_PER_DAY), 55.0))  # fmt: skip
     # A quiet account: $500 at $3.20/day for 30 days, never near the end.
     write("quiet", 30, lambda d, wd: 3.2, usage=0.0, credits=600.0, other_usage=100.0, seed=7)
+    # A daily $10 guardrail spent every afternoon (about 14:40 at $1.50/h from 08:00) with $880 in the account.
+    write_guardrail("guardrail", 7, limit=10.0, per_hour=1.5, start_hour=8, seed=8)
+
+
+def write_guardrail(name: str, days: int, *, limit: float, per_hour: float, start_hour: int, seed: int) -> None:
+    """A daily guardrail of `limit` on a key spending `per_hour` (bursty) from `start_hour` UTC each day: spent
+    every afternoon (requests refused until midnight) while the account holds plenty."""
+    rng = random.Random(seed)
+    credits, other_usage, usage = 1000.0, 100.0, 20.0
+    with (HERE / f"{name}.csv").open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(HEADER + ["budget_scope", "budget_limit", "budget_spend", "budget_reset"])
+        today = None
+        for step in range(days * STEPS_PER_DAY + 1):
+            at = START + step * STEP
+            if at.date() != today:
+                today, spend = at.date(), 0.0  # the guardrail resets at 00:00 UTC
+            if step and at.hour >= start_hour:
+                spend_now = min(noisy(rng, per_hour * 24), limit - spend)  # refused once the guardrail is spent
+                spend += spend_now
+                usage += spend_now
+            row = [at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{usage:.6f}", "", ""]
+            row += [f"{credits:.2f}", f"{other_usage + usage:.6f}", "api_key", f"{limit:.2f}", f"{spend:.6f}", "daily"]
+            out.writerow(row)
 
 
 if __name__ == "__main__":

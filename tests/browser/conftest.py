@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.people import make_operator
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery staple"
 # Everything that needs sideways scrolling: the document, any scrolling box, anything sticking out of its card.
@@ -106,8 +108,8 @@ def opener(page, live_server):
 
 @pytest.fixture
 def login(page, live_server, django_user_model, console_errors):
-    """Log in through the login form; returns a function that opens a path on the live server."""
-    django_user_model.objects.create_user("alice", password=PASSWORD)
+    """Log in as an operator through the login form; returns a function that opens a path on the live server."""
+    make_operator(django_user_model.objects.create_user("alice", password=PASSWORD))
     page.goto(f"{live_server.url}/accounts/login/")
     submit_login(page, live_server, "alice")
     return opener(page, live_server)

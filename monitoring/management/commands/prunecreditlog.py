@@ -32,5 +32,6 @@ class Command(MonitoringCommand):
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(
             f"{verb} {result.deleted} of {result.examined} rows older than {result.cutoff:%Y-%m-%d} (UTC); "
-            f"kept {result.kept}: each day's first and last readings, resets, top-ups, one failure per day."
+            f"kept {result.kept}: each day's first and last readings, resets, top-ups, one failure per day. "
+            f"{verb} {result.audit_deleted} audit-trail entries older than that."
         )
