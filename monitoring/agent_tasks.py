@@ -20,7 +20,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import agent_webhook, drivers, report, status
+from . import advisor, agent_webhook, drivers, report, status
 from .logredact import escape_controls, redact
 from .models import AgentTask, Alert, AlertEvent, ApiKey, Level
 from .status import money
@@ -373,6 +373,41 @@ def open_task(
     logger.info("Agent task %s opened: %s", task.pk, task.title)
     agent_webhook.deliver_pending(now, task=task)
     return task
+
+
+OPTIMIZE_EVERY = timedelta(days=7)
+
+
+def open_optimization_task(now: datetime) -> AgentTask | None:
+    """At most weekly: an `optimize_models` task when one like-for-like candidate would have saved more than
+    ADVISOR_SAVING_PERCENT of the account's spend (the advisor's own figures, never recomputed here)."""
+    recent = AgentTask.objects.filter(kind=AgentTask.OPTIMIZE_MODELS, created_at__gt=now - OPTIMIZE_EVERY)
+    if recent.exists():
+        return None
+    found = advisor.optimization_opportunity(now)
+    if found is None:
+        return None
+    saving, share = money(found["saving"]), found["saving_percent_of_account"]
+    title = f"Move {found['model']}'s work to {found['candidate']}: {saving} less ({share}% of the account's spend)"
+    body = "\n".join(
+        [
+            f"## {escape_controls(title)}",
+            "",
+            f"Over the last {found['window_days']} days {found['model']} cost {money(found['spend'])}; the same tokens "
+            f"on {found['candidate']} would have cost {money(found['cost'])}, {saving} less: {share}% of the "
+            f"account's {money(found['account_spend'])}.",
+            f"Matched like for like: {', '.join(found['matched'])}. Quality is not compared: try it on your own work.",
+            f"Prices from the model catalogue, {found['catalogue_age_hours']} hours old. Details: {found['url']}",
+        ]
+    )
+    actions = [
+        {"action": "compare", "text": f"Try {found['candidate']} on a sample of {found['model']}'s requests"},
+        {"action": "move_traffic", "text": f"Move {found['model']}'s traffic to {found['candidate']}"},
+        {"action": "what_if", "text": "See the projected burn rate and days left on Financial's Model costs"},
+    ]
+    done_when = f"{found['model']}'s spend falls, or the advice no longer finds a saving above the threshold"
+    return open_task(AgentTask.OPTIMIZE_MODELS, title=title, body=body, evidence=found, suggested_actions=actions,
+                     done_when=done_when, now=now)  # fmt: skip
 
 
 # --- agents acting on tasks -------------------------------------------------------------------

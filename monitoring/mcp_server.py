@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
-from . import agent_tasks, alerts, api, audit, dashboard, drivers, roles, status
+from . import advisor, agent_tasks, alerts, api, audit, dashboard, drivers, roles, status
 from .management.base import MIGRATE_HINT, database_problem, is_missing_table
 from .models import Alert, ApiKey, Workspace, WorkspaceSpend
 
@@ -313,6 +313,20 @@ def explain_spike(key: str | None = None, model: str | None = None) -> dict:
     """
     found = find_key(key) if key else None
     return drivers.explain_spike(found, timezone.now(), model=model or None)
+
+
+@app.tool()
+@answers
+def recommend_models(days: int = 30, model: str | None = None) -> dict:
+    """What each model the account used over the last `days` completed UTC days cost, and what the same tokens
+    would have cost on like-for-like models (context, modalities and capabilities at least the model's), cheapest
+    first with `saving` and `saving_percent`. Quality is never compared: `matched` lists the criteria met. The
+    same answer as `advisemodels --json` and /api/models/advice; `catalogue_age_hours` says how old the prices are.
+    `model` narrows it to one model id.
+    """
+    if not 0 < days <= api.MAX_RANGE_DAYS:
+        raise ToolError(f"days must be between 1 and {api.MAX_RANGE_DAYS}.")
+    return advisor.advice(timezone.now(), days, model or None)
 
 
 @app.tool()

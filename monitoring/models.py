@@ -69,7 +69,7 @@ class ApiKey(models.Model):
     SOURCE_CHOICES = [(SOURCE_CONFIGURED, "configured"), (SOURCE_LISTED, "listed by /keys")]
 
     hash = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=300, blank=True)
     label = models.CharField(max_length=200, blank=True, help_text="Masked key as OpenRouter shows it")
     source = models.CharField(max_length=20, choices=SOURCE_CHOICES, default=SOURCE_CONFIGURED)
     is_primary = models.BooleanField(default=False, help_text="The OPENROUTER_API_KEY key")

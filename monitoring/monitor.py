@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import account as account_room
-from . import agent_webhook, alerts, catalogue, forecast, notify, status
+from . import agent_tasks, agent_webhook, alerts, catalogue, forecast, notify, status
 from .logredact import redact
 from .models import ApiKey, CreditLog, DailyFigure, Level, LimitReading, chain_total
 from .openrouter import (
@@ -506,11 +506,16 @@ def sync_activity_logged(now: datetime) -> None:
 
 
 def refresh_catalogue_logged(now: datetime) -> None:
-    """The model catalogue, at most daily; a failed fetch is a row with its reason, never a failed check."""
+    """The model catalogue, at most daily; a failed fetch is a row with its reason, never a failed check. Then
+    the weekly optimize_models task, when a swap would save enough."""
     try:
         catalogue.refresh_if_stale(now)
     except Exception:
         logger.exception("Model catalogue refresh failed")
+    try:
+        agent_tasks.open_optimization_task(now)
+    except Exception:
+        logger.exception("Model optimisation task failed")
 
 
 def display_credits(threshold: float | None = None, verbose: bool = False, stdout=None, show_all: bool = False) -> dict:

@@ -57,7 +57,8 @@ MAX_COUNT = 10**15  # tokens per day: beyond this is not a count
 MAX_REQUESTS = 2**31 - 1  # requests per day: Activity.requests is a 32-bit column on PostgreSQL
 
 # Column lengths of what is stored (monitoring/models.py; tests/test_faults_client.py keeps them equal).
-LABEL_LENGTH = 200  # ApiKey.name / ApiKey.label / CreditLog.label
+LABEL_LENGTH = 200  # ApiKey.label / CreditLog.label
+NAME_LENGTH = 300  # ApiKey.name: people give keys long names (250 characters seen)
 LIMIT_RESET_LENGTH = 20  # ApiKey.limit_reset / CreditLog.limit_reset
 MODEL_LENGTH = 200  # Activity.model / Activity.model_permaslug
 ENDPOINT_LENGTH = 100  # Activity.endpoint_id
@@ -883,7 +884,7 @@ class Client:
                     keys.append(
                         ListedKey(
                             hash=hash_,
-                            name=_text(item, "name", LABEL_LENGTH) or "",
+                            name=_text(item, "name", NAME_LENGTH) or "",
                             label=_text(item, "label", LABEL_LENGTH) or "",
                             disabled=bool(_bool(item, "disabled")),
                             usage=usage,

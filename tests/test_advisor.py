@@ -263,6 +263,31 @@ def test_the_cli_json_and_the_api_give_the_same_answer(account, client):
     assert from_cli["models"][0]["candidates"]
 
 
+@pytest.mark.django_db(transaction=True)  # the tool runs on a thread of its own, with its own connection
+def test_the_mcp_tool_gives_the_cli_answer(account):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mcp.client import Client
+
+    from monitoring.mcp_server import app
+
+    one_model(account)
+    monitor.run_monitor(timezone.now())
+
+    async def ask():
+        async with Client(app) as client:
+            return await client.call_tool("recommend_models", {"days": 7})
+
+    with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever the browser tests left on this thread
+        result = pool.submit(lambda: __import__("asyncio").run(ask())).result()
+    from_tool = json.loads(result.content[0].text)
+    from_cli = advise("--days", "7")
+    for answer in (from_cli, from_tool):
+        answer.pop("generated_at")
+        answer.pop("catalogue_age_hours")
+    assert from_tool == from_cli and from_tool["models"][0]["model"] == EXPENSIVE
+
+
 @pytest.mark.django_db
 def test_the_api_refuses_without_a_token_and_a_bad_window(account, client):
     assert client.get("/api/models/advice").status_code == 401
@@ -304,6 +329,21 @@ def test_an_optimisation_opportunity_names_the_candidate_that_saves_most_of_the_
     assert found["saving_percent_of_account"] > 30
     settings.ADVISOR_SAVING_PERCENT = 99.9
     assert advisor.optimization_opportunity(timezone.now()) is None
+
+
+@pytest.mark.django_db
+def test_the_run_opens_an_optimize_models_task_at_most_weekly(account):
+    from monitoring.models import AgentTask
+
+    one_model(account)
+    now = timezone.now()
+    monitor.run_monitor(now)
+    task = AgentTask.objects.get(kind=AgentTask.OPTIMIZE_MODELS)
+    found = advisor.optimization_opportunity(now)
+    assert task.evidence["candidate"] == found["candidate"] and task.evidence["model"] == EXPENSIVE
+    assert f"${found['saving']:,.2f} less" in task.title and "Quality is not compared" in task.body
+    monitor.run_monitor(now + timedelta(days=1))  # a day later: still the same one
+    assert AgentTask.objects.filter(kind=AgentTask.OPTIMIZE_MODELS).count() == 1
 
 
 @pytest.mark.django_db

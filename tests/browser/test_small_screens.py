@@ -57,7 +57,7 @@ CHARTS_JS = """() => Array.from(document.querySelectorAll('canvas')).map((canvas
 @pytest.fixture
 def long_named(quiet):
     quiet.CREDITMON_DEMO = True
-    demo.seed(timezone.now(), days=30)
+    demo.seed(timezone.now(), days=4)  # the page's layout, not the month: a few days of the real job
     prod = ApiKey.objects.get(is_primary=True)
     dev = ApiKey.objects.get(is_primary=False)
     seed_activity([(prod, 3.2), (dev, 0.4)], days=20)
