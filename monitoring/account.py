@@ -217,9 +217,14 @@ def list_workspaces(client: Client, now: datetime) -> list[Workspace]:
         logger.info("Workspaces not listed (%s): listing the default workspace's keys", exc.message)
         return []
     for workspace in found:
-        WorkspaceRow.objects.update_or_create(
+        row, _ = WorkspaceRow.objects.update_or_create(
             workspace_id=workspace.id, defaults={"name": workspace.name, "last_seen": now}
         )
+        try:  # the workspace's own budgets, shown beside its keys (each key's budgets[] says what binds it)
+            row.budgets = client.workspace_budgets(workspace.id)
+            row.save(update_fields=["budgets"])
+        except OpenRouterError as exc:
+            logger.info("Budgets of workspace %s not read: %s", workspace.name, exc.message)
     return found
 
 

@@ -94,6 +94,7 @@ class Workspace(models.Model):
     workspace_id = models.CharField(max_length=100, unique=True)
     name = models.CharField(max_length=200, blank=True)
     last_seen = models.DateTimeField()
+    budgets = models.JSONField(default=list, blank=True, help_text="GET /workspaces/{id}/budgets, last read")
 
     class Meta:
         ordering = ["name", "workspace_id"]

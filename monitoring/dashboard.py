@@ -21,6 +21,9 @@ from .models import (
     CreditLog,
     DailyFigure,
     Level,
+    Workspace,
+    WorkspaceSpend,
+    severity,
     window_annotations,
 )
 
@@ -100,7 +103,41 @@ def health(now: datetime) -> dict:
         "next_check": found.next_check,
         "threshold": settings.OPENROUTER_CREDIT_THRESHOLD,
         "topup_url": settings.OPENROUTER_TOPUP_URL,
+        "workspaces": workspace_groups(states, now),
     }
+
+
+WORKSPACE_SPEND_DAYS = 7
+
+
+def workspace_groups(states: list, now: datetime) -> list[dict]:
+    """The keys grouped by the workspace they spend in, worst first, with each workspace's budgets and its spend
+    over the last completed UTC days; [] while every key spends in one workspace (nothing to group)."""
+    ids = {s.key.workspace_id for s in states if s.key.workspace_id}
+    if len(ids) < 2:
+        return []
+    stored = {w.workspace_id: w for w in Workspace.objects.filter(workspace_id__in=ids)}
+    today = now.astimezone(UTC).date()
+    spend = WorkspaceSpend.objects.daily_by_workspace(today - timedelta(days=WORKSPACE_SPEND_DAYS))
+    groups = []
+    for ident in ids:
+        members = [s for s in states if s.key.workspace_id == ident]
+        row = stored.get(ident)
+        days = spend.get(ident, {})
+        groups.append(
+            {
+                "id": ident,
+                "name": row.name if row is not None and row.name else ident,
+                "states": members,
+                "level": max((s.level for s in members), key=severity),
+                "budgets": row.budgets if row is not None else [],
+                "spend": sum(v for day, v in days.items() if day < today) if days else None,
+            }
+        )
+    groups.sort(key=lambda g: (-severity(g["level"]), g["name"]))
+    for group in groups:
+        group["level_css"] = Level(group["level"]).label.lower()
+    return groups
 
 
 # --- every page: the state at a glance ------------------------------------------------------

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 import urllib3
@@ -835,6 +835,21 @@ class Client:
             if not ident:
                 raise _unexpected("a workspace has no `id`")
             found.append(Workspace(ident, _text(item, "name", LABEL_LENGTH) or ident))
+        return found
+
+    def workspace_budgets(self, workspace_id: str) -> list[dict]:
+        """GET /workspaces/{id}/budgets (management key): the workspace's budgets, each {"id", "limit_usd",
+        "reset_interval"} checked like every other figure."""
+        items = self.get_json(f"/workspaces/{quote(workspace_id, safe='')}/budgets").get("data")
+        if not isinstance(items, list):
+            raise _unexpected("`data` is not a list")
+        found = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _unexpected("a workspace budget is not an object")
+            interval = _text(item, "reset_interval", LIMIT_RESET_LENGTH) or "lifetime"
+            found.append({"id": _text(item, "id", ID_LENGTH) or "", "limit_usd": _money(item, "limit_usd"),
+                          "reset_interval": interval})  # fmt: skip
         return found
 
     def workspace_spend(self) -> list[tuple[str, str, float, int]]:

@@ -331,3 +331,29 @@ def test_keys_of_every_workspace_are_listed_and_spend_is_stored_per_workspace(wo
         sum(row["usage"] for row in world.activity_rows(world.keys[DEV_KEY], yesterday))
     )
     assert len(spend[WORKSPACE_ID]) == 30  # the last 30 completed days
+
+
+def test_system_health_groups_the_keys_by_workspace_with_its_budgets_and_spend(world, clock, settings, client):
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    world.set_scenario("workspaces")
+    monitor.run_monitor(now=NOON)
+    research = Workspace.objects.get(workspace_id=RESEARCH_WORKSPACE_ID)
+    assert research.budgets == [{"id": research.budgets[0]["id"], "limit_usd": 100.0, "reset_interval": "monthly"}]
+    assert Workspace.objects.get(workspace_id=WORKSPACE_ID).budgets == []
+    client.force_login(django_user_model_create("wendy"))
+    page = client.get("/health/").content.decode()
+    rows = re.findall(r'<tr data-workspace="([^"]+)">(.*?)</tr>', page, re.S)
+    assert {ident for ident, _ in rows} == {WORKSPACE_ID, RESEARCH_WORKSPACE_ID}
+    found = dict(rows)
+    assert "Research" in found[RESEARCH_WORKSPACE_ID] and "$100.00 monthly" in found[RESEARCH_WORKSPACE_ID]
+    dev = ApiKey.objects.get(hash=key_hash(DEV_KEY))
+    assert dev.display_name in found[RESEARCH_WORKSPACE_ID] and dev.display_name not in found[WORKSPACE_ID]
+    week = WorkspaceSpend.objects.daily_by_workspace()[RESEARCH_WORKSPACE_ID]
+    spent = sum(v for day, v in week.items() if (NOON.date() - day).days in range(1, 8))
+    assert f"${spent:,.2f}" in found[RESEARCH_WORKSPACE_ID]
+
+
+def django_user_model_create(name: str):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(name, password="x" * 16)
