@@ -158,6 +158,14 @@ def inbox_url(port: int) -> str:
     return f"json://127.0.0.1:{port}/demo-inbox"
 
 
+DEMO_WEBHOOK_SECRET = "creditmon-demo-webhook"  # signs the demo's task posts to its own local inbox: no secret
+
+
+def webhook_url(notify_url: str) -> str:
+    """The demo's agent-task webhook: the same local inbox as its notifications, posted to over plain HTTP."""
+    return "http://" + notify_url.split("://", 1)[1]
+
+
 @contextmanager
 def inbox() -> Iterator[str]:
     """A local notification inbox on any free port, for a month seeded without the running demo's channel."""
@@ -229,6 +237,8 @@ def seed(now: datetime, days: int = 30, step: timedelta = STEP, notify_url: str 
             "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY,
             "OPENROUTER_MAX_RETRIES": 0,
             "NOTIFY_URLS": url,
+            "AGENT_WEBHOOK_URL": webhook_url(url),  # the tasks' chain is seen too: created, claimed, done
+            "AGENT_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
             "HEARTBEAT_URL": "",
             "HEARTBEAT_FAIL_URL": "",
             "RETENTION_DAYS": 0,

@@ -11,7 +11,17 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from monitoring import demo, forecast, notify
-from monitoring.models import Activity, AgentTask, Alert, AlertEvent, ApiKey, CreditLog, Delivery, Level
+from monitoring.models import (
+    Activity,
+    AgentTask,
+    Alert,
+    AlertEvent,
+    ApiKey,
+    CreditLog,
+    Delivery,
+    Level,
+    TaskDelivery,
+)
 from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
 from .invariants import check_invariants, daily_disagreements, read_surfaces
@@ -125,6 +135,10 @@ def alerts_page_shows_a_resolved_past_alert_delivered_to_its_listed_channel(clie
     assert done.exists() and all(t.note.startswith("Bought $") and t.done_at for t in done)
     assert "budget-agent" in page
     assert Delivery.objects.filter(event__alert=spike, status=Delivery.SENT, channel=channel.group(1)).exists()
+    # The tasks' chain reached the demo's inbox too (created, claimed, done), every post delivered.
+    posted = TaskDelivery.objects.filter(task__in=done)
+    assert {d.event for d in posted} >= {"task.created", "task.updated", "task.closed"}
+    assert set(TaskDelivery.objects.values_list("status", flat=True)) == {TaskDelivery.SENT}
 
 
 def kinds(alert: Alert) -> list[str]:

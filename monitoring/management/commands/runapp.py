@@ -140,6 +140,8 @@ def demo_settings(simulator_url: str, demo_db: str, notify_url: str = "") -> dic
         # notifies real channels, pings a real heartbeat or joins a real worker cluster.
         "OPENROUTER_API_KEYS": "",
         "NOTIFY_URLS": notify_url,
+        "AGENT_WEBHOOK_URL": demo.webhook_url(notify_url) if notify_url else "",
+        "AGENT_WEBHOOK_SECRET": demo.DEMO_WEBHOOK_SECRET if notify_url else "",
         "HEARTBEAT_URL": "",
         "REDIS_URL": "",
         # Its own database, so the demo never mixes invented history with real checks.
