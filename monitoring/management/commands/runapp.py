@@ -51,6 +51,7 @@ class Command(MonitoringCommand):
         parser.add_argument(
             "--demo-db", default=str(Path(settings.BASE_DIR) / "demo.sqlite3"), help="demo database file"
         )
+        parser.add_argument("--demo-days", type=int, default=30, help="days of history the demo makes (2 to 60)")
 
     def handle(self, *args, **options):
         has_key = bool(settings.OPENROUTER_API_KEY or settings.OPENROUTER_MANAGEMENT_KEY)
@@ -68,12 +69,14 @@ class Command(MonitoringCommand):
             # The simulator stands where the demo's month ends now, and seeddemo makes that month up to the same
             # moment; the notifications go to the simulator's inbox, the channel the Alerts page lists.
             now = timezone.now()
-            simulator = {"port": port, "scenario": "steady", "state": demo.Month(now).state(now, live=True)}
+            month = demo.Month(now, options["demo_days"])
+            simulator = {"port": port, "scenario": "steady", "state": month.state(now, live=True)}
             notify_url = f"json://127.0.0.1:{port}/_sim/inbox"
             env.update(
                 demo_settings(url, options["demo_db"], notify_url), CHECK_INTERVAL_MINUTES=str(DEMO_CHECK_MINUTES)
             )
-            prepare += [{"argv": [*manage, "seeddemo", "--at", now.isoformat()], "what": "seeddemo"}]
+            seed = [*manage, "seeddemo", "--at", now.isoformat(), "--days", str(options["demo_days"])]
+            prepare += [{"argv": seed, "what": "seeddemo"}]
         else:
             self.check(display_num_errors=False)
             url = ""
