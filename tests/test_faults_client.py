@@ -75,8 +75,8 @@ def test_the_cleaning_lengths_are_the_columns_lengths():
         for f in model._meta.fields
         if f.max_length
     }
-    assert length["ApiKey", "name"] == length["ApiKey", "label"] == length["CreditLog", "label"]
-    assert length["CreditLog", "label"] == openrouter.LABEL_LENGTH
+    assert length["ApiKey", "label"] == length["CreditLog", "label"] == openrouter.LABEL_LENGTH
+    assert length["ApiKey", "name"] == openrouter.NAME_LENGTH
     assert length["ApiKey", "limit_reset"] == length["CreditLog", "limit_reset"] == openrouter.LIMIT_RESET_LENGTH
     assert length["Activity", "model"] == length["Activity", "model_permaslug"] == openrouter.MODEL_LENGTH
     assert length["Activity", "endpoint_id"] == openrouter.ENDPOINT_LENGTH

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TOKEN = "mcp-read-token"
 TOOLS = {"get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert", "explain_spike",
-         "list_tasks", "claim_task", "complete_task", "dismiss_task"}  # fmt: skip
+         "recommend_models", "list_tasks", "claim_task", "complete_task", "dismiss_task"}  # fmt: skip
 
 
 def run_async(make_coroutine):

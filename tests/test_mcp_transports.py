@@ -101,7 +101,7 @@ def test_the_sdks_stdio_client_lists_the_tools_and_reads_what_checkcredits_json_
     tools, result = run_async(session)
     assert set(tools) == {
         "get_status", "get_history", "get_spend", "list_alerts", "acknowledge_alert", "snooze_alert",
-        "explain_spike", "list_tasks", "claim_task", "complete_task", "dismiss_task",
+        "explain_spike", "recommend_models", "list_tasks", "claim_task", "complete_task", "dismiss_task",
     }  # fmt: skip
     assert not result.is_error, result.content[0].text
     served = json.loads(result.content[0].text)
