@@ -422,12 +422,39 @@ def spend_breakdown(start: datetime | None, tz: tzinfo, activity_since: date | N
     keys = drivers(key_totals, "api_key_hash", names)
     if not key_totals:
         keys, keys_chart = logged_spend_by_key(start, tz)
+    since = activity_since if activity_since is not None else start.astimezone(tz).date() if start else None
+    workspaces, workspaces_chart = workspace_breakdown(since)
     return {
         "models": drivers(model_totals, "model", {}),
         "keys": keys,
         "keys_source": "activity" if key_totals else "checks",
-        "chart": {"models": models_chart, "keys": keys_chart},
+        "workspaces": workspaces,
+        "chart": {"models": models_chart, "keys": keys_chart, "workspaces": workspaces_chart},
     }
+
+
+def workspace_breakdown(since: date | None) -> tuple[list[dict], dict | None]:
+    """Spend by workspace (GET /activity?group_by=workspace, stored per UTC day): the drivers, and the stacked
+    bars when the account spends in more than one workspace (one workspace is every key: nothing to split)."""
+    rows = WorkspaceSpend.objects.order_by("date")
+    if since is not None:
+        rows = rows.filter(date__gte=since)
+    daily = [{"date": day, "workspace_id": ws, "spend": usage, "calls": calls}
+             for day, ws, usage, calls in rows.values_list("date", "workspace_id", "usage", "requests")]  # fmt: skip
+    if not daily:
+        return [], None
+    totals: dict[str, list] = defaultdict(lambda: [0.0, 0])
+    per_day: dict[date, float] = defaultdict(float)
+    for row in daily:
+        totals[row["workspace_id"]][0] += row["spend"]
+        totals[row["workspace_id"]][1] += row["calls"]
+        per_day[row["date"]] += row["spend"]
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
+    names = dict(Workspace.objects.values_list("workspace_id", "name"))
+    rows_out = [{"workspace_id": ws, "spend": spend, "calls": calls} for ws, (spend, calls) in ranked]
+    top = [ws for ws, _ in ranked[:TOP_N]]
+    chart = stacked(daily, "workspace_id", top, per_day, names) if len(ranked) > 1 else None
+    return drivers(rows_out, "workspace_id", names), chart
 
 
 def logged_spend_by_key(start: datetime | None, tz: tzinfo) -> tuple[list[dict], dict | None]:

@@ -24,7 +24,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from . import advisor, agent_tasks, alerts, api, audit, dashboard, drivers, roles, status
 from .management.base import MIGRATE_HINT, database_problem, is_missing_table
-from .models import Alert, ApiKey, Workspace, WorkspaceSpend
+from .models import Alert, ApiKey
 
 logger = logging.getLogger("monitoring")
 
@@ -190,8 +190,6 @@ def get_spend(days: int = 30, by: Literal["model", "key", "day", "workspace"] = 
     now, tz = timezone.now(), dashboard.reporting_tz()
     utc_today = now.astimezone(UTC).date()
     since = utc_today - timedelta(days=days)
-    if by == "workspace":
-        return workspace_spend(since, utc_today, {"days": days, "by": by})
     breakdown = dashboard.spend_breakdown(dashboard.range_start(now, days, tz), tz, since)
     answer = {"days": days, "by": by, "from": since.isoformat(), "to": (utc_today - timedelta(days=1)).isoformat()}
     if by == "day":
@@ -202,8 +200,8 @@ def get_spend(days: int = 30, by: Literal["model", "key", "day", "workspace"] = 
             for n, label in enumerate(chart["labels"]):
                 rows.append({"day": label, "spend": round(sum(d["data"][n] for d in chart["datasets"]), 4)})
         return {**answer, "source": source if chart else None, "rows": rows, "note": empty_note(rows)}
-    drivers = breakdown["models" if by == "model" else "keys"]
-    source = "activity" if by == "model" else breakdown["keys_source"]
+    drivers = breakdown[{"model": "models", "key": "keys", "workspace": "workspaces"}[by]]
+    source = "checks" if by == "key" and breakdown["keys_source"] == "checks" else "activity"
     rows = [
         {
             by: row["name"],
@@ -219,21 +217,6 @@ def get_spend(days: int = 30, by: Literal["model", "key", "day", "workspace"] = 
         "rows": rows,
         "note": empty_note(rows) or "the 10 biggest, as on the Financial page",
     }
-
-
-def workspace_spend(since, today, answer: dict) -> dict:
-    """Spend per workspace over the completed UTC days [since, today), biggest first."""
-    per_day = WorkspaceSpend.objects.daily_by_workspace(since)
-    names = dict(Workspace.objects.values_list("workspace_id", "name"))
-    totals = {ws: sum(v for day, v in days.items() if day < today) for ws, days in per_day.items()}
-    grand = sum(totals.values()) or 1.0
-    rows = [
-        {"workspace": names.get(ws) or ws, "workspace_id": ws, "spend": round(spend, 4),
-         "share_percent": round(spend / grand * 100, 1)}
-        for ws, spend in sorted(totals.items(), key=lambda item: -item[1])
-    ]  # fmt: skip
-    span = {"from": since.isoformat(), "to": (today - timedelta(days=1)).isoformat()}
-    return {**answer, **span, "source": "activity" if rows else None, "rows": rows, "note": empty_note(rows)}
 
 
 def empty_note(rows: list) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -357,3 +357,19 @@ def django_user_model_create(name: str):
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.create_user(name, password="x" * 16)
+
+
+def test_financial_charts_spend_by_workspace_from_the_stored_days(world, clock, settings, client):
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    world.set_scenario("workspaces")
+    monitor.run_monitor(now=NOON)
+    client.force_login(django_user_model_create("fiona"))
+    response = client.get("/financial/?range=7")
+    chart = response.context["chart"]["workspaces"]
+    stored = WorkspaceSpend.objects.daily_by_workspace((NOON - timedelta(days=7)).date())
+    research = next(d for d in chart["datasets"] if d["label"] == "Research")
+    assert research["data"] == [round(stored[RESEARCH_WORKSPACE_ID].get(date.fromisoformat(day), 0.0), 4)
+                                for day in chart["labels"]]  # fmt: skip
+    assert 'id="workspace-chart"' in response.content.decode()
+    rows = {r["name"]: r["spend"] for r in response.context["breakdown"]["workspaces"]}
+    assert rows["Research"] == pytest.approx(sum(stored[RESEARCH_WORKSPACE_ID].values()))

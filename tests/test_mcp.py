@@ -178,10 +178,10 @@ def test_get_spend_by_workspace_sums_the_stored_completed_days(checked):
         for ws, usage in (("ws-default", default), ("ws-research", research)):
             day = today - timedelta(days=back)
             WorkspaceSpend.objects.create(date=day, workspace_id=ws, usage=usage, fetched_at=now)
-    WorkspaceSpend.objects.create(date=today, workspace_id="ws-research", usage=99.0, fetched_at=now)  # not complete
     spend = answer("get_spend", {"days": 7, "by": "workspace"})
     assert [(r["workspace"], r["spend"]) for r in spend["rows"]] == [("ws-default", 5.0), ("Research", 1.5)]
     assert spend["source"] == "activity" and spend["rows"][0]["share_percent"] == pytest.approx(76.9)
+    assert spend["rows"][0]["requests"] == 0  # the same rows as Financial's Spend by workspace
 
 
 def test_get_spend_refuses_a_bad_range(checked):

@@ -209,5 +209,6 @@
   }
   stackedChart("model-chart", data.models, "Day (UTC, as OpenRouter counts it)");
   stackedChart("key-chart", data.keys, data.keys_source === "checks" ? null : "Day (UTC, as OpenRouter counts it)");
+  stackedChart("workspace-chart", data.workspaces, "Day (UTC, as OpenRouter counts it)");
 
 })();
