@@ -822,15 +822,20 @@ class Client:
             raise _unexpected("no `data` object")
         return AccountCredits(_money(data, "total_credits"), _money(data, "total_usage"))
 
-    def list_workspaces(self) -> list[Workspace]:
-        """GET /workspaces (management key): every workspace of the account."""
-        items = self.get_json("/workspaces").get("data")
+    def get_objects(self, path: str, params: dict | None = None, what: str = "an item") -> list[dict]:
+        """GET a path whose `data` is a list of objects; anything else is a malformed answer, with the reason."""
+        items = self.get_json(path, params).get("data")
         if not isinstance(items, list):
             raise _unexpected("`data` is not a list")
-        found = []
         for item in items:
             if not isinstance(item, dict):
-                raise _unexpected("a workspace is not an object")
+                raise _unexpected(f"{what} is not an object")
+        return items
+
+    def list_workspaces(self) -> list[Workspace]:
+        """GET /workspaces (management key): every workspace of the account."""
+        found = []
+        for item in self.get_objects("/workspaces", what="a workspace"):
             ident = _text(item, "id", ID_LENGTH, nullable=False)
             if not ident:
                 raise _unexpected("a workspace has no `id`")
@@ -840,13 +845,8 @@ class Client:
     def workspace_budgets(self, workspace_id: str) -> list[dict]:
         """GET /workspaces/{id}/budgets (management key): the workspace's budgets, each {"id", "limit_usd",
         "reset_interval"} checked like every other figure."""
-        items = self.get_json(f"/workspaces/{quote(workspace_id, safe='')}/budgets").get("data")
-        if not isinstance(items, list):
-            raise _unexpected("`data` is not a list")
         found = []
-        for item in items:
-            if not isinstance(item, dict):
-                raise _unexpected("a workspace budget is not an object")
+        for item in self.get_objects(f"/workspaces/{quote(workspace_id, safe='')}/budgets", what="a workspace budget"):
             interval = _text(item, "reset_interval", LIMIT_RESET_LENGTH) or "lifetime"
             found.append({"id": _text(item, "id", ID_LENGTH) or "", "limit_usd": _money(item, "limit_usd"),
                           "reset_interval": interval})  # fmt: skip
@@ -854,13 +854,8 @@ class Client:
 
     def workspace_spend(self) -> list[tuple[str, str, float, int]]:
         """GET /activity?group_by=workspace: (date, workspace id, USD, requests) per completed UTC day."""
-        items = self.get_json("/activity", {"group_by": "workspace"}).get("data")
-        if not isinstance(items, list):
-            raise _unexpected("`data` is not a list")
         rows = []
-        for item in items:
-            if not isinstance(item, dict):
-                raise _unexpected("an activity row is not an object")
+        for item in self.get_objects("/activity", {"group_by": "workspace"}, what="an activity row"):
             rows.append(
                 (
                     _text(item, "date", 40, nullable=False)[:10],
@@ -886,12 +881,8 @@ class Client:
                 params["include_disabled"] = "true"
             if include_expired:
                 params["include_expired"] = "true"
-            items = self.get_json("/keys", params).get("data")
-            if not isinstance(items, list):
-                raise _unexpected("`data` is not a list")
+            items = self.get_objects("/keys", params, what="a key")
             for item in items:
-                if not isinstance(item, dict):
-                    raise _unexpected("a key is not an object")
                 hash_ = _key_hash(item)
                 try:
                     usage = _money(item, "usage")
@@ -925,13 +916,8 @@ class Client:
     def get_activity(self, date: str | None = None, api_key_hash: str | None = None) -> list[dict]:
         """GET /activity: daily spend per model endpoint over the last 30 completed UTC days."""
         params = {k: v for k, v in {"date": date, "api_key_hash": api_key_hash}.items() if v}
-        items = self.get_json("/activity", params or None).get("data")
-        if not isinstance(items, list):
-            raise _unexpected("`data` is not a list")
         rows = []
-        for item in items:
-            if not isinstance(item, dict):
-                raise _unexpected("an activity row is not an object")
+        for item in self.get_objects("/activity", params or None, what="an activity row"):
             rows.append(
                 {
                     "date": _text(item, "date", 40, nullable=False),
