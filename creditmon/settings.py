@@ -258,7 +258,8 @@ except (ValueError, ZoneInfoNotFoundError):
 
 # --- Static files: whitenoise, compressed and hashed ----------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes (make run's release step): settable, so processes started side by side never share it.
+STATIC_ROOT = Path(env("STATIC_ROOT", "")) if env("STATIC_ROOT", "") else BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Chart.js comes from the npm registry (package.json + lock), never from a CDN nor committed.

@@ -75,6 +75,7 @@ def test_the_units_command_runs_the_procfile_and_stops_on_sigterm(tmp_path):
         CHECK_INTERVAL_MINUTES="360",
         CREDITMON_LOG_DIR=str(tmp_path),
         PORT=str(port),
+        STATIC_ROOT=str(tmp_path / "static"),  # its release step's collectstatic: never the one other runs share
     )
     app = subprocess.Popen(
         [sys.executable, "-m", "creditmon.supervisor"], cwd=ROOT, env=env,
@@ -88,7 +89,7 @@ def test_the_units_command_runs_the_procfile_and_stops_on_sigterm(tmp_path):
                 break
             except requests.RequestException:
                 time.sleep(0.3)
-        assert app.poll() is None and health.status_code == 200
+        assert app.poll() is None and health.status_code == 200, app.stdout.read()[-3000:] if app.poll() else ""
     finally:
         app.send_signal(signal.SIGTERM)
         try:

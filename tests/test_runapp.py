@@ -69,6 +69,7 @@ def test_runapp_serves_the_demo_like_production_and_stops_within_5_s(tmp_path, w
     env = {k: v for k, v in os.environ.items() if not k.startswith(strip)}
     env["CREDITMON_LOG_DIR"] = str(tmp_path)
     env["DJANGO_SECRET_KEY_FILE"] = str(tmp_path / "state" / "secret_key")
+    env["STATIC_ROOT"] = str(tmp_path / "static")  # its release step's collectstatic, apart from parallel runs
     demo = []
     if with_key:  # `make demo`: the demo even when a real key is configured, which it leaves alone
         env["OPENROUTER_API_KEY"] = "sk-or-v1-a-real-looking-key-never-called"
@@ -174,7 +175,11 @@ def test_runapp_serves_the_demo_like_production_and_stops_within_5_s(tmp_path, w
 def test_a_run_in_progress_when_make_run_stops_records_why_and_releases_its_lease(tmp_path):
     port, demo_db = free_port(), tmp_path / "demo.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(CREDITMON_LOG_DIR=str(tmp_path), DJANGO_SECRET_KEY_FILE=str(tmp_path / "secret_key"))
+    env.update(
+        CREDITMON_LOG_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY_FILE=str(tmp_path / "secret_key"),
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
     app = subprocess.Popen(
         [sys.executable, "manage.py", "runapp", "--port", str(port), "--demo-db", str(demo_db), *FEW_DAYS],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
