@@ -306,11 +306,9 @@ def hourly_in_python(rows: list[tuple]) -> list[dict]:
     return list(grouped.values())
 
 
-class HourlyFigure(models.Model):
-    """One key's checks of one UTC hour, folded: /api/history's hourly and daily points read these."""
+class FoldedChecks(models.Model):
+    """The figures of a bucket of one key's checks (HOURLY_MERGED): an hour's, or a UTC day's folded from its hours."""
 
-    key = models.ForeignKey("monitoring.ApiKey", on_delete=models.CASCADE, related_name="hourly_figures")
-    hour = models.DateTimeField(help_text="Start of the UTC hour")
     checks = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
     usage_max = models.FloatField(null=True, blank=True)
@@ -318,6 +316,16 @@ class HourlyFigure(models.Model):
     limit_max = models.FloatField(null=True, blank=True)
     balance_min = models.FloatField(null=True, blank=True)
     last_at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+
+class HourlyFigure(FoldedChecks):
+    """One key's checks of one UTC hour, folded: /api/history's hourly and daily points read these."""
+
+    key = models.ForeignKey("monitoring.ApiKey", on_delete=models.CASCADE, related_name="hourly_figures")
+    hour = models.DateTimeField(help_text="Start of the UTC hour")
 
     objects = HourlyFigureQuerySet.as_manager()
 
@@ -328,19 +336,12 @@ class HourlyFigure(models.Model):
         return f"{self.key_id} {self.hour:%Y-%m-%d %H}h: {self.checks} checks"
 
 
-class UtcDailyFigure(models.Model):
+class UtcDailyFigure(FoldedChecks):
     """One key's checks of one UTC day, folded from its hours as they fold: /api/history's daily points read
     one row per key per day, so a year costs the same at one check an hour or one every five minutes."""
 
     key = models.ForeignKey("monitoring.ApiKey", on_delete=models.CASCADE, related_name="utc_daily_figures")
     day = models.DateField(help_text="The UTC day")
-    checks = models.PositiveIntegerField(default=0)
-    failures = models.PositiveIntegerField(default=0)
-    usage_max = models.FloatField(null=True, blank=True)
-    remaining_min = models.FloatField(null=True, blank=True)
-    limit_max = models.FloatField(null=True, blank=True)
-    balance_min = models.FloatField(null=True, blank=True)
-    last_at = models.DateTimeField()
 
     class Meta:
         verbose_name = "UTC daily figure"
