@@ -450,6 +450,8 @@ def record(
             alert.last_notified_at = now
             alert.save(update_fields=["last_notified_at"])
         notify.queue(event)
+    elif kind in (AlertEvent.DEESCALATED, AlertEvent.RESOLVED) and alert.last_notified_at is not None:
+        hand_over_told(alert, previous)
     return event
 
 
@@ -464,6 +466,21 @@ def is_news(alert: Alert, kind: str, level: int, previous: int | None) -> bool:
     if kind in (AlertEvent.OPENED, AlertEvent.ESCALATED):
         return severity(level) > top
     return alert.last_notified_at is not None and previous is not None and severity(previous) > top
+
+
+def hand_over_told(alert: Alert, previous: int | None) -> None:
+    """A told alert eased or resolved in silence because another open alert of its subject is as severe: unless
+    a told one is, the most severe untold one now carries what people were told, so that its own resolution
+    is sent (several alerts of one key resolving in the same run would otherwise end without a word)."""
+    others = list(Alert.objects.open().exclude(pk=alert.pk).filter(key_id=alert.key_id))
+    told = max((severity(o.level) for o in others if o.last_notified_at is not None), default=0)
+    if previous is None or told >= severity(previous):
+        return
+    untold = [o for o in others if o.last_notified_at is None]
+    heir = max(untold, key=lambda o: (severity(o.level), -o.pk), default=None)
+    if heir is not None:
+        heir.last_notified_at = alert.last_notified_at
+        heir.save(update_fields=["last_notified_at"])
 
 
 # --- people acting on alerts ----------------------------------------------------------------

@@ -383,3 +383,29 @@ class TestOverlappingRuns:
         assert sorted(len(events) for events in results) == [0, 1]
         assert AlertEvent.objects.filter(kind=AlertEvent.OPENED).count() == 1
         assert Delivery.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("first", [Alert.BALANCE, Alert.FORECAST])
+def test_alerts_of_one_key_resolving_in_the_same_run_end_with_a_resolved_message(settings, first):
+    """Two CRITICAL alerts on one key: the first told, the second (no worse) recorded in silence. When both resolve
+    in one run, whichever order they are synced in, people hear that the key is fine again, once."""
+    from monitoring.models import ApiKey
+
+    settings.NOTIFY_URLS = "json://127.0.0.1:9/hook"
+    key = ApiKey.objects.create(hash="c" * 64, name="Both Key", is_primary=True)
+    at = START
+
+    def sync(condition: str, level: int, hours: int) -> AlertEvent | None:
+        return alerts.sync(alerts.Condition(key, condition, level, f"{condition} {level}"), at + timedelta(hours=hours))
+
+    sync(Alert.BALANCE, Level.CRITICAL, 0)
+    sync(Alert.FORECAST, Level.CRITICAL, 1)
+    order = [first, Alert.FORECAST if first == Alert.BALANCE else Alert.BALANCE]
+    for condition in order:
+        sync(condition, Level.OK, 2)
+
+    sent = list(Delivery.objects.order_by("id").values_list("event__kind", "event__alert__condition"))
+    assert [kind for kind, _ in sent] == [AlertEvent.OPENED, AlertEvent.RESOLVED]
+    assert sent[0][1] == Alert.BALANCE
+    assert not Alert.objects.open().exists()
