@@ -26,8 +26,8 @@ def is_fresh(rows: int, keys: int) -> bool:
     return (
         newest is not None
         and timezone.now() - newest < timedelta(hours=1)
-        and ApiKey.objects.count() == keys
-        and CreditLog.objects.count() == rows
+        and ApiKey.objects.filter(label__startswith="sk-or-v1-b").count() == keys  # the fill's, beside the checks'
+        and CreditLog.objects.count() >= rows  # the bench's checks add a few thousand
     )
 
 
@@ -40,7 +40,10 @@ def analyze() -> None:
 
 
 def clear() -> None:
-    tables = [m._meta.db_table for m in (CreditLog, Activity, AlertEvent, Alert, ApiKey)]
+    """Empty every table of the app (what an earlier bench's checks added too: keys, alerts, tasks, runs)."""
+    from django.apps import apps
+
+    tables = [m._meta.db_table for m in apps.get_app_config("monitoring").get_models()]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")

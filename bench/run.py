@@ -222,6 +222,8 @@ def table(results: dict, engines: list[str], rows_list: list[int]) -> str:
             if results[col]["endpoints"][name]["median_ms"] > PAGE_TARGET_MS:
                 ms = results[col]["endpoints"][name]["median_ms"]
                 missed.append(f"{col[0]} {name}: {ms:.1f} ms at {human(col[1])}")
+    for engine in engines:
+        missed += [f"{engine} {human(rows)}: the run failed" for rows in rows_list if (engine, rows) not in results]
     lines.append("")
     ratio = f"{human(large)} <= {RATIO_TARGET}x {human(small)}, " if small != large else ""
     lines.append(

@@ -7,7 +7,6 @@ surface shows: `advisemodels --json`, `/api/models/advice`, the Financial page a
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -97,22 +96,14 @@ def offers() -> dict[str, tuple[Offer, bool]]:
 
 def free_quota() -> int | None:
     """The account's daily `:free` request quota from the newest check that reported it (GET /key's
-    `free_model_daily_requests.limit`), or None when no recent check says."""
-    rows = (
-        CreditLog.objects.successful()
-        .filter(raw_response__contains='"free_model_daily_requests"')  # GET /key's answers, not listed keys'
+    `free_model_daily_requests.limit`, stored as `free_limit`), or None when no check says. One look-up in
+    a partial index, however long the history (a scan of every row when no check ever reported it)."""
+    return (
+        CreditLog.objects.filter(free_limit__isnull=False)
         .order_by("-timestamp")
-        .values_list("raw_response", flat=True)[:3]
+        .values_list("free_limit", flat=True)
+        .first()
     )
-    for raw in rows:
-        try:
-            data = json.loads(raw).get("data") or {}
-            limit = (data.get("free_model_daily_requests") or {}).get("limit")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
-            return limit
-    return None
 
 
 def catalogue_figures(now: datetime) -> dict:

@@ -391,6 +391,8 @@ class CreditLog(models.Model):
             ),
             # The account's usage readings (budget, account burn rate) without touching the wide rows.
             models.Index(fields=["timestamp", "account_usage", "ok"], name="creditlog_account_readings"),
+            # The newest free-model quota (the advisor): one look-up, not a scan when no check reported it.
+            models.Index(fields=["timestamp"], condition=Q(free_limit__isnull=False), name="creditlog_free_quota"),
         ]
 
     def __str__(self) -> str:
