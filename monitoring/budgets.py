@@ -118,6 +118,7 @@ class WorkspaceSpend(models.Model):
         ordering = ["-date", "workspace_id"]
         verbose_name = "workspace spend"
         constraints = [models.UniqueConstraint(fields=["date", "workspace_id"], name="workspacespend_unique_day")]
+        indexes = [models.Index(fields=["fetched_at"], name="workspacespend_fetched_at")]  # monitoring/memo.py
 
     def __str__(self) -> str:
         return f"{self.date} {self.workspace_id}: ${self.usage:.2f}"

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import Min, OuterRef, Subquery
 
-from . import advisor, catalogue, forecast, status
+from . import advisor, catalogue, forecast, memo, status
 from .models import (
     Activity,
     ApiKey,
@@ -404,32 +404,46 @@ def spend_breakdown(start: datetime | None, tz: tzinfo, activity_since: date | N
     /activity holds completed UTC days only: a range of N days shows the last N completed days
     (`activity_since` on), so a 7-day chart has 7 days, as its CSV export does.
     """
-    activity = Activity.objects.all()
-    if activity_since is not None:
-        activity = activity.filter(date__gte=activity_since)
-    elif start is not None:
-        activity = activity.filter(date__gte=start.astimezone(tz).date())
+    since = activity_since if activity_since is not None else start.astimezone(tz).date() if start else None
+    sums = memo.remember("activity-sums", (since,), memo.activity_version(), lambda: activity_sums(since))
+    key_totals = sums["key_totals"]
+    names = {k.hash: k.display_name for k in ApiKey.objects.filter(hash__in=[r["api_key_hash"] for r in key_totals])}
+    keys_chart = sums["keys_chart"]
+    if keys_chart is not None:  # stacked by hash, once per sync; named here, as the keys are named now
+        datasets = [{**d, "label": names.get(d["label"], d["label"])} for d in keys_chart["datasets"]]
+        keys_chart = {**keys_chart, "datasets": datasets}
+    keys = drivers(key_totals, "api_key_hash", names)
+    if not key_totals:
+        keys, keys_chart = logged_spend_by_key(start, tz)
+    return {
+        "models": drivers(sums["model_totals"], "model", {}),
+        "keys": keys,
+        "keys_source": "activity" if key_totals else "checks",
+        "workspaces": sums["workspaces"],
+        "chart": {"models": sums["models_chart"], "keys": keys_chart, "workspaces": sums["workspaces_chart"]},
+    }
+
+
+def activity_sums(since: date | None) -> dict:
+    """The grouped scans of the stored activity from `since`: totals and stacked daily bars by model, by key
+    hash and by workspace. Derived from synced rows only, so pages keep them per sync (monitoring/memo.py)."""
+    activity = Activity.objects.all() if since is None else Activity.objects.filter(date__gte=since)
     model_totals, model_days, model_per_day = sums_by(activity.account_wide(), "model")
     if not model_totals:  # only per-key rows stored: their sum is the account's
         model_totals, model_days, model_per_day = sums_by(activity.per_key(), "model")
     top_models = [row["model"] for row in model_totals[:TOP_N]]
     models_chart = stacked(model_days, "model", top_models, model_per_day, {}) if model_totals else None
-
     key_totals, key_days, key_per_day = sums_by(activity.per_key(), "api_key_hash")
-    names = {k.hash: k.display_name for k in ApiKey.objects.filter(hash__in=[r["api_key_hash"] for r in key_totals])}
     top_keys = [row["api_key_hash"] for row in key_totals[:TOP_N]]
-    keys_chart = stacked(key_days, "api_key_hash", top_keys, key_per_day, names) if key_totals else None
-    keys = drivers(key_totals, "api_key_hash", names)
-    if not key_totals:
-        keys, keys_chart = logged_spend_by_key(start, tz)
-    since = activity_since if activity_since is not None else start.astimezone(tz).date() if start else None
+    keys_chart = stacked(key_days, "api_key_hash", top_keys, key_per_day, {}) if key_totals else None
     workspaces, workspaces_chart = workspace_breakdown(since)
     return {
-        "models": drivers(model_totals, "model", {}),
-        "keys": keys,
-        "keys_source": "activity" if key_totals else "checks",
+        "model_totals": model_totals,
+        "models_chart": models_chart,
+        "key_totals": key_totals,
+        "keys_chart": keys_chart,
         "workspaces": workspaces,
-        "chart": {"models": models_chart, "keys": keys_chart, "workspaces": workspaces_chart},
+        "workspaces_chart": workspaces_chart,
     }
 
 

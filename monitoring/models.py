@@ -484,7 +484,8 @@ class Activity(models.Model):
         ]
         # Per key or account-wide, by day: covering what the Financial page sums (a year is 28,000 rows).
         indexes = [
-            models.Index(fields=["api_key_hash", "date", "model", "usage", "requests"], name="activity_covering")
+            models.Index(fields=["api_key_hash", "date", "model", "usage", "requests"], name="activity_covering"),
+            models.Index(fields=["fetched_at"], name="activity_fetched_at"),  # the last sync, monitoring/memo.py
         ]
 
     def __str__(self) -> str:

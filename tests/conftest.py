@@ -106,6 +106,15 @@ def empty_task_queue(redis_client):
             redis_client.delete(key)
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Django's cache (the figures kept per activity sync) outlives a test's rolled-back rows: each test starts
+    with it empty, as a new process does."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def simulator_server():
     sim = Simulator("steady").start()
