@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Max, Sum
 
-from . import catalogue, forecast, status
+from . import catalogue, forecast, memo, status
 from .modelcosts import Offer, Usage, cents, compare, effective_prices, swapped_rate
 from .models import Activity, CatalogueFetch, CatalogueModel, CreditLog
 
@@ -33,8 +33,14 @@ def _decimal(value: float | None) -> Decimal:
 
 
 def usage_in_window(now: datetime, days: int, model: str | None = None) -> list[Usage]:
-    """Each model's account-wide work in the window, biggest spend first."""
+    """Each model's account-wide work in the window, biggest spend first (kept per activity sync: it reads
+    only the stored activity, whose version changes with every sync)."""
     first, last = window_dates(now, days)
+    version = memo.activity_version()
+    return memo.remember("usage-in-window", (first, last, model), version, lambda: _usage(first, last, model))
+
+
+def _usage(first: date, last: date, model: str | None) -> list[Usage]:
     rows = Activity.objects.account_wide().between(first, last)
     if model:
         rows = rows.filter(model=model)
