@@ -51,6 +51,9 @@ def burn_rate_per_day(samples: Iterable[Sample], now: datetime, window_days: flo
     return spent / span_days
 
 
+HORIZON_DAYS = 36_525.0  # a hundred years: a forecast past it is no forecast (and past a datetime's range)
+
+
 def days_until_exhaustion(remaining: float | None, burn_rate: float | None) -> float | None:
     """Days until the balance reaches zero at the given rate; None when it cannot be said."""
     if remaining is None or burn_rate is None:
@@ -59,12 +62,13 @@ def days_until_exhaustion(remaining: float | None, burn_rate: float | None) -> f
         return 0.0
     if burn_rate <= 0:
         return None  # nothing is being spent: it never runs out at this rate
-    return remaining / burn_rate
+    days = remaining / burn_rate
+    return days if days <= HORIZON_DAYS else None  # a rate of a fraction of a cent: not in sight either
 
 
 def exhaustion_date(now: datetime, days_left: float | None) -> datetime | None:
     """When the balance runs out, or None."""
-    if days_left is None:
+    if days_left is None or days_left > HORIZON_DAYS:
         return None
     return now + timedelta(days=days_left)
 
@@ -253,6 +257,8 @@ def layer_forecast(
     if rate <= 0:
         return LayerForecast(None, None, spent if until_reset is not None else None, True)
     days = remaining / rate
+    if until_reset is None and days > HORIZON_DAYS:
+        return LayerForecast(None, None)  # a lifetime budget spent a fraction of a cent at a time: not in sight
     if until_reset is not None and days >= until_reset:
         return LayerForecast(None, None, spent + rate * max(until_reset, 0.0), True)
     return LayerForecast(days, now + timedelta(days=days))

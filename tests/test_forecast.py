@@ -127,3 +127,15 @@ def test_forecast_line_reaches_zero_at_exhaustion():
     line = forecast.forecast_line(NOW, 30.0, 3.0)
     assert line == [(NOW, 30.0), (NOW + timedelta(days=10), 0.0)]
     assert forecast.forecast_line(NOW, 30.0, 0.0) == []
+
+
+def test_a_rate_of_a_fraction_of_a_cent_is_no_forecast_rather_than_a_date_out_of_range():
+    """Found by the invariants: a key spending 7e-143 $/day ran out "in 1e142 days", past any datetime."""
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert forecast.days_until_exhaustion(1.0, 7.2e-143) is None
+    assert forecast.days_until_exhaustion(1.0, 1.0 / forecast.HORIZON_DAYS) == pytest.approx(forecast.HORIZON_DAYS)
+    assert forecast.exhaustion_date(now, 1e300) is None
+    lifetime = forecast.layer_forecast(1.0, 0.0, 1e-300, now, None)
+    assert (lifetime.days_left, lifetime.blocks_at) == (None, None)
+    monthly = forecast.layer_forecast(1.0, 0.0, 1e-300, now, now + timedelta(days=20))
+    assert monthly.holds and monthly.blocks_at is None

@@ -31,6 +31,7 @@ RANKS = {
     "roles": 1,  # who may act: settings and Django's permissions only
     "audit": 2,  # the audit trail's writer, beside the models
     "broker": 2,  # the task broker as the pages see it (django-q2, Redis)
+    "memo": 2,  # figures kept per activity sync: the models' versions and Django's cache
     "checks": 2,
     "retention": 3,
     "status": 3,
