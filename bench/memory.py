@@ -1,6 +1,6 @@
 """The memory of `make run`: start its process tree (the demo, on the embedded SQLite default), use it, then
-print each process's role and proportional set size (PSS: shared pages split between their users), and the total
-against the target: web + worker under 150 MB.
+print each process's role, its proportional set size (PSS: shared pages split between their users) and its private
+memory (what stopping it would free), and the total PSS against the target: web + worker under 150 MB.
 
     .venv/bin/python bench/memory.py [--settle 45]
     WEB_CONCURRENCY=2 GUNICORN_PRELOAD=true .venv/bin/python bench/memory.py   # other shapes, same table
