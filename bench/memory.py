@@ -57,6 +57,14 @@ def memory_kb(pid: int) -> tuple[int, int, int]:
     return field["Pss"], field["Private_Clean"] + field["Private_Dirty"], field["Rss"]
 
 
+def alive(pid: int) -> bool:
+    """Running, or stopped but not reaped yet: an exited process waiting for its parent (a zombie) is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def roles(root: int) -> list[tuple[int, str, str]]:
     """(pid, group, role) for every process of the tree: supervisor, web (gunicorn) or worker (django-q2)."""
     kids = children_of()
@@ -129,8 +137,12 @@ def main() -> int:
         time.sleep(args.settle)
         rows = [(pid, group, role, *memory_kb(pid)) for pid, group, role in roles(app.pid)]
     finally:
+        stopped = time.monotonic()
         app.send_signal(signal.SIGTERM)
         app.wait(timeout=30)
+    while any(alive(row[0]) for row in rows) and time.monotonic() - stopped < 30:
+        time.sleep(0.05)  # the whole tree, not only the supervisor
+    gone = time.monotonic() - stopped
 
     web_shape = os.environ.get("WEB_CONCURRENCY", "1"), os.environ.get("GUNICORN_PRELOAD", "false")
     shape = "WEB_CONCURRENCY={} GUNICORN_PRELOAD={}".format(*web_shape)
@@ -149,6 +161,7 @@ def main() -> int:
     verdict = "met" if web_worker < TARGET_MB else "MISSED"
     print(f"{'web + worker':<60} {'':>7} {web_worker:>8.1f}   target < {TARGET_MB:.0f} MB: {verdict}")
     print(f"{'everything':<60} {'':>7} {sum(totals.values()):>8.1f}")
+    print(f"\nSIGTERM to make run: every process gone after {gone:.1f} s (target < 5 s)")
     return 0
 
 
