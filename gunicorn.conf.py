@@ -10,7 +10,7 @@ import re
 
 # 127.0.0.1 unless told otherwise: put a reverse proxy in front (README), or HOST=0.0.0.0 on a platform.
 bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
-# One process serves a team's dashboard; WEB_CONCURRENCY=2 for more at about 40 MB each (bench/memory.py).
+# One process serves a team's dashboard; WEB_CONCURRENCY=2 for more at about 65 MB each (bench/memory.py).
 workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
 timeout = 30
 # A stop lets requests in flight finish for this long: `make run` and systemd stop within 5 s.

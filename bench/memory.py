@@ -1,6 +1,6 @@
 """The memory of `make run`: start its process tree (the demo, on the embedded SQLite default), use it, then
-print each process's role and proportional set size (PSS: shared pages split between their users), and the total
-against the target: web + worker under 150 MB.
+print each process's role, its proportional set size (PSS: shared pages split between their users) and its private
+memory (what stopping it would free), and the total PSS against the target: web + worker under 150 MB.
 
     .venv/bin/python bench/memory.py [--settle 45]
     WEB_CONCURRENCY=2 GUNICORN_PRELOAD=true .venv/bin/python bench/memory.py   # other shapes, same table
@@ -49,12 +49,20 @@ def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def memory_kb(pid: int) -> tuple[int, int]:
-    """(PSS, RSS) in kB from smaps_rollup."""
+def memory_kb(pid: int) -> tuple[int, int, int]:
+    """(PSS, private, RSS) in kB from smaps_rollup. Private pages are this process's alone (what stopping it frees);
+    PSS adds its share of the pages it shares (libraries, and what a fork has not copied yet)."""
     text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    pss = int(re.search(r"^Pss:\s+(\d+)", text, re.M).group(1))
-    rss = int(re.search(r"^Rss:\s+(\d+)", text, re.M).group(1))
-    return pss, rss
+    field = {name: int(kb) for name, kb in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    return field["Pss"], field["Private_Clean"] + field["Private_Dirty"], field["Rss"]
+
+
+def alive(pid: int) -> bool:
+    """Running, or stopped but not reaped yet: an exited process waiting for its parent (a zombie) is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def roles(root: int) -> list[tuple[int, str, str]]:
@@ -66,8 +74,8 @@ def roles(root: int) -> list[tuple[int, str, str]]:
             rows.append((child, "web", "gunicorn master"))
             rows += [(pid, "web", "gunicorn worker (uvicorn, Django)") for pid in kids.get(child, [])]
         elif "runworker" in cmdline(child):  # the Procfile's worker: this process is django-q2's sentinel
-            rows.append((child, "worker", "runworker (sentinel: guard, scheduler)"))
-            rows += cluster_children(kids, child)
+            rows.append((child, "worker", "runworker (sentinel, scheduler, monitor and pusher threads)"))
+            rows += [(pid, "worker", "django-q2 worker (runs the checks)") for pid in kids.get(child, [])]
         elif "qcluster" in cmdline(child):  # qcluster: a parent that waits, then the sentinel
             rows.append((child, "worker", "qcluster main (waits)"))
             for sentinel in kids.get(child, []):
@@ -129,26 +137,31 @@ def main() -> int:
         time.sleep(args.settle)
         rows = [(pid, group, role, *memory_kb(pid)) for pid, group, role in roles(app.pid)]
     finally:
+        stopped = time.monotonic()
         app.send_signal(signal.SIGTERM)
         app.wait(timeout=30)
+    while any(alive(row[0]) for row in rows) and time.monotonic() - stopped < 30:
+        time.sleep(0.05)  # the whole tree, not only the supervisor
+    gone = time.monotonic() - stopped
 
     web_shape = os.environ.get("WEB_CONCURRENCY", "1"), os.environ.get("GUNICORN_PRELOAD", "false")
     shape = "WEB_CONCURRENCY={} GUNICORN_PRELOAD={}".format(*web_shape)
     print(f"make run (demo, SQLite), {shape}: PSS per process after the pages and the first check\n")
-    print(f"{'role':<44} {'pid':>7} {'PSS MB':>8} {'RSS MB':>8}")
-    for pid, _, role, pss, rss in rows:
-        print(f"{role:<44} {pid:>7} {pss / 1024:>8.1f} {rss / 1024:>8.1f}")
+    print(f"{'role':<60} {'pid':>7} {'PSS MB':>8} {'private':>8} {'RSS MB':>8}")
+    for pid, _, role, pss, private, rss in rows:
+        print(f"{role:<60} {pid:>7} {pss / 1024:>8.1f} {private / 1024:>8.1f} {rss / 1024:>8.1f}")
     totals = {
         group: sum(r[3] for r in rows if r[1] == group) / 1024 for group in ("supervisor", "web", "worker", "other")
     }
     print()
     for group, mb in totals.items():
         if mb:
-            print(f"{group:<44} {'':>7} {mb:>8.1f}")
+            print(f"{group:<60} {'':>7} {mb:>8.1f}")
     web_worker = totals["web"] + totals["worker"]
     verdict = "met" if web_worker < TARGET_MB else "MISSED"
-    print(f"{'web + worker':<44} {'':>7} {web_worker:>8.1f}   target < {TARGET_MB:.0f} MB: {verdict}")
-    print(f"{'everything':<44} {'':>7} {sum(totals.values()):>8.1f}")
+    print(f"{'web + worker':<60} {'':>7} {web_worker:>8.1f}   target < {TARGET_MB:.0f} MB: {verdict}")
+    print(f"{'everything':<60} {'':>7} {sum(totals.values()):>8.1f}")
+    print(f"\nSIGTERM to make run: every process gone after {gone:.1f} s (target < 5 s)")
     return 0
 
 

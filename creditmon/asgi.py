@@ -1,7 +1,8 @@
 """ASGI entry point (gunicorn creditmon.asgi:application -k uvicorn_worker.UvicornWorker).
 
 /mcp is the MCP server (the SDK's streamable HTTP app, behind a bearer token); everything else is Django.
-Lifespan events go to the MCP app, whose session manager runs for the life of the worker.
+Lifespan events go to the MCP app, whose session manager runs for the life of the worker. With no token set /mcp
+is off: the SDK is not even imported (about 40 MB of the web worker), and the gate alone answers why.
 """
 
 import os
@@ -11,9 +12,15 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "creditmon.settings")
 django_application = get_asgi_application()  # sets Django up before the MCP server's models are imported
 
-from monitoring.mcp_server import http_app  # noqa: E402
+from monitoring import mcp_http  # noqa: E402
 
-mcp_application = http_app()
+if mcp_http.enabled():
+    from monitoring.mcp_server import http_app
+
+    mcp_application = http_app()
+else:
+    mcp_application = mcp_http.BearerGate()  # refuses every request with the sentence saying how to turn it on
+
 MCP_PATHS = ("/mcp", "/mcp/")
 
 

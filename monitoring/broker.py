@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-import redis
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.status import Stat
@@ -30,6 +29,16 @@ def uses_redis() -> bool:
     return not Conf.ORM and bool(Conf.REDIS)
 
 
+def errors() -> tuple[type[Exception], ...]:
+    """What an unreachable broker raises. redis is imported only when it is the broker: on the ORM broker it would
+    be 6 MB of every web worker's memory for errors that cannot happen."""
+    if not uses_redis():
+        return (OSError,)
+    import redis
+
+    return (redis.RedisError, OSError)
+
+
 def where() -> str:
     """The broker's address without its password (Redis URLs often carry one)."""
     parts = urlsplit(str(Conf.REDIS))
@@ -44,7 +53,7 @@ def queue(func: str, **options) -> str:
     """async_task, with an unreachable broker turned into one line instead of a 500."""
     try:
         return async_task(func, **options)
-    except (redis.RedisError, OSError) as exc:
+    except errors() as exc:
         logger.error("Could not queue %s: %s (%s)", func, down_message(), type(exc).__name__)
         raise BrokerUnavailable(down_message()) from None
 
@@ -60,7 +69,7 @@ def worker_state() -> tuple[str, str]:
     try:
         broker.ping()
         clusters = [stat for stat in Stat.get_all(broker) if stat.status != Conf.STOPPED]
-    except (redis.RedisError, OSError):
+    except errors():
         return BROKER_DOWN, f"The worker cannot take it: {down_message()}."
     if not clusters:
         return NO_WORKER, "No worker is running: start the worker:"

@@ -16,7 +16,6 @@ from typing import Literal
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
-from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -24,6 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from . import advisor, agent_tasks, alerts, api, audit, dashboard, drivers, roles, status
 from .management.base import MIGRATE_HINT, database_problem, is_missing_table
+from .mcp_http import BearerGate
 from .models import Alert, ApiKey
 
 logger = logging.getLogger("monitoring")
@@ -411,8 +411,6 @@ def review_spend(days: int = 30) -> str:
 
 # --- HTTP: /mcp on the web server -----------------------------------------------------------------
 
-NO_STORE = (b"cache-control", b"private, no-store")
-
 
 def http_app():
     """The streamable HTTP app behind a bearer-token gate. Stateless JSON answers: any web worker serves any
@@ -425,47 +423,3 @@ def http_app():
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     return BearerGate(inner)
-
-
-class BearerGate:
-    """Refuses /mcp without `Authorization: Bearer <API_TOKEN or API_OPERATOR_TOKEN>` (401, a JSON sentence),
-    checks the Host header like Django, marks every answer `Cache-Control: private, no-store`."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.inner(scope, receive, send)  # lifespan: the session manager starts and stops
-        headers = {name.lower(): value for name, value in scope.get("headers", [])}
-        host = headers.get(b"host", b"").decode("latin-1")
-        domain, _ = split_domain_port(host)
-        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
-            return await refuse(send, 400, f"Invalid Host header {host!r}: add it to DJANGO_ALLOWED_HOSTS.")
-        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        role = roles.token_role(token.strip()) if scheme.lower() == "bearer" else None
-        if role is None:
-            if not settings.API_TOKEN and not settings.API_OPERATOR_TOKEN:
-                message = "/mcp is off: set API_TOKEN (read) or API_OPERATOR_TOKEN (act) and restart."
-            elif token:
-                message = "invalid token"
-            else:
-                message = "send Authorization: Bearer <API_TOKEN or API_OPERATOR_TOKEN>"
-            return await refuse(send, 401, message)
-
-        async def send_no_store(message):
-            if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != NO_STORE[0]]
-                message = {**message, "headers": [*kept, NO_STORE]}
-            await send(message)
-
-        await self.inner(scope, receive, send_no_store)
-
-
-async def refuse(send, code: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), NO_STORE]
-    if code == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="creditmon"'))
-    await send({"type": "http.response.start", "status": code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

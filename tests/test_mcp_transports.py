@@ -250,6 +250,30 @@ def test_mcp_over_http_refuses_requests_without_the_token_or_with_a_wrong_one(we
     assert requests.get(base + "/healthz", timeout=20).json() == {"status": "ok"}  # Django serves the rest
 
 
+def test_mcp_without_any_token_is_off_says_how_to_turn_it_on_and_the_pages_still_serve(checked, tmp_path):
+    env = {
+        **checked,
+        "API_TOKEN": "",
+        "API_OPERATOR_TOKEN": "",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "a-secret-for-the-mcp-transport-tests-0123456789",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    proc, base, log = start_web(env, tmp_path)  # the gate alone: the SDK is not imported (bench/memory.py)
+    try:
+        assert base, log.read_text()
+        hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        for headers in ({}, {"Authorization": "Bearer anything"}):
+            refused = requests.post(base + "/mcp", json=hello, headers=headers, timeout=20)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"].startswith("/mcp is off: set API_TOKEN")
+            assert refused.headers["Cache-Control"] == "private, no-store"
+        assert requests.get(base + "/healthz", timeout=20).json() == {"status": "ok"}
+    finally:
+        stop(proc)
+    assert "Application startup complete" in log.read_text()  # the lifespan is answered without the SDK
+
+
 def test_mcp_over_http_reads_with_the_token_and_acts_only_with_the_operators(web, client):
     base, log = web
     alert = Alert.objects.create(

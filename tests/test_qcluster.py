@@ -1,4 +1,5 @@
-"""The whole loop for real once: `manage.py qcluster` runs the due schedule and a notification arrives."""
+"""The whole loop for real once: `manage.py qcluster` (and the Procfile's `runworker`) runs the due schedule and a
+notification arrives."""
 
 from __future__ import annotations
 
@@ -32,9 +33,21 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_runs_the_due_schedule_notifies_and_stops_cleanly(sim, webhook_receiver, tmp_path):
+@pytest.mark.parametrize("command", ["qcluster", "runworker"])
+def test_the_worker_runs_the_due_schedule_notifies_and_stops_cleanly(command, sim, webhook_receiver, tmp_path):
     sim.set_key(PROD_KEY, limit=100, usage=96, limit_remaining=None)
     sync_schedule(Schedule, 360)
     Schedule.objects.filter(name=SCHEDULE_NAME).update(next_run=timezone.now() - timedelta(seconds=1))
@@ -55,13 +68,15 @@ def test_the_worker_runs_the_due_schedule_notifies_and_stops_cleanly(sim, webhoo
     output = tmp_path / "qcluster.out"
     with output.open("wb") as out:
         cluster = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "manage.py", command], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
         try:
             deadline = time.monotonic() + WAIT_SECONDS
             done = False
+            forked = set()
             while time.monotonic() < deadline and cluster.poll() is None and not done:
                 time.sleep(0.5)
+                forked.update(children(cluster.pid))
                 done = bool(webhook_receiver.received) and Task.objects.filter(group=SCHEDULE_NAME).exists()
         finally:
             cluster.send_signal(signal.SIGTERM)
@@ -81,3 +96,5 @@ def test_the_worker_runs_the_due_schedule_notifies_and_stops_cleanly(sim, webhoo
     assert Schedule.objects.get(name=SCHEDULE_NAME).next_run > timezone.now() + timedelta(hours=5)
     assert returncode == 0, log[-3000:]
     assert PROD_KEY not in log
+    if command == "runworker":  # the monitor and pusher are threads: the one worker is the only process it forks
+        assert len(forked) == 1, forked
