@@ -52,6 +52,7 @@ RANKS = {
     "backtest": 8,
     "management": 8,  # the commands' shared base (management/base.py)
     "api": 9,  # its range parsing is shared with the CSV exports
+    "mcp_http": 9,  # /mcp's bearer gate, without the SDK (asgi loads the SDK only when /mcp is on)
     "urls": 11,
     "management.commands": 12,  # thin shells over the job, the exports and the checks
 }
