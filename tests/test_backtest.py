@@ -14,7 +14,9 @@ from monitoring.backtest import TraceError, parse_trace
 from monitoring.simulator import MODELS
 
 # The backtest swaps in its own in-memory SQLite: the PostgreSQL pass would repeat the identical run.
-pytestmark = pytest.mark.engine_independent
+# Each replays weeks of runs in a subprocess (30-60 s): `slow` and `django_db` start them first (pytest-django
+# runs tests without the database last, where these would be the suite's tail), overlapped by the rest.
+pytestmark = [pytest.mark.engine_independent, pytest.mark.slow, pytest.mark.django_db]
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "bench" / "traces"
