@@ -49,6 +49,21 @@ class ApiKeyQuerySet(models.QuerySet):
         """Keys on the surfaces: not retired (still configured, or listed by the management key)."""
         return self.filter(retired_at__isnull=True)
 
+    def worst_first(self) -> ApiKeyQuerySet:
+        """By the level stored at the last check, worst first (not computed yet counts as UNKNOWN), then the
+        keys' own order: a page of ten thousand keys without building each one's status."""
+        rank = Case(
+            *(When(level=level, then=Value(n)) for level, n in SEVERITY.items()), default=Value(SEVERITY[Level.UNKNOWN])
+        )
+        return self.alias(rank=rank).order_by("-rank", "-is_primary", "name", "id")
+
+    def search(self, wanted: str) -> ApiKeyQuerySet:
+        """Keys whose name or label contains `wanted`, or whose hash starts with it."""
+        wanted = wanted.strip()
+        if not wanted:
+            return self
+        return self.filter(Q(name__icontains=wanted) | Q(label__icontains=wanted) | Q(hash__startswith=wanted.lower()))
+
     def named(self, wanted: str) -> ApiKey | None:
         """The key a URL or a command names: its numeric id, its hash, or the start of its hash as every surface
         prints it (at least KEY_HASH_MIN characters, naming one key only); None when nothing or several match."""
@@ -86,6 +101,15 @@ class ApiKey(models.Model):
         null=True, blank=True, help_text="No longer configured nor listed: off the surfaces, history kept"
     )
     retired_reason = models.CharField(max_length=200, blank=True)
+    # The key's headline figures as status.build computed them at the last check (status.store_figures), so
+    # ten thousand listed keys are ordered, counted and searched in SQL; what a page shows is built live.
+    level = models.SmallIntegerField(choices=Level.choices, null=True, blank=True, help_text="At the last check")
+    level_reason = models.CharField(max_length=1000, blank=True)
+    remaining_usd = models.FloatField(null=True, blank=True)
+    usage_usd = models.FloatField(null=True, blank=True)
+    limit_usd = models.FloatField(null=True, blank=True)
+    days_left = models.FloatField(null=True, blank=True)
+    figures_at = models.DateTimeField(null=True, blank=True, help_text="When the stored figures were computed")
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -27,6 +27,7 @@ CHECK_NOW = "check_now"  # session key: the queued Check now task and when it wa
 WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker may not be running
 CHECK_NOW_GIVE_UP = timedelta(hours=1)  # stop waiting on the page (the task stays queued for the worker)
 AUDIT_SHOWN = 25  # the newest audit entries on the Alerts page (the admin has them all)
+ALERTS_STATES_SHOWN = 100  # with many keys, the worst this many in the current state (System Health has them all)
 
 
 def in_reporting_zone(view):
@@ -68,7 +69,8 @@ def too_soon(request, action: str, what: str, target: str = "") -> bool:
 @in_reporting_zone
 def health(request):
     now = timezone.now()
-    ctx = {"page": "health", "check_now": pending_check(request, now), **dashboard.health(now)}
+    found = dashboard.health(now, request.GET.get("q", ""), request.GET.get("page"))
+    ctx = {"page": "health", "check_now": pending_check(request, now), **found}
     request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/health.html", ctx)
 
@@ -158,8 +160,9 @@ def alerts(request):
     now = timezone.now()
     events = AlertEvent.objects.select_related("alert__key").prefetch_related("deliveries")
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
-    found = request.creditmon_status = status.build(now)  # the page's states and the verdict in its header
-    states = [s for s in found.keys if s.key is not None]
+    found = request.creditmon_status = status.build(now, pages=True)  # the page's states and its header's verdict
+    shown = found.keys if found.stored is None else found.worst_keys(ALERTS_STATES_SHOWN)
+    states = [s for s in shown if s.key is not None]
     open_alerts = list(Alert.objects.open().select_related("key", "task").worst_first())
     for alert in open_alerts:
         alert.snoozed_now = alert.snoozed_until is not None and alert.snoozed_until > now
@@ -171,6 +174,7 @@ def alerts(request):
         "page": "alerts",
         "configured": dashboard.is_configured(),
         "states": dashboard.explain_quiet(states),
+        "states_hidden": found.key_count - len(states) if found.stored is not None else 0,
         "open_alerts": open_alerts,
         "thresholds": dashboard.thresholds(),
         "events": page,
