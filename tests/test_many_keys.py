@@ -1,0 +1,112 @@
+"""Many keys listed by a management key: beyond STATUS_LIVE_KEYS the pages rank, count and search the keys by
+the figures the last check stored, and build only the page shown. 300 keys and small pages stand for 10,000."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from monitoring import monitor, status
+from monitoring.models import ApiKey
+from monitoring.simulator import MANAGEMENT_KEY
+
+LISTED = 300
+SEVERITY_OF = {"OK": 0, "WARNING": 1, "UNKNOWN": 2, "CRITICAL": 3}
+
+
+@pytest.fixture
+def many(sim, settings, admin_user, client):
+    """One check of the many-keys world scaled to LISTED keys, with pages of 10 and live building up to 20."""
+    settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+    settings.STATUS_LIVE_KEYS = 20
+    settings.HEALTH_KEYS_PER_PAGE = 10
+    settings.CREDITMON_TIME_ZONE = "UTC"
+    settings.METRICS_TOKEN = "metrics-token"
+    sim.many_keys = LISTED
+    try:
+        sim.set_scenario("many-keys")
+        monitor.check_all()
+    finally:
+        sim.many_keys = 150
+    client.force_login(admin_user)
+    return client
+
+
+def levels_in(html: str) -> list[str]:
+    """The level badges of the key table's rows, in order."""
+    table = html.split('id="keys-page"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'<span class="badge badge-[a-z]+">([A-Z]+)</span>', table)
+
+
+@pytest.mark.django_db
+def test_the_stored_figures_are_what_the_status_says(many):
+    keys = ApiKey.objects.watched()
+    assert keys.count() > LISTED - 5 and not keys.filter(figures_at__isnull=True).exists()
+    when = keys.first().figures_at
+    live = {s.key.pk: s for s in status.build(when).keys if s.key is not None}
+    for key in keys:
+        found = live[key.pk]
+        assert (key.level, key.level_reason, key.remaining_usd, key.days_left) == (
+            found.level,
+            found.message,
+            found.remaining,
+            found.days_left,
+        ), key.name
+    assert len({key.level for key in keys}) > 1  # the world has keys at several levels: the test can fail
+    assert status.build(when, pages=True).counts == status.build(when).counts
+
+
+@pytest.mark.django_db
+def test_system_health_shows_the_counts_and_a_page_of_the_worst_keys(many):
+    total = ApiKey.objects.watched().count()
+    page = many.get("/health/").text
+    counts = status.build(ApiKey.objects.first().figures_at).counts
+    assert f"All keys ({total})" in page
+    for name, n in counts.items():
+        assert f'data-level="{name.lower()}">{n} {name}</span>' in page
+    first = levels_in(page)
+    second = levels_in(many.get("/health/?page=2").text)
+    assert len(first) == len(second) == 10
+    ranks = [SEVERITY_OF[name] for name in first + second]
+    assert ranks == sorted(ranks, reverse=True)  # worst first across the pages
+    assert f"Page 1 of {-(-total // 10)} ({total} keys)" in page
+
+
+@pytest.mark.django_db
+def test_system_health_finds_a_key_by_name_or_hash_prefix(many):
+    by_name = many.get("/health/?q=key-123").text
+    assert levels_in(by_name) and "key-123" in by_name and "key-124" not in by_name
+    key = ApiKey.objects.get(name="key-042")
+    by_hash = many.get(f"/health/?q={key.hash[:12]}").text
+    assert len(levels_in(by_hash)) == 1 and "key-042" in by_hash
+    assert 'id="no-key-found"' in many.get("/health/?q=no-such-key").text
+
+
+@pytest.mark.django_db
+def test_the_api_pages_the_keys_worst_first_and_filters_a_level(many):
+    seen, ranks = [], []
+    total = ApiKey.objects.watched().count()
+    first = many.get("/api/status/?per_page=100").json()
+    assert first["page"] == {"number": 1, "per_page": 100, "pages": 3, "keys": total, "level": None}
+    for number in range(1, 4):
+        body = many.get(f"/api/status/?per_page=100&page={number}").json()
+        seen += [k["key_hash"] for k in body["keys"]]
+        ranks += [SEVERITY_OF[k["level"]] for k in body["keys"]]
+    assert len(seen) == len(set(seen)) == total
+    assert ranks == sorted(ranks, reverse=True)
+    warning = many.get("/api/status/?level=warning&per_page=1000").json()
+    assert warning["page"]["keys"] == first["counts"]["WARNING"] == len(warning["keys"]) > 0
+    assert {k["level"] for k in warning["keys"]} == {"WARNING"}
+    assert many.get("/api/status/?page=4&per_page=100").status_code == 400
+
+
+@pytest.mark.django_db
+def test_metrics_give_series_to_the_worst_keys_and_count_every_key(many, settings):
+    settings.METRICS_MAX_KEYS = 25
+    total = ApiKey.objects.watched().count()
+    text = many.get("/metrics", headers={"Authorization": "Bearer metrics-token"}).text
+    assert len(re.findall(r"^creditmon_check_level\{", text, re.M)) == 25
+    assert f"creditmon_keys_without_series {total - 25}.0" in text
+    counted = sum(float(n) for n in re.findall(r'^creditmon_keys\{level="[A-Z]+"\} (\S+)', text, re.M))
+    assert counted == total
