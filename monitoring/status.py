@@ -22,7 +22,7 @@ from django_q.models import Schedule
 
 from . import forecast, outlook
 from .budgets import KEY_SCOPED, SCOPE_WORDS
-from .models import Activity, Alert, ApiKey, CreditLog, Level, LimitReading, aware, severity, worst_level
+from .models import Activity, Alert, ApiKey, CreditLog, Level, LimitReading, aware, severity, update_rows, worst_level
 from .schedule import SCHEDULE_NAME
 
 # Burn-rate windows shown on every surface: (label, days). The forecast uses BURN_RATE_WINDOW_DAYS.
@@ -1238,7 +1238,6 @@ def build(now: datetime, keys=None, threshold: float | None = None, pages: bool 
 # --- many keys: the figures stored at the last check ------------------------------------------
 
 STORED_FIELDS = ["level", "level_reason", "remaining_usd", "usage_usd", "limit_usd", "days_left", "figures_at"]
-STORE_BATCH = 500
 
 
 @dataclass
@@ -1280,7 +1279,7 @@ def live_statuses(now: datetime, keys: list[ApiKey]) -> list[KeyStatus]:
 
 def store_figures(found: Status) -> int:
     """Store each built key's level and headline figures, so the pages rank, count and search many keys in
-    SQL and show what this status said (one truth); a bulk update per STORE_BATCH keys."""
+    SQL and show what this status said (one truth), in one bulk update."""
     changed = []
     for key_status in found.keys:
         key, success = key_status.key, key_status.success
@@ -1292,7 +1291,7 @@ def store_figures(found: Status) -> int:
         key.limit_usd = success.credit_limit if success is not None else None
         key.days_left, key.figures_at = key_status.days_left, found.now
         changed.append(key)
-    ApiKey.objects.bulk_update(changed, STORED_FIELDS, batch_size=STORE_BATCH)
+    update_rows(changed, STORED_FIELDS)
     return len(changed)
 
 
