@@ -280,19 +280,20 @@ def status_document(params, now: datetime) -> dict:
         raise ValueError(f"level must be one of {', '.join(name.lower() for name in Level.names)}")
     level = Level[wanted] if wanted else None
     if found.stored is None:
-        keys, page = status_page(params, [k for k in found.keys if level is None or k.level == level], wanted)
+        keys = [k for k in found.keys if level is None or k.level == level]
+        shown, page = page_of(params, len(keys))
+        keys = keys[shown]
     else:  # many keys: counted from the stored levels, the page built live
-        total = found.counts.get(level.label, 0) if level is not None else found.key_count
-        numbers, page = status_page(params, range(total), wanted)
-        keys = found.worst_keys(page["per_page"], level, offset=numbers.start)
-    return {**found.as_dict(keys), "counts": found.counts, "page": page}
+        shown, page = page_of(params, found.counts.get(level.label, 0) if level is not None else found.key_count)
+        keys = found.worst_keys(shown.stop - shown.start, level, offset=shown.start)
+    return {**found.as_dict(keys), "counts": found.counts, "page": {**page, "level": wanted.lower() or None}}
 
 
 STATUS_PER_PAGE, STATUS_MAX_PER_PAGE = 500, 1000
 
 
-def status_page(params, keys, wanted: str = "") -> tuple[list, dict]:
-    """A page of the keys (worst first, already of the level `wanted`): `?level=warning&page=2&per_page=100`."""
+def page_of(params, total: int) -> tuple[slice, dict]:
+    """`?page=2&per_page=100` of `total` keys: the slice to show and the page's figures. Raises ValueError."""
     numbers = {}
     for name, default, most in (("page", 1, None), ("per_page", STATUS_PER_PAGE, STATUS_MAX_PER_PAGE)):
         text = params.get(name, "").strip() or str(default)
@@ -300,12 +301,16 @@ def status_page(params, keys, wanted: str = "") -> tuple[list, dict]:
             raise ValueError(f"{name} must be a whole number from 1" + (f" to {most}" if most else ""))
         numbers[name] = int(text)
     number, per_page = numbers["page"], numbers["per_page"]
-    pages = max(1, -(-len(keys) // per_page))
+    pages = max(1, -(-total // per_page))
     if number > pages:
         raise ValueError(f"page {number} is past the last page ({pages})")
     start = (number - 1) * per_page
-    info = {"number": number, "per_page": per_page, "pages": pages, "keys": len(keys), "level": wanted.lower() or None}
-    return keys[start : start + per_page], info
+    return slice(start, min(start + per_page, total)), {
+        "number": number,
+        "per_page": per_page,
+        "pages": pages,
+        "keys": total,
+    }
 
 
 @login_not_required
@@ -484,11 +489,15 @@ def history_document(params, now: datetime) -> dict:
     """
     start, end = requested_range(params, now)
     resolution = resolution_for(start, end, params.get("resolution"))
-    keys = list(ApiKey.objects.all())
     if wanted := params.get("key"):
-        keys = [k for k in keys if k.hash.startswith(wanted.lower()) or k.display_name == wanted]
+        keys = [k for k in ApiKey.objects.all() if k.hash.startswith(wanted.lower()) or k.display_name == wanted]
         if not keys:
             raise LookupError(f"no such key: {wanted[:80]}")
+        shown, page = page_of(params, len(keys))
+        keys = keys[shown]
+    else:  # pages of keys, as /api/status/: ten thousand keys' history is not one answer
+        shown, page = page_of(params, ApiKey.objects.count())
+        keys = list(ApiKey.objects.all()[shown])
     points = history_points(start, end, resolution, keys)
     return {
         "start": start.isoformat(),
@@ -503,6 +512,7 @@ def history_document(params, now: datetime) -> dict:
             for key in keys
             if points[key.pk]
         ],
+        "page": page,
     }
 
 

@@ -1181,11 +1181,15 @@ def build(now: datetime, keys=None, threshold: float | None = None, pages: bool 
     windows = {**WINDOWS, "forecast": window}
     next_check, interval = schedule_figures()
     open_alerts = Alert.objects.open().select_related("key").worst_first()
+    if keys is not None:  # those keys' alerts and the account's, not every key's
+        open_alerts = open_alerts.filter(Q(key__in=list(keys)) | Q(key__isnull=True))
+    elif tail is not None:  # the listed keys' alerts are counted, not read
+        listed = Q(key__source=ApiKey.SOURCE_LISTED)
+        tail.open_alerts = open_alerts.filter(listed).count()
+        open_alerts = open_alerts.exclude(listed)
     by_key: dict[int | None, list[Alert]] = defaultdict(list)
     for alert in open_alerts:
         by_key[alert.key_id].append(alert)
-    if tail is not None:
-        tail.open_alerts = sum(len(found) for key_id, found in by_key.items() if key_id in tail.ids)
     rows = annotated_keys(None if keys is None else list(keys), now, windows, tail is not None)
     logs = CreditLog.objects.in_bulk([i for r in rows for i in (r.latest_id, r.success_id) if i is not None])
     rates = key_rates(rows, now, windows)
@@ -1247,7 +1251,6 @@ class StoredKeys:
     counts: dict[int, int]  # level -> keys (not computed yet: UNKNOWN)
     serving_worst: int | None  # the worst level of the keys not disabled
     total: int
-    ids: set[int]
     open_alerts: int = 0
 
 
@@ -1255,7 +1258,7 @@ def stored_keys() -> StoredKeys | None:
     """None while the watched keys are few enough to build live (STATUS_LIVE_KEYS); else the listed keys'
     counts by level, from two small queries."""
     watched = ApiKey.objects.watched()
-    if watched.count() <= settings.STATUS_LIVE_KEYS:
+    if not watched[settings.STATUS_LIVE_KEYS : settings.STATUS_LIVE_KEYS + 1].exists():
         return None
     listed = watched.filter(source=ApiKey.SOURCE_LISTED)
     counts: dict[int, int] = defaultdict(int)
@@ -1265,8 +1268,7 @@ def stored_keys() -> StoredKeys | None:
         counts[level] += n
         if not disabled:
             serving.append(level)
-    ids = set(listed.values_list("id", flat=True))
-    return StoredKeys(dict(counts), worst_level(serving) if serving else None, sum(counts.values()), ids)
+    return StoredKeys(dict(counts), worst_level(serving) if serving else None, sum(counts.values()))
 
 
 def live_statuses(now: datetime, keys: list[ApiKey]) -> list[KeyStatus]:

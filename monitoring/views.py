@@ -27,6 +27,7 @@ CHECK_NOW = "check_now"  # session key: the queued Check now task and when it wa
 WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker may not be running
 CHECK_NOW_GIVE_UP = timedelta(hours=1)  # stop waiting on the page (the task stays queued for the worker)
 AUDIT_SHOWN = 25  # the newest audit entries on the Alerts page (the admin has them all)
+PICKER_KEYS = 50  # with many keys, Financial's key picker offers the worst this many and the key shown
 ALERTS_STATES_SHOWN = 100  # with many keys, the worst this many in the current state (System Health has them all)
 
 
@@ -126,13 +127,18 @@ def pending_check(request, now: datetime) -> dict | None:
 
 @in_reporting_zone
 def financial(request):
-    keys = list(ApiKey.objects.watched())
+    watched = ApiKey.objects.watched()
+    keys = list(watched[: settings.STATUS_LIVE_KEYS + 1])
     key = keys[0] if keys else None
+    if len(keys) > settings.STATUS_LIVE_KEYS:  # many keys: the picker offers the worst (System Health finds any)
+        keys = list(watched.worst_first()[:PICKER_KEYS])
     if wanted := request.GET.get("key", ""):
-        key = ApiKey.objects.watched().named(wanted)
+        key = watched.named(wanted)
         if key is None:
             choices = [(f"{request.path}?key={k.hash[: status.HASH_PREFIX]}", k.display_name) for k in keys]
             return refuse(request, 404, "No such key", f"No watched key has the id or hash “{wanted[:80]}”.", choices)
+    if key is not None and key not in keys:
+        keys.insert(0, key)
     range_name = request.GET.get("range", dashboard.DEFAULT_RANGE)
     if range_name not in dashboard.RANGES:
         accepted = ", ".join(dashboard.RANGES)
