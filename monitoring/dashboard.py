@@ -8,7 +8,7 @@ call one function here and render.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -475,12 +475,14 @@ def workspace_breakdown(since: date | None) -> tuple[list[dict], dict | None]:
 
 
 def logged_spend_by_key(start: datetime | None, tz: tzinfo) -> tuple[list[dict], dict | None]:
-    """Spend by key from the logged checks (keys given directly, no management key): one query."""
-    logs = CreditLog.objects.successful().filter(usage__isnull=False)
-    window = logs.since(start - timedelta(days=1)) if start else logs
+    """Spend by key from the logged checks (keys given directly, no management key): one query of the daily
+    rollups (a key's successful checks per day in the reporting zone), not of every check of every key."""
+    days = DailyFigure.objects.filter(usage_high__isnull=False).order_by("key_id", "day")
+    if start:
+        days = days.filter(day__gte=(start - timedelta(days=1)).astimezone(tz).date())
     per_key = defaultdict(list)
-    for row in window.buckets("day", tz, by_key=True):
-        per_key[row["key_id"]].append(row)
+    for key_id, day, low, high in days.values_list("key_id", "day", "usage_low", "usage_high"):
+        per_key[key_id].append({"bucket": datetime.combine(day, time.min, tzinfo=tz), "low": low, "high": high})
     daily: dict[int, dict[date, float]] = {}
     for key_id, rows in per_key.items():
         spends = spend_per_bucket(rows)

@@ -4,11 +4,14 @@ the figures the last check stored, and build only the page shown. 300 keys and s
 from __future__ import annotations
 
 import re
+import zoneinfo
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from monitoring import monitor, status
-from monitoring.models import ApiKey
+from monitoring import dashboard, monitor, status
+from monitoring.models import ApiKey, CreditLog, DailyFigure
 from monitoring.simulator import MANAGEMENT_KEY
 
 LISTED = 300
@@ -110,3 +113,30 @@ def test_metrics_give_series_to_the_worst_keys_and_count_every_key(many, setting
     assert f"creditmon_keys_without_series {total - 25}.0" in text
     counted = sum(float(n) for n in re.findall(r'^creditmon_keys\{level="[A-Z]+"\} (\S+)', text, re.M))
     assert counted == total
+
+
+@pytest.mark.django_db
+def test_spend_by_key_from_the_daily_rollups_is_what_the_log_gives(settings):
+    settings.CREDITMON_TIME_ZONE = "America/New_York"
+    tz = zoneinfo.ZoneInfo("America/New_York")
+    now = timezone.now()
+    for n in range(3):
+        key = ApiKey.objects.create(hash=f"{n}" * 64, name=f"Key {n}")
+        readings = [(hours, 1.0 + n + 0.7 * i) for i, hours in enumerate(range(24 * 12, 0, -7))]
+        CreditLog.objects.bulk_create(
+            CreditLog(key=key, timestamp=now - timedelta(hours=h), usage=u, remaining=50.0 - u) for h, u in readings
+        )
+    DailyFigure.objects.refresh()
+    for days in (7, None):
+        start = dashboard.range_start(now, days, tz)
+        logs = CreditLog.objects.successful().filter(usage__isnull=False)
+        window = logs.since(start - timedelta(days=1)) if start else logs
+        expected = {}  # the log's own day buckets, as the page read them before the rollups
+        for key_id in {row["key_id"] for row in window.buckets("day", tz, by_key=True)}:
+            rows = [r for r in window.buckets("day", tz, by_key=True) if r["key_id"] == key_id]
+            spends = dashboard.spend_per_bucket(rows)
+            expected[ApiKey.objects.get(pk=key_id).name] = sum(s for r, s in zip(rows, spends, strict=True) if not start or r["bucket"] >= start)
+        drivers, chart = dashboard.logged_spend_by_key(start, tz)
+        assert {row["name"]: row["spend"] for row in drivers} == pytest.approx(expected)
+        assert len(expected) == 3 and all(spend > 0 for spend in expected.values())
+        assert chart is not None
