@@ -168,7 +168,7 @@ def check_overdue_since(now: datetime, next_check: datetime | None) -> datetime 
 def at_a_glance(now: datetime, found: status.Status | None = None) -> dict:
     """The one verdict every page shows (tab title, favicon, brand dot, Health's verdict line), read from
     status.build() (`found`: when the view already has it)."""
-    found = found if found is not None else status.build(now)
+    found = found if found is not None else status.build(now, pages=True)
     return {  # the level the API, /metrics and the CLI give: UNKNOWN while nothing is watched yet
         "worst_level": found.level,
         "worst_level_name": found.level_name,
