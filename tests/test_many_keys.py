@@ -74,6 +74,9 @@ def test_system_health_shows_the_counts_and_a_page_of_the_worst_keys(many):
     ranks = [SEVERITY_OF[name] for name in first + second]
     assert ranks == sorted(ranks, reverse=True)  # worst first across the pages
     assert f"Page 1 of {-(-total // 10)} ({total} keys)" in page
+    alerts = many.get("/alerts/").text  # the worst 100 keys' current state, the rest on System Health
+    assert alerts.count('<tr><th scope="row" class="key-name"') == 100
+    assert f"{total - 100} more on" in alerts
 
 
 @pytest.mark.django_db
@@ -84,6 +87,10 @@ def test_system_health_finds_a_key_by_name_or_hash_prefix(many):
     by_hash = many.get(f"/health/?q={key.hash[:12]}").text
     assert len(levels_in(by_hash)) == 1 and "key-042" in by_hash
     assert 'id="no-key-found"' in many.get("/health/?q=no-such-key").text
+    last = ApiKey.objects.watched().worst_first().last()
+    financial = many.get(f"/financial/?key={last.pk}").text  # the key least in need still has its page
+    assert f'<strong class="key-name">{last.name}</strong>' in financial
+    assert financial.count("<option ") == 51  # the worst 50 and the key shown
 
 
 @pytest.mark.django_db
@@ -135,7 +142,9 @@ def test_spend_by_key_from_the_daily_rollups_is_what_the_log_gives(settings):
         for key_id in {row["key_id"] for row in window.buckets("day", tz, by_key=True)}:
             rows = [r for r in window.buckets("day", tz, by_key=True) if r["key_id"] == key_id]
             spends = dashboard.spend_per_bucket(rows)
-            expected[ApiKey.objects.get(pk=key_id).name] = sum(s for r, s in zip(rows, spends, strict=True) if not start or r["bucket"] >= start)
+            expected[ApiKey.objects.get(pk=key_id).name] = sum(
+                s for r, s in zip(rows, spends, strict=True) if not start or r["bucket"] >= start
+            )
         drivers, chart = dashboard.logged_spend_by_key(start, tz)
         assert {row["name"]: row["spend"] for row in drivers} == pytest.approx(expected)
         assert len(expected) == 3 and all(spend > 0 for spend in expected.values())
