@@ -113,7 +113,7 @@ def many_keys(found: status.Status, search: str, page: str | None) -> dict:
     """System Health with many keys: the counts by level, and a page of the keys worst first (by the level
     stored at the last check), optionally those whose name or hash starts with `search`, built live."""
     search = search.strip()[:100]
-    ranked = ApiKey.objects.watched().search(search).worst_first()
+    ranked = ApiKey.objects.watched().search(search).worst_first(found.stale_before)
     keys_page = Paginator(ranked, settings.HEALTH_KEYS_PER_PAGE).get_page(page)
     return {
         "search": search,
@@ -477,6 +477,7 @@ def workspace_breakdown(since: date | None) -> tuple[list[dict], dict | None]:
 def logged_spend_by_key(start: datetime | None, tz: tzinfo) -> tuple[list[dict], dict | None]:
     """Spend by key from the logged checks (keys given directly, no management key): one query of the daily
     rollups (a key's successful checks per day in the reporting zone), not of every check of every key."""
+    DailyFigure.objects.refresh()  # the checks logged since the last fold (the MCP reads this without a page)
     days = DailyFigure.objects.filter(usage_high__isnull=False).order_by("key_id", "day")
     if start:
         days = days.filter(day__gte=(start - timedelta(days=1)).astimezone(tz).date())

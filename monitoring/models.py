@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Case, Count, Max, Min, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import Case, Count, F, Max, Min, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
 
@@ -49,13 +49,23 @@ class ApiKeyQuerySet(models.QuerySet):
         """Keys on the surfaces: not retired (still configured, or listed by the management key)."""
         return self.filter(retired_at__isnull=True)
 
-    def worst_first(self) -> ApiKeyQuerySet:
-        """By the level stored at the last check, worst first (not computed yet counts as UNKNOWN), then the
-        keys' own order: a page of ten thousand keys without building each one's status."""
-        rank = Case(
-            *(When(level=level, then=Value(n)) for level, n in SEVERITY.items()), default=Value(SEVERITY[Level.UNKNOWN])
+    def with_level_now(self, stale_before: datetime | None) -> ApiKeyQuerySet:
+        """`level_now`: the level stored at the last check as the status says it now. Figures never stored, or
+        stored before `stale_before` (no check since: the status's stale rule), are UNKNOWN unless CRITICAL."""
+        unknown = Q(level__isnull=True) | (Q(figures_at__lt=stale_before) if stale_before is not None else Q())
+        level_now = Case(
+            When(level=Level.CRITICAL, then=Value(Level.CRITICAL)),
+            When(unknown, then=Value(Level.UNKNOWN)),
+            default=F("level"),
+            output_field=models.SmallIntegerField(),
         )
-        return self.alias(rank=rank).order_by("-rank", "-is_primary", "name", "id")
+        return self.annotate(level_now=level_now)
+
+    def worst_first(self, stale_before: datetime | None = None) -> ApiKeyQuerySet:
+        """By `level_now`, worst first, then the keys' own order: a page of ten thousand keys without building
+        each one's status."""
+        rank = Case(*(When(level_now=level, then=Value(n)) for level, n in SEVERITY.items()), default=Value(0))
+        return self.with_level_now(stale_before).alias(rank=rank).order_by("-rank", "-is_primary", "name", "id")
 
     def search(self, wanted: str) -> ApiKeyQuerySet:
         """Keys whose name or label contains `wanted`, or whose hash starts with it."""

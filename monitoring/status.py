@@ -1019,24 +1019,21 @@ class Status(LevelWords):
         """Every watched key, the stored ones too."""
         return len(self.keys) + (self.stored.total if self.stored is not None else 0)
 
-    def worst_keys(self, count: int, level: int | None = None, search: str = "", offset: int = 0) -> list[KeyStatus]:
-        """Up to `count` keys worst first (from `offset`), of one level or matching a name or hash prefix: a
-        slice of `keys`, or, with stored keys, those ranked by their stored level and built live."""
+    @property
+    def stale_before(self) -> datetime | None:
+        """Figures stored before this are stale now (the stale rule every key's status applies)."""
+        span = stale_span(self.interval_minutes)
+        return self.now - span if span is not None else None
+
+    def worst_keys(self, count: int, level: int | None = None, offset: int = 0) -> list[KeyStatus]:
+        """Up to `count` keys worst first (from `offset`), optionally of one level: a slice of `keys`, or, with
+        stored keys, those ranked by their level now (ApiKey.level_now) and built live."""
         if self.stored is None:
-            found = [s for s in self.keys if s.key is not None or not search]
-            if level is not None:
-                found = [s for s in found if s.level == level]
-            if search:
-                wanted = search.strip().lower()
-                found = [s for s in found if wanted in s.name.lower() or s.key.hash.startswith(wanted)]
+            found = [s for s in self.keys if level is None or s.level == level]
             return found[offset : offset + count]
-        ranked = ApiKey.objects.watched().search(search).worst_first()
+        ranked = ApiKey.objects.watched().worst_first(self.stale_before)
         if level is not None:
-            ranked = (
-                ranked.filter(level=level)
-                if level != Level.UNKNOWN
-                else ranked.filter(Q(level=level) | Q(level__isnull=True))
-            )
+            ranked = ranked.filter(level_now=level)
         return live_statuses(self.now, list(ranked[offset : offset + count]))
 
     @property
@@ -1072,6 +1069,11 @@ class Status(LevelWords):
             "keys": [s.as_dict() for s in keys],
             "account_alerts": [alert_dict(a) for a in self.unattached_alerts],
         }
+
+
+def stale_span(interval: int) -> timedelta | None:
+    """No successful check for this long is stale (UNKNOWN): two check intervals; no schedule, no stale rule."""
+    return timedelta(minutes=2 * interval) if interval > 0 else None
 
 
 def schedule_figures() -> tuple[datetime | None, int]:
@@ -1177,9 +1179,10 @@ def build(now: datetime, keys=None, threshold: float | None = None, pages: bool 
     here; the listed ones are summed from the figures stored at the last check (Status.stored) and a page
     of them is built live when shown (Status.worst_keys)."""
     window = settings.BURN_RATE_WINDOW_DAYS
-    tail = stored_keys() if pages and keys is None else None
     windows = {**WINDOWS, "forecast": window}
     next_check, interval = schedule_figures()
+    stale_after = stale_span(interval)
+    tail = stored_keys(now - stale_after if stale_after else None) if pages and keys is None else None
     open_alerts = Alert.objects.open().select_related("key").worst_first()
     if keys is not None:  # those keys' alerts and the account's, not every key's
         open_alerts = open_alerts.filter(Q(key__in=list(keys)) | Q(key__isnull=True))
@@ -1202,7 +1205,6 @@ def build(now: datetime, keys=None, threshold: float | None = None, pages: bool 
     from_activity = activity_rates(missing, now, windows)
     if ACCOUNT_HASH in from_activity:
         account = account_status(now, threshold, by_key.get(None, []), from_activity[ACCOUNT_HASH].get("forecast"))
-    stale_after = timedelta(minutes=2 * interval) if interval > 0 else None  # no schedule: no stale rule
     layers, samples = layer_readings(rows, logs, now)
     statuses = []
     for row in rows:
@@ -1254,17 +1256,16 @@ class StoredKeys:
     open_alerts: int = 0
 
 
-def stored_keys() -> StoredKeys | None:
+def stored_keys(stale_before: datetime | None) -> StoredKeys | None:
     """None while the watched keys are few enough to build live (STATUS_LIVE_KEYS); else the listed keys'
-    counts by level, from two small queries."""
+    counts by level now (ApiKey.level_now), from two small queries."""
     watched = ApiKey.objects.watched()
     if not watched[settings.STATUS_LIVE_KEYS : settings.STATUS_LIVE_KEYS + 1].exists():
         return None
-    listed = watched.filter(source=ApiKey.SOURCE_LISTED)
+    listed = watched.filter(source=ApiKey.SOURCE_LISTED).with_level_now(stale_before).order_by()
     counts: dict[int, int] = defaultdict(int)
     serving = []
-    for level, disabled, n in listed.order_by().values_list("level", "disabled").annotate(n=Count("id")):
-        level = Level.UNKNOWN if level is None else level
+    for level, disabled, n in listed.values_list("level_now", "disabled").annotate(n=Count("id")):
         counts[level] += n
         if not disabled:
             serving.append(level)

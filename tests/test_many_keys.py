@@ -58,6 +58,9 @@ def test_the_stored_figures_are_what_the_status_says(many):
         ), key.name
     assert len({key.level for key in keys}) > 1  # the world has keys at several levels: the test can fail
     assert status.build(when, pages=True).counts == status.build(when).counts
+    later = when + timedelta(days=3)  # no check since: stale, as the live status says
+    assert status.build(later, pages=True).counts == status.build(later).counts
+    assert "UNKNOWN" in status.build(later, pages=True).counts
 
 
 @pytest.mark.django_db
