@@ -28,6 +28,7 @@ WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker
 CHECK_NOW_GIVE_UP = timedelta(hours=1)  # stop waiting on the page (the task stays queued for the worker)
 AUDIT_SHOWN = 25  # the newest audit entries on the Alerts page (the admin has them all)
 PICKER_KEYS = 50  # with many keys, Financial's key picker offers the worst this many and the key shown
+ALERTS_OPEN_SHOWN = 100  # with many keys, the worst this many open alerts (the API and the admin list them all)
 ALERTS_STATES_SHOWN = 100  # with many keys, the worst this many in the current state (System Health has them all)
 
 
@@ -169,7 +170,10 @@ def alerts(request):
     found = request.creditmon_status = status.build(now, pages=True)  # the page's states and its header's verdict
     shown = found.keys if found.stored is None else found.worst_keys(ALERTS_STATES_SHOWN)
     states = [s for s in shown if s.key is not None]
-    open_alerts = list(Alert.objects.open().select_related("key", "task").worst_first())
+    open_query = Alert.objects.open().select_related("key", "task").worst_first()
+    open_count = open_query.count() if found.stored is not None else None
+    # Many keys: the worst ALERTS_OPEN_SHOWN open alerts (thousands of forms would take seconds to draw).
+    open_alerts = list(open_query[:ALERTS_OPEN_SHOWN] if found.stored is not None else open_query)
     for alert in open_alerts:
         alert.snoozed_now = alert.snoozed_until is not None and alert.snoozed_until > now
         alert.agent_task = getattr(alert, "task", None)  # None when no task (a reverse one-to-one raises)
@@ -182,6 +186,7 @@ def alerts(request):
         "states": dashboard.explain_quiet(states),
         "states_hidden": found.key_count - len(states) if found.stored is not None else 0,
         "open_alerts": open_alerts,
+        "open_alert_total": open_count if open_count is not None else len(open_alerts),
         "thresholds": dashboard.thresholds(),
         "events": page,
         "agent_tasks": recent_tasks,
