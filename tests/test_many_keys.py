@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring import dashboard, monitor, status
-from monitoring.models import ApiKey, CreditLog, DailyFigure
+from monitoring.models import Alert, ApiKey, CreditLog, DailyFigure, Level
 from monitoring.simulator import MANAGEMENT_KEY
 
 LISTED = 300
@@ -77,7 +77,12 @@ def test_system_health_shows_the_counts_and_a_page_of_the_worst_keys(many):
     ranks = [SEVERITY_OF[name] for name in first + second]
     assert ranks == sorted(ranks, reverse=True)  # worst first across the pages
     assert f"Page 1 of {-(-total // 10)} ({total} keys)" in page
+    Alert.objects.bulk_create(
+        Alert(key=k, condition=Alert.BALANCE, level=Level.WARNING, message=f"low {k.name}")
+        for k in ApiKey.objects.all()[:150]
+    )
     alerts = many.get("/alerts/").text  # the worst 100 keys' current state, the rest on System Health
+    assert "Open alerts (150)" in alerts and 'id="open-alerts-hidden"' in alerts
     assert alerts.count('<tr><th scope="row" class="key-name"') == 100
     assert f"{total - 100} more on" in alerts
 
