@@ -391,6 +391,10 @@ RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw ro
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 # /metrics gives per-key series to the worst this many keys; the rest are counted by level (10,000 listed keys).
 METRICS_MAX_KEYS = envint("METRICS_MAX_KEYS", 500, minimum=1)
+# Up to this many watched keys every page builds each key's status live; beyond, the listed keys are ordered,
+# counted and searched by the figures the last check stored, and only the page shown is built live.
+STATUS_LIVE_KEYS = envint("STATUS_LIVE_KEYS", 200, minimum=1)
+HEALTH_KEYS_PER_PAGE = envint("HEALTH_KEYS_PER_PAGE", 50, minimum=1)  # System Health's table of many keys
 API_TOKEN = env("API_TOKEN", "")
 # May also act (acknowledge, snooze, agent tasks) over the API and /mcp.
 API_OPERATOR_TOKEN = env("API_OPERATOR_TOKEN", "")

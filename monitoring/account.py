@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from django.conf import settings
 from django.db.models import Max
 
-from .models import Activity, ApiKey, CreditLog, WorkspaceSpend
+from .models import Activity, ApiKey, CreditLog, WorkspaceSpend, update_rows
 from .models import Workspace as WorkspaceRow
 from .openrouter import Client, ListedKey, OpenRouterError, Workspace, key_hash
 from .status import ACCOUNT_HASH
@@ -79,7 +79,7 @@ def upsert_listed(listed: list[ListedKey], checked: set[str], now: datetime) -> 
     ApiKey.objects.bulk_create(new)
     fields = ["source", "name", "label", "disabled", "credit_limit", "limit_reset", "expires_at", "created_at"]
     fields.append("workspace_id")
-    ApiKey.objects.bulk_update(changed, fields + ["last_seen", "retired_at", "retired_reason"])
+    update_rows(changed, fields + ["last_seen", "retired_at", "retired_reason"])
     if new and new[0].pk is None:  # backends that do not return ids from bulk_create
         existing.update({key.hash: key for key in ApiKey.objects.filter(hash__in=[k.hash for k in new])})
     return existing

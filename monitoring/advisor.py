@@ -231,7 +231,7 @@ def what_if(now: datetime, days: int, model: str, replacement: str, found: statu
     option = next((c for c in entry["candidates"] if c["model"] == replacement), None)
     if option is None:
         raise ValueError(f"{replacement} is not a like-for-like candidate for {model}")
-    account = (found or status.build(now)).account
+    account = (found or status.build(now, pages=True)).account
     rate = account.burn.rate
     new_rate = swapped_rate(rate, entry["spend"], option["cost"], days)
     return {

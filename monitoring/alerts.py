@@ -342,8 +342,10 @@ def evaluate(found: Status, now: datetime | None = None, extra=()) -> list[Alert
     with transaction.atomic():
         Lease.objects.select_for_update().get(name=SYNC_LOCK)
         touched = set()
+        # Every open alert read once (ten thousand keys' conditions would be as many queries), under the lock.
+        known = {(a.key_id, a.condition, a.subject): a for a in Alert.objects.select_for_update().open()}
         for condition in conditions:
-            event = sync(condition, now)
+            event = sync(condition, now, known)
             if event is not None:
                 events.append(event)
                 touched.add(event.alert_id)
@@ -360,9 +362,11 @@ def _open_alert(condition: Condition) -> Alert | None:
     )
 
 
-def sync(condition: Condition, now: datetime) -> AlertEvent | None:
-    """Apply one condition to its open alert (if any); returns the transition's event, if one happened."""
-    alert = _open_alert(condition)
+def sync(condition: Condition, now: datetime, known: dict | None = None) -> AlertEvent | None:
+    """Apply one condition to its open alert (if any); returns the transition's event, if one happened.
+    `known`: the open alerts by (key id, condition, subject), read once by the caller and kept current here."""
+    identity = (condition.key.pk if condition.key is not None else None, condition.condition, condition.subject)
+    alert = known.get(identity) if known is not None else _open_alert(condition)
     if alert is None:
         if condition.level == Level.OK:
             return None
@@ -383,12 +387,16 @@ def sync(condition: Condition, now: datetime) -> AlertEvent | None:
             if alert is None:
                 raise
         else:
+            if known is not None:
+                known[identity] = alert
             return record(alert, AlertEvent.OPENED, condition.message, now)
     previous = alert.level
     alert.message, alert.value, alert.updated_at = condition.message, condition.value, now
     if condition.level == Level.OK:
         alert.resolved_at = now
         alert.save()
+        if known is not None:
+            known.pop(identity, None)
         return record(alert, AlertEvent.RESOLVED, condition.message, now, level=Level.OK, previous=previous)
     if condition.level == previous:
         alert.save(update_fields=["message", "value", "updated_at"])

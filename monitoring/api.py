@@ -132,7 +132,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return response
     registry = CollectorRegistry()
     now = timezone.now()
-    registry.register(CreditmonCollector(status.build(now), catalogue.age_seconds(now)))
+    registry.register(CreditmonCollector(status.build(now, pages=True), catalogue.age_seconds(now)))
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -191,7 +191,8 @@ class CreditmonCollector:
             "creditmon_alert_level", "Open alerts: 1 WARNING, 2 CRITICAL, 3 UNKNOWN", ("condition", "subject")
         )
         # Per-key series for the worst METRICS_MAX_KEYS keys; every key counts in creditmon_keys by level.
-        shown, rest = self.found.keys[: settings.METRICS_MAX_KEYS], self.found.keys[settings.METRICS_MAX_KEYS :]
+        shown = self.found.worst_keys(settings.METRICS_MAX_KEYS)
+        rest = self.found.key_count - len(shown)
         for key_status in shown:
             values = [key_status.name, key_status.hash_prefix]
             success, latest = key_status.success, key_status.log
@@ -222,13 +223,14 @@ class CreditmonCollector:
         yield alert
         yield from self.layer_metrics(labels, shown)
         counts = GaugeMetricFamily("creditmon_keys", "Watched keys per level, every key", labels=["level"])
+        found_counts = self.found.counts
         for each in Level:
-            counts.add_metric([each.label], sum(1 for k in self.found.keys if k.level == each))
+            counts.add_metric([each.label], found_counts.get(each.label, 0))
         yield counts
         omitted = GaugeMetricFamily(
             "creditmon_keys_without_series", "Keys beyond METRICS_MAX_KEYS (the healthiest): counted, no per-key series"
         )
-        omitted.add_metric([], len(rest))
+        omitted.add_metric([], rest)
         yield omitted
         account = self.found.account
         if account.known:
@@ -272,22 +274,26 @@ def status_view(request: HttpRequest) -> JsonResponse:
 
 def status_document(params, now: datetime) -> dict:
     """The /api/status/ object: the status built once, a page of its keys. Raises ValueError for a bad page."""
-    found = status.build(now)
-    keys, page = status_page(params, found.keys)
-    return {**found.as_dict(keys), "counts": found.counts, "page": page}
+    found = status.build(now, pages=True)
+    wanted = params.get("level", "").strip().upper()
+    if wanted and wanted not in Level.names:
+        raise ValueError(f"level must be one of {', '.join(name.lower() for name in Level.names)}")
+    level = Level[wanted] if wanted else None
+    if found.stored is None:
+        keys = [k for k in found.keys if level is None or k.level == level]
+        shown, page = page_of(params, len(keys))
+        keys = keys[shown]
+    else:  # many keys: counted from the stored levels, the page built live
+        shown, page = page_of(params, found.counts.get(level.label, 0) if level is not None else found.key_count)
+        keys = found.worst_keys(shown.stop - shown.start, level, offset=shown.start)
+    return {**found.as_dict(keys), "counts": found.counts, "page": {**page, "level": wanted.lower() or None}}
 
 
 STATUS_PER_PAGE, STATUS_MAX_PER_PAGE = 500, 1000
 
 
-def status_page(params, keys: list) -> tuple[list, dict]:
-    """A page of the keys (worst first), optionally of one level: `?level=warning&page=2&per_page=100`."""
-    wanted = params.get("level", "").strip().upper()
-    if wanted:
-        names = [level.label for level in Level]
-        if wanted not in names:
-            raise ValueError(f"level must be one of {', '.join(name.lower() for name in names)}")
-        keys = [k for k in keys if k.level == Level[wanted]]
+def page_of(params, total: int) -> tuple[slice, dict]:
+    """`?page=2&per_page=100` of `total` keys: the slice to show and the page's figures. Raises ValueError."""
     numbers = {}
     for name, default, most in (("page", 1, None), ("per_page", STATUS_PER_PAGE, STATUS_MAX_PER_PAGE)):
         text = params.get(name, "").strip() or str(default)
@@ -295,12 +301,16 @@ def status_page(params, keys: list) -> tuple[list, dict]:
             raise ValueError(f"{name} must be a whole number from 1" + (f" to {most}" if most else ""))
         numbers[name] = int(text)
     number, per_page = numbers["page"], numbers["per_page"]
-    pages = max(1, -(-len(keys) // per_page))
+    pages = max(1, -(-total // per_page))
     if number > pages:
         raise ValueError(f"page {number} is past the last page ({pages})")
     start = (number - 1) * per_page
-    info = {"number": number, "per_page": per_page, "pages": pages, "keys": len(keys), "level": wanted.lower() or None}
-    return keys[start : start + per_page], info
+    return slice(start, min(start + per_page, total)), {
+        "number": number,
+        "per_page": per_page,
+        "pages": pages,
+        "keys": total,
+    }
 
 
 @login_not_required
@@ -479,11 +489,15 @@ def history_document(params, now: datetime) -> dict:
     """
     start, end = requested_range(params, now)
     resolution = resolution_for(start, end, params.get("resolution"))
-    keys = list(ApiKey.objects.all())
     if wanted := params.get("key"):
-        keys = [k for k in keys if k.hash.startswith(wanted.lower()) or k.display_name == wanted]
+        keys = [k for k in ApiKey.objects.all() if k.hash.startswith(wanted.lower()) or k.display_name == wanted]
         if not keys:
             raise LookupError(f"no such key: {wanted[:80]}")
+        shown, page = page_of(params, len(keys))
+        keys = keys[shown]
+    else:  # pages of keys, as /api/status/: ten thousand keys' history is not one answer
+        shown, page = page_of(params, ApiKey.objects.count())
+        keys = list(ApiKey.objects.all()[shown])
     points = history_points(start, end, resolution, keys)
     return {
         "start": start.isoformat(),
@@ -498,6 +512,7 @@ def history_document(params, now: datetime) -> dict:
             for key in keys
             if points[key.pk]
         ],
+        "page": page,
     }
 
 

@@ -8,10 +8,11 @@ call one function here and render.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from django.db.models import Min, OuterRef, Subquery
 
 from . import advisor, catalogue, forecast, memo, status
@@ -85,11 +86,12 @@ def ms(when: datetime) -> int:
 # --- System Health ---------------------------------------------------------------------------
 
 
-def health(now: datetime) -> dict:
-    found = status.build(now)
+def health(now: datetime, search: str = "", page: str | None = None) -> dict:
+    found = status.build(now, pages=True)
     states = [s for s in found.keys if s.key is not None]  # a key-less failure shows as the last error
     last_log = CreditLog.objects.select_related("key").order_by("-timestamp", "-id").first()
     return {
+        "many": many_keys(found, search, page) if found.stored is not None else None,
         "configured": is_configured(),
         "status": found,
         "states": states,
@@ -104,6 +106,21 @@ def health(now: datetime) -> dict:
         "threshold": settings.OPENROUTER_CREDIT_THRESHOLD,
         "topup_url": settings.OPENROUTER_TOPUP_URL,
         "workspaces": workspace_groups(states, now),
+    }
+
+
+def many_keys(found: status.Status, search: str, page: str | None) -> dict:
+    """System Health with many keys: the counts by level, and a page of the keys worst first (by the level
+    stored at the last check), optionally those whose name or hash starts with `search`, built live."""
+    search = search.strip()[:100]
+    ranked = ApiKey.objects.watched().search(search).worst_first(found.stale_before)
+    keys_page = Paginator(ranked, settings.HEALTH_KEYS_PER_PAGE).get_page(page)
+    return {
+        "search": search,
+        "page": keys_page,
+        "states": status.live_statuses(found.now, list(keys_page.object_list)),
+        "counts": [{"name": name, "css": name.lower(), "count": n} for name, n in found.counts.items()],
+        "total": found.key_count,
     }
 
 
@@ -151,13 +168,13 @@ def check_overdue_since(now: datetime, next_check: datetime | None) -> datetime 
 def at_a_glance(now: datetime, found: status.Status | None = None) -> dict:
     """The one verdict every page shows (tab title, favicon, brand dot, Health's verdict line), read from
     status.build() (`found`: when the view already has it)."""
-    found = found if found is not None else status.build(now)
+    found = found if found is not None else status.build(now, pages=True)
     return {  # the level the API, /metrics and the CLI give: UNKNOWN while nothing is watched yet
         "worst_level": found.level,
         "worst_level_name": found.level_name,
         "worst_level_css": found.level_css,
         "level_counts": [{"name": name, "css": name.lower(), "count": n} for name, n in found.counts.items()],
-        "key_count": len(found.keys),
+        "key_count": found.key_count,
         "open_alert_count": found.open_alerts,
         "check_overdue_since": check_overdue_since(now, found.next_check),
     }
@@ -472,12 +489,15 @@ def workspace_breakdown(since: date | None) -> tuple[list[dict], dict | None]:
 
 
 def logged_spend_by_key(start: datetime | None, tz: tzinfo) -> tuple[list[dict], dict | None]:
-    """Spend by key from the logged checks (keys given directly, no management key): one query."""
-    logs = CreditLog.objects.successful().filter(usage__isnull=False)
-    window = logs.since(start - timedelta(days=1)) if start else logs
+    """Spend by key from the logged checks (keys given directly, no management key): one query of the daily
+    rollups (a key's successful checks per day in the reporting zone), not of every check of every key."""
+    DailyFigure.objects.refresh()  # the checks logged since the last fold (the MCP reads this without a page)
+    days = DailyFigure.objects.filter(usage_high__isnull=False).order_by("key_id", "day")
+    if start:
+        days = days.filter(day__gte=(start - timedelta(days=1)).astimezone(tz).date())
     per_key = defaultdict(list)
-    for row in window.buckets("day", tz, by_key=True):
-        per_key[row["key_id"]].append(row)
+    for key_id, day, low, high in days.values_list("key_id", "day", "usage_low", "usage_high"):
+        per_key[key_id].append({"bucket": datetime.combine(day, time.min, tzinfo=tz), "low": low, "high": high})
     daily: dict[int, dict[date, float]] = {}
     for key_id, rows in per_key.items():
         spends = spend_per_bucket(rows)
@@ -541,8 +561,10 @@ def financial(now: datetime, key: ApiKey | None, range_name: str, swap: str = ""
         kind = "week" if span > WEEKLY_AFTER_DAYS else "day"
         days = span
     today = now.astimezone(tz).date()
-    found = status.build(now)  # every key: the page's verdict reads it too (request.creditmon_status)
+    found = status.build(now, pages=True)  # the page's verdict reads it too (request.creditmon_status)
     key_status = found.for_key(key) if key is not None else None
+    if key is not None and key_status is None:  # a listed key among many: built live on its own
+        key_status = next(iter(status.live_statuses(now, [key])), None)
     ctx = {
         "status": found,
         "configured": is_configured(),

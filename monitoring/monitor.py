@@ -430,6 +430,8 @@ def check_all(threshold: float | None = None, now: datetime | None = None) -> st
     with run_deadline(settings.RUN_DEADLINE_SECONDS):
         record_checks(now)
     found = status.build(now, threshold=threshold)
+    if threshold is None:  # a one-off threshold (the CLI's --threshold) is not what the pages rank by
+        status.store_figures(found)
     for key_status in found.keys:
         log_level = logging.INFO if key_status.level == Level.OK else logging.WARNING
         logger.log(log_level, "%s: %s", key_status.name, key_status.message)
@@ -475,6 +477,7 @@ def run_monitor(now: datetime | None = None) -> status.Status:
             refresh_catalogue_logged(now)
     DailyFigure.objects.refresh()  # the daily rows the exhaustion range reads (a few rows per run)
     found = status.build(now)  # after the sync, so even the first run forecasts from the activity
+    status.store_figures(found)  # what the pages rank many keys by
     evaluation_error = None
     try:
         alerts.evaluate(found, now)

@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django_q.models import Schedule
 
 from . import forecast, outlook
 from .budgets import KEY_SCOPED, SCOPE_WORDS
-from .models import Activity, Alert, ApiKey, CreditLog, Level, LimitReading, aware, severity, worst_level
+from .models import Activity, Alert, ApiKey, CreditLog, Level, LimitReading, aware, severity, update_rows, worst_level
 from .schedule import SCHEDULE_NAME
 
 # Burn-rate windows shown on every surface: (label, days). The forecast uses BURN_RATE_WINDOW_DAYS.
@@ -977,6 +977,7 @@ class Status(LevelWords):
     next_check: datetime | None
     interval_minutes: int
     unattached_alerts: list[Alert] = field(default_factory=list)
+    stored: StoredKeys | None = None  # the listed keys beyond STATUS_LIVE_KEYS, not in `keys`
 
     def __iter__(self):
         return iter(self.keys)
@@ -991,6 +992,8 @@ class Status(LevelWords):
     def level(self) -> int:
         levels = [s.level for s in self.keys if s.key is None or not s.key.disabled]  # a disabled key serves none
         levels += [alert.level for alert in self.unattached_alerts]  # budget, model spike, missed top-up
+        if self.stored is not None and self.stored.serving_worst is not None:
+            levels.append(self.stored.serving_worst)
         if self.account.known:
             levels.append(self.account.level)
         return worst_level(levels, default=Level.UNKNOWN)
@@ -1001,13 +1004,37 @@ class Status(LevelWords):
         found: dict[str, int] = {}
         for level in sorted(Level, key=severity, reverse=True):
             n = sum(1 for s in self.keys if s.level == level)
+            n += self.stored.counts.get(level, 0) if self.stored is not None else 0
             if n:
                 found[Level(level).label] = n
         return found
 
     @property
     def open_alerts(self) -> int:
-        return sum(len(s.alerts) for s in self.keys) + len(self.unattached_alerts)
+        stored = self.stored.open_alerts if self.stored is not None else 0
+        return sum(len(s.alerts) for s in self.keys) + len(self.unattached_alerts) + stored
+
+    @property
+    def key_count(self) -> int:
+        """Every watched key, the stored ones too."""
+        return len(self.keys) + (self.stored.total if self.stored is not None else 0)
+
+    @property
+    def stale_before(self) -> datetime | None:
+        """Figures stored before this are stale now (the stale rule every key's status applies)."""
+        span = stale_span(self.interval_minutes)
+        return self.now - span if span is not None else None
+
+    def worst_keys(self, count: int, level: int | None = None, offset: int = 0) -> list[KeyStatus]:
+        """Up to `count` keys worst first (from `offset`), optionally of one level: a slice of `keys`, or, with
+        stored keys, those ranked by their level now (ApiKey.level_now) and built live."""
+        if self.stored is None:
+            found = [s for s in self.keys if level is None or s.level == level]
+            return found[offset : offset + count]
+        ranked = ApiKey.objects.watched().worst_first(self.stale_before)
+        if level is not None:
+            ranked = ranked.filter(level_now=level)
+        return live_statuses(self.now, list(ranked[offset : offset + count]))
 
     @property
     def primary(self) -> KeyStatus | None:
@@ -1044,6 +1071,11 @@ class Status(LevelWords):
         }
 
 
+def stale_span(interval: int) -> timedelta | None:
+    """No successful check for this long is stale (UNKNOWN): two check intervals; no schedule, no stale rule."""
+    return timedelta(minutes=2 * interval) if interval > 0 else None
+
+
 def schedule_figures() -> tuple[datetime | None, int]:
     """The monitoring schedule's next run and the interval it really has (the setting until migrated)."""
     row = Schedule.objects.filter(name=SCHEDULE_NAME).values_list("next_run", "minutes").first()
@@ -1052,7 +1084,9 @@ def schedule_figures() -> tuple[datetime | None, int]:
     return row[0], row[1] or settings.CHECK_INTERVAL_MINUTES
 
 
-def annotated_keys(keys: list[ApiKey] | None, now: datetime, windows: dict[str, float]) -> list[ApiKey]:
+def annotated_keys(
+    keys: list[ApiKey] | None, now: datetime, windows: dict[str, float], configured_only: bool = False
+) -> list[ApiKey]:
     """Keys with the ids of their latest check and success, the failed checks since that success, and the
     time and running spend total of the last reading and of each window's first: one query of index
     look-ups whatever the number of keys (written in SQL: the ORM took longer to build it than to run it)."""
@@ -1087,6 +1121,8 @@ def annotated_keys(keys: list[ApiKey] | None, now: datetime, windows: dict[str, 
     selected = ", ".join(f"{column} AS {name}" for column, name in zip(columns, names, strict=True))
     if keys is None:  # every watched key (ApiKey.objects.watched())
         where, ids = "k.retired_at IS NULL", []
+        if configured_only:  # the listed keys are read from their stored figures (StoredKeys)
+            where, ids = "k.retired_at IS NULL AND k.source <> %s", [ApiKey.SOURCE_LISTED]
     else:
         ids = [key.pk for key in keys]
         where = f"k.id IN ({', '.join(['%s'] * len(ids))})"
@@ -1136,16 +1172,28 @@ def key_rates(rows, now: datetime, windows: dict[str, float]) -> dict[int, dict[
     return found
 
 
-def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
-    """The status of `keys` (every watched key by default) and of the account, worst first."""
+def build(now: datetime, keys=None, threshold: float | None = None, pages: bool = False) -> Status:
+    """The status of `keys` (every watched key by default) and of the account, worst first.
+
+    `pages`: what the pages read. Beyond STATUS_LIVE_KEYS watched keys, only the configured keys are built
+    here; the listed ones are summed from the figures stored at the last check (Status.stored) and a page
+    of them is built live when shown (Status.worst_keys)."""
     window = settings.BURN_RATE_WINDOW_DAYS
     windows = {**WINDOWS, "forecast": window}
     next_check, interval = schedule_figures()
+    stale_after = stale_span(interval)
+    tail = stored_keys(now - stale_after if stale_after else None) if pages and keys is None else None
     open_alerts = Alert.objects.open().select_related("key").worst_first()
+    if keys is not None:  # those keys' alerts and the account's, not every key's
+        open_alerts = open_alerts.filter(Q(key__in=list(keys)) | Q(key__isnull=True))
+    elif tail is not None:  # the listed keys' alerts are counted, not read
+        listed = Q(key__source=ApiKey.SOURCE_LISTED)
+        tail.open_alerts = open_alerts.filter(listed).count()
+        open_alerts = open_alerts.exclude(listed)
     by_key: dict[int | None, list[Alert]] = defaultdict(list)
     for alert in open_alerts:
         by_key[alert.key_id].append(alert)
-    rows = annotated_keys(None if keys is None else list(keys), now, windows)
+    rows = annotated_keys(None if keys is None else list(keys), now, windows, tail is not None)
     logs = CreditLog.objects.in_bulk([i for r in rows for i in (r.latest_id, r.success_id) if i is not None])
     rates = key_rates(rows, now, windows)
     # Stored activity where the checks span too little: the keys' and the account's, in one query (none
@@ -1157,7 +1205,6 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
     from_activity = activity_rates(missing, now, windows)
     if ACCOUNT_HASH in from_activity:
         account = account_status(now, threshold, by_key.get(None, []), from_activity[ACCOUNT_HASH].get("forecast"))
-    stale_after = timedelta(minutes=2 * interval) if interval > 0 else None  # no schedule: no stale rule
     layers, samples = layer_readings(rows, logs, now)
     statuses = []
     for row in rows:
@@ -1191,7 +1238,64 @@ def build(now: datetime, keys=None, threshold: float | None = None) -> Status:
         statuses += unattached_failures(now, statuses, account, stale_after, threshold)
     order = {row.pk: n for n, row in enumerate(rows)}
     statuses.sort(key=lambda s: (-severity(s.level), order.get(s.key.pk if s.key else None, -1)))
-    return Status(now, statuses, account, next_check, interval, by_key.get(None, []))
+    return Status(now, statuses, account, next_check, interval, by_key.get(None, []), tail)
+
+
+# --- many keys: the figures stored at the last check ------------------------------------------
+
+STORED_FIELDS = ["level", "level_reason", "remaining_usd", "usage_usd", "limit_usd", "days_left", "figures_at"]
+
+
+@dataclass
+class StoredKeys:
+    """The listed keys beyond STATUS_LIVE_KEYS, summed in SQL from their stored figures."""
+
+    counts: dict[int, int]  # level -> keys (not computed yet: UNKNOWN)
+    serving_worst: int | None  # the worst level of the keys not disabled
+    total: int
+    open_alerts: int = 0
+
+
+def stored_keys(stale_before: datetime | None) -> StoredKeys | None:
+    """None while the watched keys are few enough to build live (STATUS_LIVE_KEYS); else the listed keys'
+    counts by level now (ApiKey.level_now), from two small queries."""
+    watched = ApiKey.objects.watched()
+    if not watched[settings.STATUS_LIVE_KEYS : settings.STATUS_LIVE_KEYS + 1].exists():
+        return None
+    listed = watched.filter(source=ApiKey.SOURCE_LISTED).with_level_now(stale_before).order_by()
+    counts: dict[int, int] = defaultdict(int)
+    serving = []
+    for level, disabled, n in listed.values_list("level_now", "disabled").annotate(n=Count("id")):
+        counts[level] += n
+        if not disabled:
+            serving.append(level)
+    return StoredKeys(dict(counts), worst_level(serving) if serving else None, sum(counts.values()))
+
+
+def live_statuses(now: datetime, keys: list[ApiKey]) -> list[KeyStatus]:
+    """The live status of a page of keys, in the order given (the ranking by stored level)."""
+    if not keys:
+        return []
+    built = {s.key.pk: s for s in build(now, keys=keys).keys}
+    return [built[key.pk] for key in keys if key.pk in built]
+
+
+def store_figures(found: Status) -> int:
+    """Store each built key's level and headline figures, so the pages rank, count and search many keys in
+    SQL and show what this status said (one truth), in one bulk update."""
+    changed = []
+    for key_status in found.keys:
+        key, success = key_status.key, key_status.success
+        if key is None:
+            continue
+        key.level, key.level_reason = key_status.level, key_status.message[:1000]
+        key.remaining_usd = key_status.remaining
+        key.usage_usd = success.usage if success is not None else None
+        key.limit_usd = success.credit_limit if success is not None else None
+        key.days_left, key.figures_at = key_status.days_left, found.now
+        changed.append(key)
+    update_rows(changed, STORED_FIELDS)
+    return len(changed)
 
 
 def layer_readings(rows, logs: dict, now: datetime) -> tuple[dict[int, list], dict[int, dict]]:

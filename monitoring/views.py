@@ -27,6 +27,9 @@ CHECK_NOW = "check_now"  # session key: the queued Check now task and when it wa
 WORKER_SILENT_SECONDS = 20  # a queued check not started by then: say the worker may not be running
 CHECK_NOW_GIVE_UP = timedelta(hours=1)  # stop waiting on the page (the task stays queued for the worker)
 AUDIT_SHOWN = 25  # the newest audit entries on the Alerts page (the admin has them all)
+PICKER_KEYS = 50  # with many keys, Financial's key picker offers the worst this many and the key shown
+ALERTS_OPEN_SHOWN = 100  # with many keys, the worst this many open alerts (the API and the admin list them all)
+ALERTS_STATES_SHOWN = 100  # with many keys, the worst this many in the current state (System Health has them all)
 
 
 def in_reporting_zone(view):
@@ -68,7 +71,8 @@ def too_soon(request, action: str, what: str, target: str = "") -> bool:
 @in_reporting_zone
 def health(request):
     now = timezone.now()
-    ctx = {"page": "health", "check_now": pending_check(request, now), **dashboard.health(now)}
+    found = dashboard.health(now, request.GET.get("q", ""), request.GET.get("page"))
+    ctx = {"page": "health", "check_now": pending_check(request, now), **found}
     request.creditmon_status = ctx["status"]  # the context processor's verdict reads it instead of building again
     return render(request, "monitoring/health.html", ctx)
 
@@ -124,13 +128,18 @@ def pending_check(request, now: datetime) -> dict | None:
 
 @in_reporting_zone
 def financial(request):
-    keys = list(ApiKey.objects.watched())
+    watched = ApiKey.objects.watched()
+    keys = list(watched[: settings.STATUS_LIVE_KEYS + 1])
     key = keys[0] if keys else None
+    if len(keys) > settings.STATUS_LIVE_KEYS:  # many keys: the picker offers the worst (System Health finds any)
+        keys = list(watched.worst_first()[:PICKER_KEYS])
     if wanted := request.GET.get("key", ""):
-        key = ApiKey.objects.watched().named(wanted)
+        key = watched.named(wanted)
         if key is None:
             choices = [(f"{request.path}?key={k.hash[: status.HASH_PREFIX]}", k.display_name) for k in keys]
             return refuse(request, 404, "No such key", f"No watched key has the id or hash “{wanted[:80]}”.", choices)
+    if key is not None and key not in keys:
+        keys.insert(0, key)
     range_name = request.GET.get("range", dashboard.DEFAULT_RANGE)
     if range_name not in dashboard.RANGES:
         accepted = ", ".join(dashboard.RANGES)
@@ -158,9 +167,13 @@ def alerts(request):
     now = timezone.now()
     events = AlertEvent.objects.select_related("alert__key").prefetch_related("deliveries")
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
-    found = request.creditmon_status = status.build(now)  # the page's states and the verdict in its header
-    states = [s for s in found.keys if s.key is not None]
-    open_alerts = list(Alert.objects.open().select_related("key", "task").worst_first())
+    found = request.creditmon_status = status.build(now, pages=True)  # the page's states and its header's verdict
+    shown = found.keys if found.stored is None else found.worst_keys(ALERTS_STATES_SHOWN)
+    states = [s for s in shown if s.key is not None]
+    open_query = Alert.objects.open().select_related("key", "task").worst_first()
+    open_count = open_query.count() if found.stored is not None else None
+    # Many keys: the worst ALERTS_OPEN_SHOWN open alerts (thousands of forms would take seconds to draw).
+    open_alerts = list(open_query[:ALERTS_OPEN_SHOWN] if found.stored is not None else open_query)
     for alert in open_alerts:
         alert.snoozed_now = alert.snoozed_until is not None and alert.snoozed_until > now
         alert.agent_task = getattr(alert, "task", None)  # None when no task (a reverse one-to-one raises)
@@ -171,7 +184,9 @@ def alerts(request):
         "page": "alerts",
         "configured": dashboard.is_configured(),
         "states": dashboard.explain_quiet(states),
+        "states_hidden": found.key_count - len(states) if found.stored is not None else 0,
         "open_alerts": open_alerts,
+        "open_alert_total": open_count if open_count is not None else len(open_alerts),
         "thresholds": dashboard.thresholds(),
         "events": page,
         "agent_tasks": recent_tasks,
