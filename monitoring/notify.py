@@ -23,7 +23,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import report, status
-from .logredact import MIN_PATH_SECRET, redact
+from .channelmask import mask_urls
+from .logredact import redact
 from .models import Alert, AlertEvent, Delivery, Level
 
 logger = logging.getLogger("monitoring")
@@ -37,9 +38,6 @@ NOTIFY_TYPES = {Level.OK: "success", Level.WARNING: "warning", Level.CRITICAL: "
 # An address such as ops@here.example is left alone: the @ of a mention does not follow a word.
 MENTIONS = re.compile(r"(?<![\w.])@(?=(?:everyone|here|channel|room|all)\b)|<(?=[@!#])", re.IGNORECASE)
 ZERO_WIDTH_SPACE = "\u200b"
-# Apprise URLs whose privacy form leaves the path as it is, though the path is the secret (a webhook's token, the
-# ntfy topic anyone may subscribe to): their path parts are masked too.
-PATH_SECRET_SCHEMES = {"json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys"}
 
 
 @dataclass(frozen=True)
@@ -67,36 +65,12 @@ class Channel:
         return bool(self.tags & wanted)
 
 
-def mask_url(url: str) -> str:
-    """Apprise's privacy form of the URL (tokens and passwords hidden), without its option query. Where that form
-    keeps a secret in plain sight (a webhook's token in its path, an ntfy topic), that part is masked as Apprise
-    masks a token ("s...t"); a webhook's short path parts ("/hook") stay readable."""
-    import apprise
-
-    try:
-        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    except Exception:  # a URL Apprise chokes on is shown by its scheme alone
-        plugin = None
-    if not plugin:
-        return url.split("://", 1)[0] + "://…" if "://" in url else "(not a URL)"
-    masked = plugin.url(privacy=True).split("?", 1)[0]
-    scheme, _, rest = masked.partition("://")
-    if scheme.lower() not in PATH_SECRET_SCHEMES:
-        return masked
-    host, slash, path = rest.partition("/")
-    if not slash and scheme.lower().startswith("ntfy") and "." not in host and ":" not in host:
-        return f"{scheme}://{plugin.pprint(host, privacy=True, safe='')}"  # ntfy://topic: the host is the topic
-    shortest = 1 if scheme.lower().startswith("ntfy") else MIN_PATH_SECRET  # a topic is the secret, whatever its length
-    parts = [plugin.pprint(part, privacy=True, safe="") if len(part) >= shortest else part for part in path.split("/")]
-    return f"{scheme}://{host}{slash}{'/'.join(parts)}"
-
-
 def channel_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
 def parse_urls(text: str) -> list[Channel]:
-    found, seen = [], set()
+    entries: dict[str, tuple[frozenset[str], str]] = {}  # URL -> (tags, error), first mention kept
     for item in text.split():
         tags: frozenset[str] = frozenset()
         error = ""
@@ -107,13 +81,12 @@ def parse_urls(text: str) -> list[Channel]:
             unknown = sorted(tags - set(LEVEL_TAGS))
             if unknown:
                 error = f"unknown level tag {', '.join(unknown)} (use {', '.join(LEVEL_TAGS)})"
-        if item in seen:
-            continue
-        seen.add(item)
-        masked = mask_url(item)
+        entries.setdefault(item, (tags, error))
+    found = []
+    for (url, (tags, error)), masked in zip(entries.items(), mask_urls(list(entries)), strict=True):
         if not error and (masked.endswith("://…") or masked == "(not a URL)"):
             error = "not a URL Apprise can use (see https://github.com/caronc/apprise/wiki)"
-        found.append(Channel(url=item, masked=masked, id=channel_id(item), tags=tags, error=error))
+        found.append(Channel(url=url, masked=masked, id=channel_id(url), tags=tags, error=error))
     return found
 
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 from django_q.models import Schedule, Success
 
-from monitoring import notify
+from monitoring import channelmask
 from monitoring.models import Delivery
 from monitoring.schedule import SCHEDULE_NAME, TASK_FUNC, sync_schedule
 from monitoring.simulator import PROD_KEY
@@ -85,7 +85,7 @@ def test_the_audit_trail_is_read_only_in_the_admin(superuser):
     ],
 )
 def test_a_secret_in_a_path_is_masked_the_apprise_way(url, hidden):
-    masked = notify.mask_url(url)
+    masked = channelmask.mask_url(url)
     assert hidden not in masked and "..." in masked, masked
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
@@ -11,7 +15,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 from django.core.management import CommandError, call_command
 
-from monitoring import notify, tasks
+from monitoring import channelmask, notify, tasks
 from monitoring.models import AlertEvent, Delivery
 from monitoring.simulator import PROD_KEY
 from tests.conftest import _Receiver
@@ -83,6 +87,44 @@ class TestChannels:
         assert "unknown level tag critcal" in typo.error
         assert "not a URL Apprise can use" in bad.error
         assert bad.masked == "nosuchscheme://…"
+
+    def test_a_process_without_apprise_gets_the_same_masks_from_a_child_and_stays_without_it(self):
+        """The web worker shows masks without loading Apprise's plugins (about 19 MB): a child process masks."""
+        urls = [
+            "json://ops:hunter2secret@127.0.0.1:9000/hook",
+            "json://127.0.0.1:9000/demo-inbox-0123456789abcdef",
+            "discord://123456789/abcdefghijklmnopqrstuvwxyz",
+            "ntfy://my-private-topic",
+            "nosuchscheme://x/y",
+        ]
+        script = (
+            "import json, sys, django; django.setup(); from monitoring import notify; "
+            "found = notify.parse_urls(sys.stdin.read()); "
+            "print(json.dumps({'masks': [c.masked for c in found], 'errors': [c.error for c in found], "
+            "'apprise': 'apprise' in sys.modules}))"
+        )
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "creditmon.settings"}
+        done = subprocess.run(
+            [sys.executable, "-c", script], input=" ".join(urls), capture_output=True, text=True, env=env, check=True
+        )
+        child = json.loads(done.stdout)
+        assert child["apprise"] is False, "parsing the channels loaded Apprise into the process"
+        here = notify.parse_urls(" ".join(urls))  # this test process: Apprise loaded here (or by mask_url itself)
+        assert child["masks"] == [channelmask.mask_url(url) for url in urls] == [c.masked for c in here]
+        assert child["errors"] == [c.error for c in here] and child["errors"][-1]
+        assert "hunter2secret" not in done.stdout and "abcdefghijklmnop" not in done.stdout
+
+    def test_a_child_that_gives_no_answer_is_logged_without_the_urls_and_masking_goes_on(self, monkeypatch, caplog):
+        urls = ("json://ops:hunter2secret@127.0.0.1:9000/hook",)
+        monkeypatch.setattr(sys, "executable", "/bin/echo")  # prints its arguments: not JSON
+        assert channelmask._masks_from_child(urls) is None
+        monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+        assert channelmask._masks_from_child(urls) is None
+        warnings = [r.getMessage() for r in caplog.records if "child process" in r.getMessage()]
+        assert len(warnings) == 2 and "exit status" not in warnings[1]
+        assert not any("hunter2secret" in w or "127.0.0.1" in w for w in warnings)
+        channelmask._masks.cache_clear()
+        assert channelmask.mask_urls(urls) == ["json://ops:****@127.0.0.1:9000/hook"]  # in this process, then
 
 
 @pytest.mark.django_db

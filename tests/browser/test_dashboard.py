@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring import demo, notify, status
+from monitoring import channelmask, demo, status
 from monitoring.models import Activity, Alert, ApiKey, CreditLog, Level
 from tests.qworker import run_queued
 from tests.test_pages import make_key, seed
@@ -92,7 +92,7 @@ def test_demo_data_on_every_page(login, quiet, demo_month, console_errors):
     # The demo's open alert: acknowledged, un-acknowledged, snoozed, un-snoozed; its deliveries in the history.
     spike = page.locator(".alert-row", has_text="Spend spike")
     assert "WARNING" in spike.inner_text()
-    shown = notify.mask_url(demo_month)  # as every person sees a channel: its secret-sized path masked
+    shown = channelmask.mask_url(demo_month)  # as every person sees a channel: its secret-sized path masked
     assert shown in page.locator("#event-history").inner_text() and "/demo-inbox" not in page.content()
     assert shown in page.get_by_text("Notification channels:").inner_text()  # the channel is listed
     # The past alert, resolved by the top-up: its history rows, their deliveries to that channel.
