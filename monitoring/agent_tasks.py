@@ -216,9 +216,11 @@ def links(alert: Alert | None, key: ApiKey | None) -> list[tuple[str, str]]:
     return found
 
 
-def evidence_for(alert: Alert, now: datetime) -> tuple[dict, list[str]]:
-    """The figures as data (from `status.build`) and as the report's own lines, for one alert."""
-    found = status.build(now, keys=[alert.key] if alert.key is not None else [])
+def evidence_for(alert: Alert, now: datetime, found: status.Status | None = None) -> tuple[dict, list[str]]:
+    """The figures as data (from `status.build`, or `found` when it holds the alert's key) and as the report's
+    own lines, for one alert."""
+    if found is None or (alert.key is not None and found.for_key(alert.key) is None):
+        found = status.build(now, keys=[alert.key] if alert.key is not None else [])
     evidence: dict = {
         "condition": alert.condition,
         "subject": alert.subject or None,
@@ -244,9 +246,9 @@ def evidence_for(alert: Alert, now: datetime) -> tuple[dict, list[str]]:
     return evidence, [line for line in lines if line.strip()]
 
 
-def compose(alert: Alert, now: datetime) -> dict:
-    """Every field of the alert's task, read from the alert and the status."""
-    evidence, lines = evidence_for(alert, now)
+def compose(alert: Alert, now: datetime, found: status.Status | None = None) -> dict:
+    """Every field of the alert's task, read from the alert and the status (`found`, else built here)."""
+    evidence, lines = evidence_for(alert, now, found)
     http_status = (evidence.get("figures") or {}).get("http_status")
     kind = kind_for(alert, http_status) or AgentTask.CHECK_MONITOR
     label = dict(AgentTask.KIND_CHOICES)[kind]
@@ -287,27 +289,48 @@ def compose(alert: Alert, now: datetime) -> dict:
 # --- the alert lifecycle ----------------------------------------------------------------------
 
 
-def on_alert_event(alert: Alert, kind: str, now: datetime) -> AgentTask | None:
+TASK_EVENTS = (AlertEvent.OPENED, AlertEvent.ESCALATED, AlertEvent.DEESCALATED, AlertEvent.RESOLVED)
+
+
+def on_alert_event(alert: Alert, kind: str, now: datetime, found: status.Status | None = None) -> AgentTask | None:
     """Create, update or close the alert's task for one transition (inside the alert's transaction).
+    `found`: a status of the alert's key built after the transition (else one is built here).
 
     A failure here is logged and leaves the alert's own transition intact (a savepoint)."""
-    if kind not in (AlertEvent.OPENED, AlertEvent.ESCALATED, AlertEvent.DEESCALATED, AlertEvent.RESOLVED):
+    if kind not in TASK_EVENTS:
         return None
     try:
         with transaction.atomic():
             if kind == AlertEvent.RESOLVED:
                 return close_for_alert(alert, now)
-            return sync_for_alert(alert, now, reopen=kind == AlertEvent.ESCALATED)
+            return sync_for_alert(alert, now, reopen=kind == AlertEvent.ESCALATED, found=found)
     except Exception:  # the task is the alert's companion: it never costs the alert its transition
         logger.exception("Agent task for alert %s could not be written", alert.pk)
         return None
 
 
-def sync_for_alert(alert: Alert, now: datetime, reopen: bool = False) -> AgentTask | None:
+def on_alert_events(transitions: list[tuple[Alert, str]], now: datetime) -> None:
+    """The tasks of one evaluation's transitions, in order, their figures read from one status of every key they
+    name, built after all of them: thousands of alerts in a run cost one build, not one each."""
+    writes = [(alert, kind) for alert, kind in transitions if kind in TASK_EVENTS]
+    composed = [alert for alert, kind in writes if kind != AlertEvent.RESOLVED and kind_for(alert) is not None]
+    found = None
+    if composed:
+        try:
+            found = status.build(now, keys=list({alert.key for alert in composed if alert.key is not None}))
+        except Exception:  # each task then builds its own, and fails alone if it must
+            logger.exception("The status for %d agent tasks could not be built", len(composed))
+    for alert, kind in writes:
+        on_alert_event(alert, kind, now, found)
+
+
+def sync_for_alert(
+    alert: Alert, now: datetime, reopen: bool = False, found: status.Status | None = None
+) -> AgentTask | None:
     """Create the alert's task, or refresh it with the alert's new level and figures."""
     if kind_for(alert) is None:
         return None
-    fields = compose(alert, now)
+    fields = compose(alert, now, found)
     task = AgentTask.objects.select_for_update().filter(alert=alert).first()
     if task is None:
         task = AgentTask.objects.create(alert=alert, created_at=now, updated_at=now, **fields)

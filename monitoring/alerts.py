@@ -344,12 +344,14 @@ def evaluate(found: Status, now: datetime | None = None, extra=()) -> list[Alert
         touched = set()
         # Every open alert read once (ten thousand keys' conditions would be as many queries), under the lock.
         known = {(a.key_id, a.condition, a.subject): a for a in Alert.objects.select_for_update().open()}
+        transitions: list[tuple[Alert, str]] = []  # their agent tasks follow from one status, read once below
         for condition in conditions:
-            event = sync(condition, now, known)
+            event = sync(condition, now, known, transitions)
             if event is not None:
                 events.append(event)
                 touched.add(event.alert_id)
         events += remind(now, exclude=touched)
+        agent_tasks.on_alert_events(transitions, now)
     return events
 
 
@@ -362,9 +364,12 @@ def _open_alert(condition: Condition) -> Alert | None:
     )
 
 
-def sync(condition: Condition, now: datetime, known: dict | None = None) -> AlertEvent | None:
+def sync(
+    condition: Condition, now: datetime, known: dict | None = None, transitions: list | None = None
+) -> AlertEvent | None:
     """Apply one condition to its open alert (if any); returns the transition's event, if one happened.
-    `known`: the open alerts by (key id, condition, subject), read once by the caller and kept current here."""
+    `known`: the open alerts by (key id, condition, subject), read once by the caller and kept current here.
+    `transitions`: where (alert, kind) is left for the caller to write the agent tasks of, all at once."""
     identity = (condition.key.pk if condition.key is not None else None, condition.condition, condition.subject)
     alert = known.get(identity) if known is not None else _open_alert(condition)
     if alert is None:
@@ -389,7 +394,7 @@ def sync(condition: Condition, now: datetime, known: dict | None = None) -> Aler
         else:
             if known is not None:
                 known[identity] = alert
-            return record(alert, AlertEvent.OPENED, condition.message, now)
+            return record(alert, AlertEvent.OPENED, condition.message, now, transitions=transitions)
     previous = alert.level
     alert.message, alert.value, alert.updated_at = condition.message, condition.value, now
     if condition.level == Level.OK:
@@ -397,7 +402,8 @@ def sync(condition: Condition, now: datetime, known: dict | None = None) -> Aler
         alert.save()
         if known is not None:
             known.pop(identity, None)
-        return record(alert, AlertEvent.RESOLVED, condition.message, now, level=Level.OK, previous=previous)
+        kind = AlertEvent.RESOLVED
+        return record(alert, kind, condition.message, now, level=Level.OK, previous=previous, transitions=transitions)
     if condition.level == previous:
         alert.save(update_fields=["message", "value", "updated_at"])
         return None
@@ -405,7 +411,7 @@ def sync(condition: Condition, now: datetime, known: dict | None = None) -> Aler
     alert.save()
     up = severity(condition.level) > severity(previous)
     kind = AlertEvent.ESCALATED if up else AlertEvent.DEESCALATED
-    return record(alert, kind, condition.message, now, previous=previous)
+    return record(alert, kind, condition.message, now, previous=previous, transitions=transitions)
 
 
 def resolve_for_key(key: ApiKey, reason: str, now: datetime) -> list[AlertEvent]:
@@ -431,9 +437,16 @@ def remind(now: datetime, exclude: set | frozenset = frozenset()) -> list[AlertE
 
 
 def record(
-    alert: Alert, kind: str, message: str, now: datetime, level: int | None = None, previous: int | None = None
+    alert: Alert,
+    kind: str,
+    message: str,
+    now: datetime,
+    level: int | None = None,
+    previous: int | None = None,
+    transitions: list | None = None,
 ) -> AlertEvent:
-    """Write the event, log it, and queue its notifications in the caller's transaction."""
+    """Write the event, log it, and queue its notifications in the caller's transaction. The alert's agent task
+    follows now, or, given `transitions`, when the caller writes the tasks of the whole evaluation."""
     event = AlertEvent.objects.create(
         alert=alert,
         created=now,
@@ -452,7 +465,10 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
-    agent_tasks.on_alert_event(alert, kind, now)  # the alert's task opens, follows and closes with it
+    if transitions is None:
+        agent_tasks.on_alert_event(alert, kind, now)  # the alert's task opens, follows and closes with it
+    else:
+        transitions.append((alert, kind))
     if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now

@@ -1044,7 +1044,13 @@ class Status(LevelWords):
         return self.keys[0] if self.keys else None
 
     def for_key(self, key: ApiKey | None) -> KeyStatus | None:
-        return next((s for s in self.keys if s.key == key), None)
+        if key is None:
+            return next((s for s in self.keys if s.key is None), None)
+        index = self.__dict__.get("_by_pk")
+        if index is None or index[0] != len(self.keys):  # one dict per status: thousands of lookups in a run
+            index = (len(self.keys), {s.key.pk: s for s in reversed(self.keys) if s.key is not None})
+            self.__dict__["_by_pk"] = index
+        return index[1].get(key.pk)
 
     def load_ranges(self, key_statuses: list[KeyStatus] | None = None) -> None:
         """Read the daily spend every exhaustion range needs in two queries, not two per key."""
