@@ -7,14 +7,16 @@ Activity rows are kept forever, so the history outlives OpenRouter's 30-day wind
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 
 from .models import Activity, ApiKey, CreditLog, WorkspaceSpend, update_rows
 from .models import Workspace as WorkspaceRow
-from .openrouter import Client, ListedKey, OpenRouterError, Workspace, key_hash
+from .openrouter import Client, ListedKey, OpenRouterError, Workspace, key_hash, submit_in_context
 from .status import ACCOUNT_HASH
 
 logger = logging.getLogger("monitoring")
@@ -94,9 +96,10 @@ def sync_activity(now, backfill: bool = False) -> int:
     A target with nothing stored (first run, new key) or a gap gets the whole 30 days in one
     request; otherwise only the recent days that are not final yet, one request per day. A key
     whose usage has not moved since the last complete sync is skipped: it has nothing new.
+    The keys' requests go out RUN_CONCURRENCY at a time (ten thousand keys, one by one, would outlast
+    the run's deadline at OpenRouter's round trip); this thread writes every row, as they come back.
     The account-wide target goes last, so its newest `fetched_at` marks the last complete sync.
     """
-    client = _management_client()
     today = _utc_today(now)
     recent = [today - timedelta(days=n) for n in range(1, FINAL_AFTER_DAYS + 2)]  # incl. the newly final day
     stored = _stored_days(recent[-1])
@@ -105,22 +108,34 @@ def sync_activity(now, backfill: bool = False) -> int:
         if not backfill
         else None
     )
+    idle = _idle_since(last_sync) if last_sync is not None else set()
     management_hash = key_hash(settings.OPENROUTER_MANAGEMENT_KEY)
     keys = ApiKey.objects.filter(retired_at__isnull=True).exclude(is_management_key=True).exclude(hash=management_hash)
-    keys = keys.order_by("id")
+    plans = []
+    for pk, target, name in keys.order_by("id").values_list("pk", "hash", "name"):
+        plan = _plan(stored.get(target), recent, backfill, pk in idle)
+        if plan:
+            plans.append((target, name, plan))
     written = 0
-    for key in keys:
-        idle = last_sync is not None and _idle_since(key, last_sync)
-        plan = _plan(stored.get(key.hash), recent, backfill, idle)
+    clients = threading.local()  # one client (and kept-alive connection) per thread of the pool
+    with ThreadPoolExecutor(max_workers=settings.RUN_CONCURRENCY, thread_name_prefix="activity") as pool:
+        calls = {submit_in_context(pool, _fetch, clients, target, plan): (target, name) for target, name, plan in plans}
         try:
-            written += _fetch(client, key.hash, plan, now, today, backfill)
-        except OpenRouterError as exc:
-            if exc.status == 404:  # deleted since it was listed: its stored history stays
-                logger.info("Activity of %s not found (deleted key?): %s", key.display_name, exc.message)
-                continue
-            raise
+            for call in as_completed(calls):
+                target, name = calls[call]
+                try:
+                    fetched = call.result()
+                except OpenRouterError as exc:
+                    if exc.status == 404:  # deleted since it was listed: its stored history stays
+                        logger.info("Activity of %s not found (deleted key?): %s", name or target[:12], exc.message)
+                        continue
+                    raise
+                written += _store(fetched, target, stored, now, today, backfill)
+        finally:
+            for call in calls:  # a failure stops the sync: what is not running yet never starts
+                call.cancel()
     plan = _plan(stored.get(ACCOUNT_HASH), recent, backfill, False)
-    written += _fetch(client, ACCOUNT_HASH, plan, now, today, backfill)
+    written += _store(_fetch(clients, ACCOUNT_HASH, plan), ACCOUNT_HASH, stored, now, today, backfill)
     return written
 
 
@@ -151,20 +166,34 @@ def _plan(info: dict | None, recent: list[date], backfill: bool, idle: bool) -> 
     return pending
 
 
-def _idle_since(key: ApiKey, last_sync: datetime) -> bool:
-    """The key's usage has not moved since a check made before the last complete sync."""
-    logs = CreditLog.objects.successful().for_key(key).exclude(usage=None)
-    before = logs.filter(timestamp__lte=last_sync).order_by("-timestamp", "-id").values_list("usage", flat=True)
-    latest = logs.order_by("-timestamp", "-id").values_list("usage", flat=True)
-    before, latest = before.first(), latest.first()
-    return before is not None and latest is not None and abs(latest - before) < 1e-9
+def _idle_since(last_sync: datetime) -> set[int]:
+    """The keys whose usage has not moved since a check made before the last complete sync: their newest
+    successful reading equals the newest one at or before it (both read through the (key, time) index, in one
+    query for every key)."""
+    readings = CreditLog.objects.successful().exclude(usage=None).filter(key=OuterRef("pk"))
+    newest = readings.order_by("-timestamp", "-id").values("usage")[:1]
+    synced = readings.filter(timestamp__lte=last_sync).order_by("-timestamp", "-id").values("usage")[:1]
+    rows = ApiKey.objects.annotate(latest=Subquery(newest), before=Subquery(synced)).filter(retired_at__isnull=True)
+    return {
+        pk
+        for pk, latest, before in rows.values_list("pk", "latest", "before")
+        if before is not None and latest is not None and abs(latest - before) < 1e-9
+    }
 
 
-def _fetch(client: Client, target: str, plan: list[date | None], now: datetime, today: date, backfill: bool) -> int:
+def _fetch(clients: threading.local, target: str, plan: list[date | None]) -> list[tuple[date | None, list[dict]]]:
+    """The plan's requests for one target (in a thread of the pool: HTTP only, no database)."""
+    client = getattr(clients, "client", None)
+    if client is None:
+        client = clients.client = _management_client()
+    return [(day, client.get_activity(day.isoformat() if day else None, target or None)) for day in plan]
+
+
+def _store(fetched, target: str, stored: dict, now: datetime, today: date, backfill: bool) -> int:
     written = 0
-    for day in plan:
-        rows = client.get_activity(date=day.isoformat() if day else None, api_key_hash=target or None)
-        written += store_activity(rows, target, now, today, skip_final=day is None and not backfill)
+    for day, rows in fetched:
+        whole = day is None and not backfill and target in stored  # nothing of a new target is final yet
+        written += store_activity(rows, target, now, today, skip_final=whole)
     return written
 
 

@@ -26,6 +26,7 @@ logger = logging.getLogger("monitoring")
 
 # A row locked for the length of one sync, so two overlapping runs apply transitions one after the other.
 SYNC_LOCK = "alert-sync"
+SAMPLES_BATCH = 500  # keys whose spike readings are read in one query
 TOPUP_CHECKS = 3  # consecutive checks below the threshold without a purchase before TOPUP_MISSED
 
 
@@ -104,11 +105,18 @@ def free_quota_condition(key_status: KeyStatus, open_alert: Alert | None) -> Con
     return Condition(key_status.key, Alert.FREE_QUOTA, found[0], found[1], log.free_remaining if log else None)
 
 
-def spike_condition(key_status: KeyStatus, now: datetime) -> Condition | None:
-    """Today's spend far above the average of the days before today."""
+def spike_window_start(now: datetime) -> datetime:
+    """The readings a spike is judged on: the burn-rate window before today, and today."""
+    return now - timedelta(days=settings.BURN_RATE_WINDOW_DAYS + 1)
+
+
+def spike_condition(key_status: KeyStatus, now: datetime, samples: list | None = None) -> Condition | None:
+    """Today's spend far above the average of the days before today. `samples`: the key's readings since
+    spike_window_start(now), when the caller read many keys' at once."""
     window = settings.BURN_RATE_WINDOW_DAYS
     tz = status.reporting_zone()
-    samples = CreditLog.objects.usage_samples(key_status.key, now - timedelta(days=window + 1))
+    if samples is None:
+        samples = CreditLog.objects.usage_samples(key_status.key, spike_window_start(now))
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
     before = [s for s in samples if s[0] <= midnight]
     average = forecast.burn_rate_per_day(before, midnight, window)
@@ -151,13 +159,13 @@ def stale_condition(key_status: KeyStatus) -> Condition:
     return Condition(key_status.key, Alert.STALE, level, message)
 
 
-def key_conditions(key_status: KeyStatus, now: datetime, open_alerts: dict) -> list[Condition]:
+def key_conditions(key_status: KeyStatus, now: datetime, open_alerts: dict, samples: list | None = None) -> list:
     key_id = key_status.key.pk if key_status.key is not None else None
     found = []
     if key_status.log is not None and key_status.log.ok:
         found.append(balance_condition(key_status, open_alerts.get((key_id, Alert.BALANCE, ""))))
         found.append(forecast_condition(key_status, open_alerts.get((key_id, Alert.FORECAST, ""))))
-        found.append(spike_condition(key_status, now))
+        found.append(spike_condition(key_status, now, samples))
         found.append(budget_layer_condition(key_status, open_alerts.get((key_id, Alert.BUDGET_LAYER, ""))))
         found.append(free_quota_condition(key_status, open_alerts.get((key_id, Alert.FREE_QUOTA, ""))))
     failures = failures_condition(key_status)
@@ -180,8 +188,13 @@ def key_conditions(key_status: KeyStatus, now: datetime, open_alerts: dict) -> l
 def conditions_for(found: Status, now: datetime) -> list[Condition]:
     open_alerts = {(a.key_id, a.condition, a.subject): a for a in Alert.objects.open()}
     conditions = []
-    for key_status in found.keys:
-        conditions += key_conditions(key_status, now, open_alerts)
+    for first in range(0, len(found.keys), SAMPLES_BATCH):  # the spike readings of many keys in one query
+        batch = found.keys[first : first + SAMPLES_BATCH]
+        keys = [key_status.key for key_status in batch if key_status.key is not None]
+        samples = CreditLog.objects.usage_samples_by_key(keys, spike_window_start(now))
+        for key_status in batch:
+            key_samples = samples.get(key_status.key.pk) if key_status.key is not None else None
+            conditions += key_conditions(key_status, now, open_alerts, key_samples)
     if settings.OPENROUTER_MANAGEMENT_KEY:
         try:
             conditions += account_conditions(found, now)

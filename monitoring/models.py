@@ -237,6 +237,14 @@ class CreditLogQuerySet(models.QuerySet):
         rows = self.successful().for_key(key).since(since).order_by("timestamp")
         return list(rows.values_list("timestamp", "usage"))
 
+    def usage_samples_by_key(self, keys: list[ApiKey], since: datetime) -> dict[int, list[tuple[datetime, float]]]:
+        """`usage_samples` of each key (by id), in one query."""
+        found: dict[int, list[tuple[datetime, float]]] = {key.pk: [] for key in keys}
+        rows = self.successful().filter(key__in=keys).since(since).order_by("key_id", "timestamp")
+        for key_id, when, usage in rows.values_list("key_id", "timestamp", "usage"):
+            found[key_id].append((when, usage))
+        return found
+
     def spend_windows(
         self, keys: list[ApiKey], now: datetime, starts: dict[str, datetime]
     ) -> dict[int, dict[str, SpendWindow]]:

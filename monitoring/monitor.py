@@ -6,7 +6,6 @@ cannot drift apart.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import sys
@@ -33,6 +32,7 @@ from .openrouter import (
     key_hash,
     past_deadline_error,
     run_deadline,
+    submit_in_context,
 )
 from .report import format_report
 
@@ -372,8 +372,8 @@ def record_checks(now: datetime) -> None:
         max_workers=max(1, min(settings.RUN_CONCURRENCY, len(keys) + 1)), thread_name_prefix="check"
     )
     try:
-        account_call = _submit(pool, fetch_account)
-        calls = [(watched, _submit(pool, _timed_check, watched.token)) for watched in keys]
+        account_call = submit_in_context(pool, fetch_account)
+        calls = [(watched, submit_in_context(pool, _timed_check, watched.token)) for watched in keys]
         _wait_within_deadline([account_call, *(call for _, call in calls)])
         account, account_note = account_call.result() if account_call.done() else (None, "not answered in time")
         for watched, call in calls:
@@ -391,11 +391,6 @@ def record_checks(now: datetime) -> None:
     configured = {w.hash for w in keys}
     listed = record_listed_keys(now, configured, account, account_note) if settings.OPENROUTER_MANAGEMENT_KEY else None
     retire_missing(now, configured, listed)
-
-
-def _submit(pool: ThreadPoolExecutor, func, *args) -> Future:
-    """Run func in the pool with this thread's context, so the run's deadline reaches the call."""
-    return pool.submit(contextvars.copy_context().run, func, *args)
 
 
 def _timed_check(token: str) -> tuple[KeySnapshot | OpenRouterError, int]:

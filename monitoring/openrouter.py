@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import unicodedata
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -473,6 +474,11 @@ def run_deadline(seconds: float):
         yield
     finally:
         RUN_DEADLINE.reset(token)
+
+
+def submit_in_context(pool: ThreadPoolExecutor, func, *args) -> Future:
+    """Run func in the pool with this thread's context, so the run's deadline reaches its calls."""
+    return pool.submit(contextvars.copy_context().run, func, *args)
 
 
 def past_deadline_error(seconds: float) -> OpenRouterError:
