@@ -1,10 +1,11 @@
 """Benchmark: one check of 10,000 keys listed by a management key, then every page and endpoint.
 
-    python bench/many_keys.py [--keys 10000] [--requests 9] [--engine sqlite|postgres] [--no-memory]
+    python bench/many_keys.py [--keys 10000] [--requests 9] [--engine sqlite|postgres] [--no-memory] [--check-only]
 
-Starts the in-process simulator's many-keys world scaled to --keys, runs the scheduled job
-(monitor.check_all, as bench/run.py times a check; --job: the whole scheduled job with the activity sync
-and the alert rules) against it on a fresh database,
+Starts the simulator's many-keys world scaled to --keys (in a process of its own, as OpenRouter is another
+machine), runs the scheduled job (monitor.run_monitor: the checks, the activity sync, the alert rules, their
+agent tasks and notifications; --check-only: monitor.check_all, the checks alone, as bench/run.py times a
+check) against it on a fresh database,
 and prints how long the check took and the memory it used (the process's peak RSS, and Python's own
 peak allocation from tracemalloc on a further check). Then each page and endpoint is timed through
 Django's test client (median of --requests, a logged-in user or the API and metrics tokens, as
@@ -19,12 +20,14 @@ SQLite: a temporary file, removed at the end. PostgreSQL: the database named by 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -56,7 +59,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=9, help="timed requests per path (9)")
     parser.add_argument("--engine", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--no-memory", action="store_true", help="skip the further check under tracemalloc")
-    parser.add_argument("--job", action="store_true", help="time the whole scheduled job (alert rules too)")
+    parser.add_argument("--check-only", action="store_true", help="time the checks alone, not the whole job")
     args = parser.parse_args()
 
     folder = tempfile.TemporaryDirectory(prefix="creditmon-manykeys-")
@@ -93,7 +96,7 @@ def main() -> int:
 
     call_command("migrate", verbosity=0)
     try:
-        check = measure_check(args.keys, not args.no_memory, args.job)
+        check = measure_check(args.keys, not args.no_memory, not args.check_only)
         endpoints = measure_endpoints(args.requests)
     finally:
         folder.cleanup()
@@ -116,23 +119,20 @@ def rss_mb() -> float:
 
 
 def measure_check(keys: int, memory: bool, job: bool) -> dict:
-    """One check (monitor.check_all, as bench/run.py times it; with `job` the whole scheduled job) against the
+    """One scheduled job (with `job`; else monitor.check_all, as bench/run.py times a check) against the
     simulator listing `keys` keys: the first (every key new), the next (every key known), and optionally a
     third under tracemalloc for Python's peak allocation."""
     from django.conf import settings
 
     from monitoring import monitor
     from monitoring.models import CreditLog
-    from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY, Simulator
+    from monitoring.simulator import MANAGEMENT_KEY, PROD_KEY
 
-    sim = Simulator()
-    sim.many_keys = keys
-    sim.set_scenario("many-keys")
-    sim.start()
+    sim_url, sim_process = simulator_process(keys)
     run = monitor.run_monitor if job else monitor.check_all
     found = {"keys": keys, "rss_before_mb": rss_mb(), "what": "run_monitor" if job else "check_all"}
     try:
-        settings.OPENROUTER_BASE_URL = sim.url
+        settings.OPENROUTER_BASE_URL = sim_url
         settings.OPENROUTER_API_KEY = PROD_KEY
         settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
         settings.OPENROUTER_API_KEYS = ""
@@ -150,9 +150,34 @@ def measure_check(keys: int, memory: bool, job: bool) -> dict:
             print(f"   a further check under tracemalloc: peak {found['python_peak_mb']:.1f} MB", flush=True)
     finally:
         settings.OPENROUTER_MANAGEMENT_KEY = ""
-        sim.stop()
+        sim_process.terminate()
+        sim_process.join(timeout=10)
     found["rows"] = CreditLog.objects.count()
     return found
+
+
+def simulator_process(keys: int) -> tuple[str, multiprocessing.Process]:
+    """The simulated OpenRouter listing `keys` keys, in a process of its own as the real one is another machine:
+    its work does not share this process's interpreter lock, so what is timed is the monitor's own. Returns its
+    URL and the process (terminate it when done)."""
+    from django.db import connections
+
+    from monitoring.simulator import Simulator
+
+    connections.close_all()  # nothing of the database crosses the fork
+    here, there = multiprocessing.Pipe()
+
+    def serve() -> None:
+        sim = Simulator()
+        sim.many_keys = keys
+        sim.set_scenario("many-keys")
+        sim.start()
+        there.send(sim.url)
+        threading.Event().wait()  # until terminated
+
+    process = multiprocessing.get_context("fork").Process(target=serve, name="openrouter-sim", daemon=True)
+    process.start()
+    return here.recv(), process
 
 
 def measure_endpoints(repeat: int) -> dict:

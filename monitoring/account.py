@@ -14,7 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from django.conf import settings
 from django.db.models import Max, OuterRef, Subquery
 
-from .models import Activity, ApiKey, CreditLog, WorkspaceSpend, update_rows
+from .bulk import update_rows
+from .models import Activity, ApiKey, CreditLog, WorkspaceSpend
 from .models import Workspace as WorkspaceRow
 from .openrouter import Client, ListedKey, OpenRouterError, Workspace, key_hash, submit_in_context
 from .status import ACCOUNT_HASH

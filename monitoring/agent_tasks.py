@@ -318,6 +318,7 @@ def on_alert_events(transitions: list[tuple[Alert, str]], now: datetime) -> None
     if composed:
         try:
             found = status.build(now, keys=list({alert.key for alert in composed if alert.key is not None}))
+            found.load_ranges()  # every exhaustion range's daily spend in two queries, not two per task
         except Exception:  # each task then builds its own, and fails alone if it must
             logger.exception("The status for %d agent tasks could not be built", len(composed))
     for alert, kind in writes:

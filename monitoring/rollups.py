@@ -17,6 +17,8 @@ from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import Greatest, Substr, Trunc, TruncDate
 from django.utils import timezone
 
+from .bulk import update_rows
+
 FOLD_IN_PYTHON = 5000  # DailyFigure.refresh groups up to this many new checks itself, more in the database
 
 
@@ -138,9 +140,7 @@ class DailyFigureQuerySet(models.QuerySet):
                 changed.append(figure)
         with transaction.atomic():
             self.model.objects.bulk_create(new, batch_size=2000)
-            self.model.objects.bulk_update(
-                changed, ["last_id", "usage_low", "usage_high", "last_account_id"], batch_size=2000
-            )
+            update_rows(changed, ["last_id", "usage_low", "usage_high", "last_account_id"])
             top = max(row["last_id"] for row in rows)
             folded = RollupState.objects.filter(pk=state.pk)
             folded.update(last_id=Greatest("last_id", top), refreshed_at=timezone.now())
@@ -232,7 +232,7 @@ def merge_figures(model, bucket: str, rows: list[dict]) -> None:
         merge_hour(figure, row)
         changed.append(figure)
     model.objects.bulk_create(new, batch_size=2000)
-    model.objects.bulk_update(changed, HOURLY_MERGED, batch_size=2000)
+    update_rows(changed, HOURLY_MERGED)
 
 
 HOURLY_FIELDS = ("id", "key_id", "timestamp", "ok", "usage", "remaining", "credit_limit", "account_balance")

@@ -667,6 +667,7 @@ class Simulator:
         self._now = now or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._stop_event = threading.Event()
+        self._hash_index: dict[str, SimKey] = {}  # see by_hash
         self.delay: float = 5.0  # seconds, failure "slow"
         self.drip_interval: float = 0.5  # seconds per byte, failure "slow-body"
         self.huge_bytes: int = 20 * 1024 * 1024  # failure "huge"
@@ -1299,10 +1300,9 @@ class Simulator:
                 return self._list_keys(query, now)
             if sub.startswith("/workspaces"):
                 return self._workspaces(sub, now)
-            wanted = sub[len("/keys/") :]
-            for other in self.keys.values():
-                if other.hash == wanted and not other.is_management:
-                    return _Reply(200, {"data": self._list_item(other, now)})
+            other = self.by_hash(sub[len("/keys/") :])
+            if other is not None and not other.is_management:
+                return _Reply(200, {"data": self._list_item(other, now)})
             return _error(404, "API key not found")
 
     def _models(self, query: dict[str, str], now: datetime) -> _Reply:
@@ -1321,6 +1321,15 @@ class Simulator:
             body["links"] = {"next": f"/api/v1/models?offset={offset + limit}&limit={limit}"}
         return _Reply(200, body)
 
+    def by_hash(self, wanted: str | None) -> SimKey | None:
+        """The key with this hash, from an index checked against `keys` on every hit and rebuilt on a miss
+        (keys come and go through several paths; a stale entry is never served)."""
+        found = self._hash_index.get(wanted)
+        if found is None or self.keys.get(found.token) is not found:
+            self._hash_index = {k.hash: k for k in self.keys.values()}
+            found = self._hash_index.get(wanted)
+        return found
+
     def _activity(self, query: dict[str, str], now: datetime) -> _Reply:
         today = now.date()
         days = [today - timedelta(days=n) for n in range(ACTIVITY_DAYS, 0, -1)]  # completed days only
@@ -1332,11 +1341,13 @@ class Simulator:
             if wanted not in days:
                 return _error(400, "Date must be within the last 30 (completed) UTC days")
             days = [wanted]
-        keys = [k for k in self.keys.values() if not k.is_management]
         if query.get("api_key_hash"):
-            keys = [k for k in keys if k.hash == query["api_key_hash"]]
+            found = self.by_hash(query["api_key_hash"])
+            keys = [found] if found is not None and not found.is_management else []
             if not keys:
                 return _error(404, "API key not found")
+        else:
+            keys = [k for k in self.keys.values() if not k.is_management]
         days = [d for d in days if (today - d).days <= HISTORY_DAYS]
         if query.get("group_by") == "workspace":  # spend per workspace and day
             grouped: dict[tuple[str, str], dict[str, Any]] = {}
@@ -1443,7 +1454,7 @@ class Simulator:
                 token = fields.pop("token", None)
                 h = fields.pop("hash", None)
                 if token is None and h is not None:  # state shows hashes only, so accept them too
-                    token = next((k.token for k in self.keys.values() if k.hash == h), None)
+                    token = getattr(self.by_hash(h), "token", None)
                 if not isinstance(token, str):
                     return _error(400, "token (or hash of a known key) required")
                 if token not in self.keys and "name" in fields:
@@ -1453,9 +1464,7 @@ class Simulator:
                 else:
                     self.set_key(token, **fields)
             elif path == "/_sim/surge":  # {"token" or "hash", "model" (null: stop), "requests", "tokens", "price"}
-                token = body.get("token") or next(
-                    (k.token for k in self.keys.values() if k.hash == body.get("hash")), None
-                )
+                token = body.get("token") or getattr(self.by_hash(body.get("hash")), "token", None)
                 if token not in self.keys:
                     return _error(404, "unknown key")
                 since = parse_iso(body["since"]) if body.get("since") else None

@@ -22,7 +22,8 @@ from django_q.models import Schedule
 
 from . import forecast, outlook
 from .budgets import KEY_SCOPED, SCOPE_WORDS
-from .models import Activity, Alert, ApiKey, CreditLog, Level, LimitReading, aware, severity, update_rows, worst_level
+from .bulk import update_rows
+from .models import Activity, Alert, ApiKey, CreditLog, Level, LimitReading, aware, severity, worst_level
 from .schedule import SCHEDULE_NAME
 
 # Burn-rate windows shown on every surface: (label, days). The forecast uses BURN_RATE_WINDOW_DAYS.

@@ -19,6 +19,7 @@ RANKS = {
     "forecast": 0,
     "modelcosts": 0,  # the advisor's maths: plain values in and out
     "logredact": 0,
+    "bulk": 0,  # many rows saved at once
     "channelmask": 0,  # Apprise's privacy form of a URL, in a child process where Apprise is not loaded
     "simulator": 0,  # the test double: a standalone HTTP server
     "models": 1,
