@@ -303,7 +303,7 @@ def on_alert_event(alert: Alert, kind: str, now: datetime, found: status.Status 
         with transaction.atomic():
             if kind == AlertEvent.RESOLVED:
                 return close_for_alert(alert, now)
-            return sync_for_alert(alert, now, reopen=kind == AlertEvent.ESCALATED, found=found)
+            return sync_for_alert(alert, now, kind == AlertEvent.ESCALATED, found, opened=kind == AlertEvent.OPENED)
     except Exception:  # the task is the alert's companion: it never costs the alert its transition
         logger.exception("Agent task for alert %s could not be written", alert.pk)
         return None
@@ -326,13 +326,14 @@ def on_alert_events(transitions: list[tuple[Alert, str]], now: datetime) -> None
 
 
 def sync_for_alert(
-    alert: Alert, now: datetime, reopen: bool = False, found: status.Status | None = None
+    alert: Alert, now: datetime, reopen: bool = False, found: status.Status | None = None, opened: bool = False
 ) -> AgentTask | None:
-    """Create the alert's task, or refresh it with the alert's new level and figures."""
+    """Create the alert's task, or refresh it with the alert's new level and figures. `opened`: the alert was
+    created just now, so it has no task yet (not looked for: thousands open in a first run of many keys)."""
     if kind_for(alert) is None:
         return None
     fields = compose(alert, now, found)
-    task = AgentTask.objects.select_for_update().filter(alert=alert).first()
+    task = None if opened else AgentTask.objects.select_for_update().filter(alert=alert).first()
     if task is None:
         task = AgentTask.objects.create(alert=alert, created_at=now, updated_at=now, **fields)
         logger.info("Agent task %s opened: %s", task.pk, task.title)

@@ -10,6 +10,7 @@ simply absent, so its open alert stays as it was.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -356,16 +357,47 @@ def evaluate(found: Status, now: datetime | None = None, extra=()) -> list[Alert
         Lease.objects.select_for_update().get(name=SYNC_LOCK)
         touched = set()
         # Every open alert read once (ten thousand keys' conditions would be as many queries), under the lock.
-        known = {(a.key_id, a.condition, a.subject): a for a in Alert.objects.select_for_update().open()}
-        transitions: list[tuple[Alert, str]] = []  # their agent tasks follow from one status, read once below
+        run = Evaluation(Alert.objects.select_for_update().open())
         for condition in conditions:
-            event = sync(condition, now, known, transitions)
+            event = sync(condition, now, run)
             if event is not None:
                 events.append(event)
                 touched.add(event.alert_id)
         events += remind(now, exclude=touched)
-        agent_tasks.on_alert_events(transitions, now)
+        agent_tasks.on_alert_events(run.transitions, now)
     return events
+
+
+class Evaluation:
+    """One evaluation under the sync lock: the open alerts, read once and kept current as its conditions apply
+    (by identity, and by subject for what counts as news), and the transitions whose agent tasks are written
+    together at its end, from one status of their keys."""
+
+    def __init__(self, open_alerts):
+        self.by_identity: dict[tuple, Alert] = {}
+        self.by_subject: dict[int | None, dict[int, Alert]] = defaultdict(dict)
+        self.transitions: list[tuple[Alert, str]] = []
+        for alert in open_alerts:
+            self.add(alert)
+
+    @staticmethod
+    def identity(alert: Alert) -> tuple:
+        return alert.key_id, alert.condition, alert.subject
+
+    def get(self, identity: tuple) -> Alert | None:
+        return self.by_identity.get(identity)
+
+    def add(self, alert: Alert) -> None:
+        self.by_identity[self.identity(alert)] = alert
+        self.by_subject[alert.key_id][alert.pk] = alert
+
+    def remove(self, alert: Alert) -> None:
+        self.by_identity.pop(self.identity(alert), None)
+        self.by_subject[alert.key_id].pop(alert.pk, None)
+
+    def others(self, alert: Alert) -> list[Alert]:
+        """The other open alerts of the alert's subject (its key, or the account)."""
+        return [other for pk, other in self.by_subject[alert.key_id].items() if pk != alert.pk]
 
 
 def _open_alert(condition: Condition) -> Alert | None:
@@ -377,14 +409,11 @@ def _open_alert(condition: Condition) -> Alert | None:
     )
 
 
-def sync(
-    condition: Condition, now: datetime, known: dict | None = None, transitions: list | None = None
-) -> AlertEvent | None:
+def sync(condition: Condition, now: datetime, run: Evaluation | None = None) -> AlertEvent | None:
     """Apply one condition to its open alert (if any); returns the transition's event, if one happened.
-    `known`: the open alerts by (key id, condition, subject), read once by the caller and kept current here.
-    `transitions`: where (alert, kind) is left for the caller to write the agent tasks of, all at once."""
+    `run`: the evaluation this belongs to (its open alerts read once, kept current here), else the database."""
     identity = (condition.key.pk if condition.key is not None else None, condition.condition, condition.subject)
-    alert = known.get(identity) if known is not None else _open_alert(condition)
+    alert = run.get(identity) if run is not None else _open_alert(condition)
     if alert is None:
         if condition.level == Level.OK:
             return None
@@ -404,19 +433,20 @@ def sync(
             alert = _open_alert(condition)
             if alert is None:
                 raise
+            if run is not None:
+                run.add(alert)
         else:
-            if known is not None:
-                known[identity] = alert
-            return record(alert, AlertEvent.OPENED, condition.message, now, transitions=transitions)
+            if run is not None:
+                run.add(alert)
+            return record(alert, AlertEvent.OPENED, condition.message, now, run=run)
     previous = alert.level
     alert.message, alert.value, alert.updated_at = condition.message, condition.value, now
     if condition.level == Level.OK:
         alert.resolved_at = now
         alert.save()
-        if known is not None:
-            known.pop(identity, None)
-        kind = AlertEvent.RESOLVED
-        return record(alert, kind, condition.message, now, level=Level.OK, previous=previous, transitions=transitions)
+        if run is not None:
+            run.remove(alert)
+        return record(alert, AlertEvent.RESOLVED, condition.message, now, level=Level.OK, previous=previous, run=run)
     if condition.level == previous:
         alert.save(update_fields=["message", "value", "updated_at"])
         return None
@@ -424,7 +454,7 @@ def sync(
     alert.save()
     up = severity(condition.level) > severity(previous)
     kind = AlertEvent.ESCALATED if up else AlertEvent.DEESCALATED
-    return record(alert, kind, condition.message, now, previous=previous, transitions=transitions)
+    return record(alert, kind, condition.message, now, previous=previous, run=run)
 
 
 def resolve_for_key(key: ApiKey, reason: str, now: datetime) -> list[AlertEvent]:
@@ -456,10 +486,10 @@ def record(
     now: datetime,
     level: int | None = None,
     previous: int | None = None,
-    transitions: list | None = None,
+    run: Evaluation | None = None,
 ) -> AlertEvent:
     """Write the event, log it, and queue its notifications in the caller's transaction. The alert's agent task
-    follows now, or, given `transitions`, when the caller writes the tasks of the whole evaluation."""
+    follows now, or, within an evaluation (`run`), with the tasks of the whole evaluation."""
     event = AlertEvent.objects.create(
         alert=alert,
         created=now,
@@ -478,11 +508,11 @@ def record(
         alert.key.display_name if alert.key else "the account",
         message,
     )
-    if transitions is None:
+    if run is None:
         agent_tasks.on_alert_event(alert, kind, now)  # the alert's task opens, follows and closes with it
     else:
-        transitions.append((alert, kind))
-    if notify.needs_notification(event) and is_news(alert, kind, event.level, previous):
+        run.transitions.append((alert, kind))
+    if notify.needs_notification(event) and is_news(alert, kind, event.level, previous, run):
         if kind != AlertEvent.RESOLVED:
             alert.last_notified_at = now
             alert.save(update_fields=["last_notified_at"])
@@ -492,14 +522,18 @@ def record(
     return event
 
 
-def is_news(alert: Alert, kind: str, level: int, previous: int | None) -> bool:
+def is_news(alert: Alert, kind: str, level: int, previous: int | None, run: Evaluation | None = None) -> bool:
     """Whether a transition changes the level people were told for its subject (the key, or the account):
     opened or escalated above every other open alert of it, or eased or resolved from the top after being
-    told. The rest is recorded and shown, not sent: one story, a few notifications."""
+    told. The rest is recorded and shown, not sent: one story, a few notifications. The other open alerts
+    come from the evaluation (`run`) when there is one, else from the database."""
     if kind not in (AlertEvent.OPENED, AlertEvent.ESCALATED, AlertEvent.DEESCALATED, AlertEvent.RESOLVED):
         return True
-    others = Alert.objects.open().exclude(pk=alert.pk).filter(key_id=alert.key_id)
-    top = max((severity(value) for value in others.values_list("level", flat=True)), default=0)
+    if run is not None:
+        levels = [other.level for other in run.others(alert)]
+    else:
+        levels = Alert.objects.open().exclude(pk=alert.pk).filter(key_id=alert.key_id).values_list("level", flat=True)
+    top = max((severity(value) for value in levels), default=0)
     if kind in (AlertEvent.OPENED, AlertEvent.ESCALATED):
         return severity(level) > top
     return alert.last_notified_at is not None and previous is not None and severity(previous) > top
