@@ -310,8 +310,9 @@ def on_alert_event(alert: Alert, kind: str, now: datetime, found: status.Status 
 
 
 def on_alert_events(transitions: list[tuple[Alert, str]], now: datetime) -> None:
-    """The tasks of one evaluation's transitions, in order, their figures read from one status of every key they
-    name, built after all of them: thousands of alerts in a run cost one build, not one each."""
+    """The tasks of one evaluation's transitions, their figures read from one status of every key they name,
+    built after all of them: thousands of alerts in a run cost one build, not one each. The new alerts' tasks
+    are written first, together; then the others follow, in order, each in its own savepoint."""
     writes = [(alert, kind) for alert, kind in transitions if kind in TASK_EVENTS]
     composed = [alert for alert, kind in writes if kind != AlertEvent.RESOLVED and kind_for(alert) is not None]
     found = None
@@ -321,8 +322,29 @@ def on_alert_events(transitions: list[tuple[Alert, str]], now: datetime) -> None
             found.load_ranges()  # every exhaustion range's daily spend in two queries, not two per task
         except Exception:  # each task then builds its own, and fails alone if it must
             logger.exception("The status for %d agent tasks could not be built", len(composed))
+    opened = [alert for alert, kind in writes if kind == AlertEvent.OPENED and kind_for(alert) is not None]
+    created = open_for_alerts(opened, now, found) if found is not None else set()
     for alert, kind in writes:
-        on_alert_event(alert, kind, now, found)
+        if not (kind == AlertEvent.OPENED and alert.pk in created):
+            on_alert_event(alert, kind, now, found)
+
+
+def open_for_alerts(alerts: list[Alert], now: datetime, found: status.Status) -> set[int]:
+    """The tasks of newly opened alerts, written in one statement; returns the alerts whose task it wrote (none
+    on a failure, logged: then each is written on its own, and fails alone if it must)."""
+    if not alerts:
+        return set()
+    try:
+        with transaction.atomic():
+            new = [AgentTask(alert=a, created_at=now, updated_at=now, **compose(a, now, found)) for a in alerts]
+            tasks = AgentTask.objects.bulk_create(new)
+            for task in tasks:
+                logger.info("Agent task %s opened: %s", task.pk, task.title)
+                agent_webhook.queue(task, agent_webhook.CREATED, task_document(task, now), now)
+    except Exception:
+        logger.exception("The agent tasks of %d new alerts could not be written together", len(alerts))
+        return set()
+    return {alert.pk for alert in alerts}
 
 
 def sync_for_alert(

@@ -114,6 +114,34 @@ class TestTheAlertLifecycle:
         task = AgentTask.objects.get(alert__condition=Alert.FAILURES)
         assert task.kind == AgentTask.REPLACE_KEY
 
+    def test_a_run_opening_many_alerts_writes_their_tasks_together_as_one_at_a_time_would(self, agents, settings):
+        """The tasks of one run come from one status of their keys, written in one statement: each is what
+        composing it alone, from a status of its own key, gives."""
+        settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+        agents.set_scenario("many-keys")  # 150 listed keys: those capped at $10 run low
+        run(agents, 0)
+        opened = AgentTask.objects.filter(alert__condition=Alert.BALANCE).select_related("alert", "key")
+        assert opened.count() >= 40, "the many-keys world opens a balance alert on every key capped at $10"
+        now = START
+        for task in opened:
+            alone = agent_tasks.compose(task.alert, now)  # builds the status of this key alone
+            assert (task.title, task.body, task.evidence) == (alone["title"], alone["body"], alone["evidence"])
+        created = [d for d in TaskDelivery.objects.all() if d.event == agent_webhook.CREATED]
+        assert len(created) == opened.count(), "each new task is posted once"
+
+    def test_when_the_tasks_cannot_be_written_together_each_is_written_alone(self, agents, settings, monkeypatch):
+        settings.OPENROUTER_MANAGEMENT_KEY = MANAGEMENT_KEY
+        agents.set_scenario("many-keys")
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("the bulk insert is refused")
+
+        monkeypatch.setattr(type(AgentTask.objects), "bulk_create", refuse)
+        run(agents, 0)
+        alerts = Alert.objects.filter(condition=Alert.BALANCE)
+        assert alerts.count() >= 40
+        assert AgentTask.objects.filter(alert__in=alerts).count() == alerts.count()
+
 
 @pytest.mark.django_db
 class TestTheWebhook:
