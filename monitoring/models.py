@@ -428,7 +428,9 @@ class CreditLog(models.Model):
         ordering = ["-timestamp", "-id"]
         indexes = [
             models.Index(fields=["key", "timestamp"], name="creditlog_key_time"),
-            models.Index(fields=["ok", "timestamp"], name="creditlog_ok_time"),
+            # The newest successful check (the account's reading, the pages' "as of"): with id, the newest of the
+            # thousands a run of many listed keys writes at one instant is one look-up, not a sort of them all.
+            models.Index(fields=["ok", "timestamp", "id"], name="creditlog_ok_time_id"),
             # The burn-rate window's readings without touching the wide rows (raw_response is inline).
             models.Index(
                 fields=["key", "timestamp", "usage"],

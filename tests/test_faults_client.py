@@ -271,3 +271,23 @@ def test_mentions_in_a_key_label_reach_chat_neutralised(sim, settings, webhook_r
         assert not CONTROL.search(text.replace("\n", " "))
     title = about_the_key[0]["title"]
     assert "@\u200beveryone" in title and "<\u200b@123>" in title and "<\u200b!channel>" in title
+
+
+def test_a_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(sim, webhook_receiver, monkeypatch):
+    """The environment is read once per client and host (not on every request), and still decides: HTTP_PROXY
+    carries the call, NO_PROXY exempts the host."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://{webhook_receiver.url}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    # The receiver answers every proxied call itself ("{}", not OpenRouter's shape): the call went there.
+    proxied = Client(PROD_KEY, base_url=sim.url, max_retries=0)
+    for _ in range(2):  # the second call is answered from the session's reading of the environment
+        with pytest.raises(OpenRouterError):
+            proxied.get_key()
+    through = [r["path"] for r in webhook_receiver.received]
+    assert through == [f"{sim.url}/key"] * 2, through  # a proxy is asked for the absolute URL
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = Client(PROD_KEY, base_url=sim.url, max_retries=0)
+    assert direct.get_key().usage is not None
+    assert len(webhook_receiver.received) == 2
