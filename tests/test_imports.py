@@ -19,8 +19,8 @@ RANKS = {
     "forecast": 0,
     "modelcosts": 0,  # the advisor's maths: plain values in and out
     "logredact": 0,
-    "bulk": 0,  # many rows saved at once
-    "channelmask": 0,  # Apprise's privacy form of a URL, in a child process where Apprise is not loaded
+    "bulk": -1,  # many rows saved at once: Django only, below the rollups
+    "channelmask": 0.5,  # Apprise's privacy form of a URL, in a child process where Apprise is not loaded
     "simulator": 0,  # the test double: a standalone HTTP server
     "models": 1,
     "rollups": 0,  # below the models: their rows, the credit log looked up through the app registry
