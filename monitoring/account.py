@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db.models import Max, OuterRef, Subquery
@@ -36,6 +36,7 @@ ACTIVITY_FIELDS = [
     "cached_tokens",
 ]
 SUMMED_FIELDS = ACTIVITY_FIELDS[2:]
+SYNC_BATCH = 200  # keys whose activity requests are in flight or held at once
 
 
 def _management_client() -> Client:
@@ -56,10 +57,13 @@ def upsert_listed(listed: list[ListedKey], checked: set[str], now: datetime) -> 
     for item in listed:
         key = existing.get(item.hash)
         if item.hash in checked:
-            # Configured keys keep their own figures (from /key); the listing only names them.
-            if key is not None and not key.name and item.name:
-                key.name = item.name
-                key.created_at = key.created_at or item.created_at
+            # Configured keys keep their own figures (from /key); the listing only names them, and says when
+            # each was last used (what the activity sync skips by).
+            if key is not None:
+                if not key.name and item.name:
+                    key.name = item.name
+                    key.created_at = key.created_at or item.created_at
+                key.last_used_at, key.last_use_listed = item.last_used_at, item.reports_last_use
                 changed.append(key)
             continue
         if key is None:
@@ -76,12 +80,13 @@ def upsert_listed(listed: list[ListedKey], checked: set[str], now: datetime) -> 
         key.expires_at = item.expires_at
         key.created_at = item.created_at
         key.workspace_id = item.workspace_id
+        key.last_used_at, key.last_use_listed = item.last_used_at, item.reports_last_use
         key.last_seen = now
         key.retired_at, key.retired_reason = None, ""
         existing[item.hash] = key
     ApiKey.objects.bulk_create(new)
     fields = ["source", "name", "label", "disabled", "credit_limit", "limit_reset", "expires_at", "created_at"]
-    fields.append("workspace_id")
+    fields += ["workspace_id", "last_used_at", "last_use_listed"]
     update_rows(changed, fields + ["last_seen", "retired_at", "retired_reason"])
     if new and new[0].pk is None:  # backends that do not return ids from bulk_create
         existing.update({key.hash: key for key in ApiKey.objects.filter(hash__in=[k.hash for k in new])})
@@ -96,7 +101,8 @@ def sync_activity(now, backfill: bool = False) -> int:
 
     A target with nothing stored (first run, new key) or a gap gets the whole 30 days in one
     request; otherwise only the recent days that are not final yet, one request per day. A key
-    whose usage has not moved since the last complete sync is skipped: it has nothing new.
+    whose usage has not moved since the last complete sync is skipped: it has nothing new; so is a
+    key the listing says was never used, or last used before the oldest day served.
     The keys' requests go out RUN_CONCURRENCY at a time (ten thousand keys, one by one, would outlast
     the run's deadline at OpenRouter's round trip); this thread writes every row, as they come back.
     The account-wide target goes last, so its newest `fetched_at` marks the last complete sync.
@@ -112,29 +118,21 @@ def sync_activity(now, backfill: bool = False) -> int:
     idle = _idle_since(last_sync) if last_sync is not None else set()
     management_hash = key_hash(settings.OPENROUTER_MANAGEMENT_KEY)
     keys = ApiKey.objects.filter(retired_at__isnull=True).exclude(is_management_key=True).exclude(hash=management_hash)
+    oldest = datetime.combine(today - timedelta(days=API_DAYS), time.min, tzinfo=UTC)  # of the days served
     plans = []
-    for pk, target, name in keys.order_by("id").values_list("pk", "hash", "name"):
+    columns = ("pk", "hash", "name", "last_use_listed", "last_used_at")
+    for pk, target, name, use_listed, last_used in keys.order_by("id").values_list(*columns):
+        if use_listed and (last_used is None or last_used < oldest):
+            continue  # never used, or not in the days /activity serves: nothing to fetch (many listed keys are so)
         plan = _plan(stored.get(target), recent, backfill, pk in idle)
         if plan:
             plans.append((target, name, plan))
     written = 0
     clients = threading.local()  # one client (and kept-alive connection) per thread of the pool
     with ThreadPoolExecutor(max_workers=settings.RUN_CONCURRENCY, thread_name_prefix="activity") as pool:
-        calls = {submit_in_context(pool, _fetch, clients, target, plan): (target, name) for target, name, plan in plans}
-        try:
-            for call in as_completed(calls):
-                target, name = calls[call]
-                try:
-                    fetched = call.result()
-                except OpenRouterError as exc:
-                    if exc.status == 404:  # deleted since it was listed: its stored history stays
-                        logger.info("Activity of %s not found (deleted key?): %s", name or target[:12], exc.message)
-                        continue
-                    raise
+        for first in range(0, len(plans), SYNC_BATCH):  # a batch's answers are held until stored, no more
+            for target, fetched in _fetched(pool, clients, plans[first : first + SYNC_BATCH]):
                 written += _store(fetched, target, stored, now, today, backfill)
-        finally:
-            for call in calls:  # a failure stops the sync: what is not running yet never starts
-                call.cancel()
     plan = _plan(stored.get(ACCOUNT_HASH), recent, backfill, False)
     written += _store(_fetch(clients, ACCOUNT_HASH, plan), ACCOUNT_HASH, stored, now, today, backfill)
     return written
@@ -180,6 +178,24 @@ def _idle_since(last_sync: datetime) -> set[int]:
         for pk, latest, before in rows.values_list("pk", "latest", "before")
         if before is not None and latest is not None and abs(latest - before) < 1e-9
     }
+
+
+def _fetched(pool: ThreadPoolExecutor, clients: threading.local, plans: list[tuple[str, str, list]]):
+    """(target, answers) of each plan, as they come back. A key deleted since it was listed (404) is skipped; any
+    other failure stops the sync, and what is not running yet never starts."""
+    calls = {submit_in_context(pool, _fetch, clients, target, plan): (target, name) for target, name, plan in plans}
+    try:
+        for call in as_completed(calls):
+            target, name = calls[call]
+            try:
+                yield target, call.result()
+            except OpenRouterError as exc:
+                if exc.status != 404:
+                    raise
+                logger.info("Activity of %s not found (deleted key?): %s", name or target[:12], exc.message)
+    finally:
+        for call in calls:
+            call.cancel()
 
 
 def _fetch(clients: threading.local, target: str, plan: list[date | None]) -> list[tuple[date | None, list[dict]]]:

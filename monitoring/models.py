@@ -105,6 +105,10 @@ class ApiKey(models.Model):
     workspace_id = models.CharField(max_length=100, blank=True, help_text="The OpenRouter workspace it spends in")
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="When OpenRouter last saw it used (/keys)")
+    last_use_listed = models.BooleanField(
+        default=False, help_text="The listing reports its last use (so an empty last use means never used)"
+    )
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
     retired_at = models.DateTimeField(

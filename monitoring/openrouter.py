@@ -220,6 +220,8 @@ class ListedKey:
     raw: dict = field(default_factory=dict)
     byok_usage: float | None = None
     workspace_id: str = ""
+    last_used_at: datetime | None = None
+    reports_last_use: bool = False  # the item has `last_used_at` (null then means never used)
 
 
 @dataclass
@@ -930,6 +932,8 @@ class Client:
                             raw=item,
                             byok_usage=_money(item, "byok_usage", required=False),
                             workspace_id=_text(item, "workspace_id", ID_LENGTH) or "",
+                            last_used_at=_datetime(item, "last_used_at"),
+                            reports_last_use="last_used_at" in item,
                         )
                     )
                 except OpenRouterError as exc:

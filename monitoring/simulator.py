@@ -1106,8 +1106,18 @@ class Simulator:
         }
 
     def _last_used(self, k: SimKey, now: datetime) -> str | None:
-        # A key that is spending right now was just used.
-        return iso(now - timedelta(seconds=90)) if k.spend_per_day > 0 else k.last_used_at
+        """A key spending right now was just used; one whose /activity shows spend was used on its newest such
+        day at the latest (as OpenRouter's figures agree with each other); else what was set."""
+        if k.spend_per_day > 0:
+            return iso(now - timedelta(seconds=90))
+        if k.spend_by_day is not None:
+            days = [day for day, spent in k.spend_by_day.items() if spent > 0 and day < now.date()]
+        else:
+            days = [now.date() - timedelta(days=1)] if k.history_rate() > 0 else []
+        if not days:
+            return k.last_used_at
+        used = datetime.combine(max(days), datetime.max.time(), tzinfo=UTC).replace(microsecond=0)
+        return iso(max(used, parse_iso(k.last_used_at))) if k.last_used_at else iso(used)
 
     def _key_data(self, k: SimKey, now: datetime) -> dict[str, Any]:
         """The `/key` object: all 25 fields SDK 1.3.84 knows (§1.2)."""

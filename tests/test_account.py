@@ -15,7 +15,7 @@ from monitoring.account import FINAL_AFTER_DAYS, sync_activity
 from monitoring.models import Activity, ApiKey, CreditLog, Level
 from monitoring.monitor import LISTING_LABEL, record_listed_keys
 from monitoring.openrouter import key_hash
-from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY
+from monitoring.simulator import DEV_KEY, MANAGEMENT_KEY, PROD_KEY, iso, parse_iso
 
 PROD, DEV, MGMT = key_hash(PROD_KEY), key_hash(DEV_KEY), key_hash(MANAGEMENT_KEY)
 
@@ -253,7 +253,9 @@ def test_a_normal_run_is_a_few_requests_not_30_per_key(management, db):
     now = same_day_base()
     run(now)
     first = activity_requests(management)
-    assert len(first) == 151  # the backfill: one request per key, one account-wide
+    # The backfill: one request per key the listing says was used within the 30 days, one account-wide.
+    used = [k for k in management.state()["keys"] if not k["is_management_key"] and k["last_used_at"]]
+    assert 50 < len(used) < 150 and len(first) == len(used) + 1
     assert all("date" not in r["query"] for r in first)
 
     management.requests.clear()
@@ -282,6 +284,30 @@ def test_a_key_that_spends_again_is_refetched_and_a_new_key_gets_its_history(man
     assert not [q for q in queries if q.get("api_key_hash") == PROD and "date" not in q]
     assert stored(new_hash).keys() == {(r["date"], r["model"], r["endpoint_id"]) for r in served(management, new_hash)}
     assert ApiKey.objects.get(hash=new_hash).name == "New Key"
+
+
+def test_a_key_never_used_or_not_within_the_window_is_not_asked_for_its_activity(management, db):
+    now = same_day_base()
+    for token, name, last_used in [
+        ("sk-or-v1-sim-never-used-key", "Never used", None),
+        ("sk-or-v1-sim-used-long-ago", "Long ago", iso(now - timedelta(days=40))),
+        ("sk-or-v1-sim-used-yesterday", "Yesterday", iso(now - timedelta(days=1))),
+    ]:
+        management.add_key(token, name, limit=10.0, last_used_at=last_used)
+    run(now)
+    asked = {r["query"].get("api_key_hash") for r in activity_requests(management)}
+    assert key_hash("sk-or-v1-sim-used-yesterday") in asked
+    assert not asked & {key_hash("sk-or-v1-sim-never-used-key"), key_hash("sk-or-v1-sim-used-long-ago")}
+    assert PROD in asked, "a configured key is asked whatever the listing says"
+    key = ApiKey.objects.get(hash=key_hash("sk-or-v1-sim-used-long-ago"))
+    assert key.last_use_listed and key.last_used_at == parse_iso(iso(now - timedelta(days=40)))
+
+    # Once it is used again, the next listing says so and its month is fetched.
+    management.set_key("sk-or-v1-sim-used-long-ago", usage=2.5, activity_per_day=1.5)
+    management.requests.clear()
+    run(now + timedelta(minutes=30))
+    asked = [r["query"] for r in activity_requests(management)]
+    assert {"api_key_hash": key_hash("sk-or-v1-sim-used-long-ago")} in asked
 
 
 def test_syncactivity_stores_the_activity(management, db):
