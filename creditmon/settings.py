@@ -383,7 +383,7 @@ RUN_RETRY_SECONDS = envint("RUN_RETRY_SECONDS", 120, minimum=6)
 RUN_DEADLINE_SECONDS = envint("RUN_DEADLINE_SECONDS", 240, minimum=5)
 # The run's recording, alerts and notifications after its calls: the task timeout is the deadline plus this.
 RUN_TIMEOUT_SECONDS = RUN_DEADLINE_SECONDS + max(RUN_DEADLINE_SECONDS // 4, 10)
-# How many keys a run checks at once (independent HTTP calls in a thread pool).
+# How many keys a run checks, and asks /activity for, at once (independent HTTP calls in a thread pool).
 RUN_CONCURRENCY = envint("RUN_CONCURRENCY", 4, minimum=1)
 RETENTION_DAYS = envint("RETENTION_DAYS", 0, minimum=0)  # 0 = keep every raw row
 

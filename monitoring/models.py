@@ -431,7 +431,9 @@ class CreditLog(models.Model):
         verbose_name_plural = "credit log entries"
         ordering = ["-timestamp", "-id"]
         indexes = [
-            models.Index(fields=["key", "timestamp"], name="creditlog_key_time"),
+            # A key's newest row is an exact look-up here (with id: its order); else PostgreSQL may walk the
+            # (ok, timestamp, id) index below backwards looking for the key, the whole table for a new one.
+            models.Index(fields=["key", "timestamp", "id"], name="creditlog_key_time_id"),
             # The newest successful check (the account's reading, the pages' "as of"): with id, the newest of the
             # thousands a run of many listed keys writes at one instant is one look-up, not a sort of them all.
             models.Index(fields=["ok", "timestamp", "id"], name="creditlog_ok_time_id"),

@@ -5,6 +5,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     # The newest successful check among thousands written at one instant (many listed keys): one index look-up.
+    # A key's newest row likewise, in its own (key, timestamp, id) order: with only the first, PostgreSQL walked
+    # it backwards looking for a key, the whole table for a key with no rows yet.
 
     dependencies = [
         ('monitoring', '0020_stored_key_figures'),
@@ -15,8 +17,16 @@ class Migration(migrations.Migration):
             model_name='creditlog',
             index=models.Index(fields=['ok', 'timestamp', 'id'], name='creditlog_ok_time_id'),
         ),
+        migrations.AddIndex(
+            model_name='creditlog',
+            index=models.Index(fields=['key', 'timestamp', 'id'], name='creditlog_key_time_id'),
+        ),
         migrations.RemoveIndex(
             model_name='creditlog',
             name='creditlog_ok_time',
+        ),
+        migrations.RemoveIndex(
+            model_name='creditlog',
+            name='creditlog_key_time',
         ),
     ]
