@@ -578,7 +578,7 @@ WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 class EnvironmentOnce(requests.Session):
-    """A session that reads the environment's proxies, CA bundle and netrc once per host, not on every request:
+    """A session that reads the environment's proxies (NO_PROXY too) and CA bundle once per host, not on every request:
     requests walks every environment variable on each call (about 0.5 ms, a third of a call to the simulator;
     ten thousand keys make ten thousand calls a run). A client's session lives for one run, so a changed
     environment is still read at the next one."""
